@@ -1,0 +1,248 @@
+"""The `valuescope` command line: parse, build a config, call the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from valuescope.config import DEFAULT_MODEL, RunConfig
+from valuescope.errors import ValuescopeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure, analyse and control the value systems of language models.",
+)
+outcomes_app = typer.Typer(no_args_is_help=True, help="Inspect outcome sets.")
+app.add_typer(outcomes_app, name="outcomes")
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+class _BarProgress:
+    """Pipeline progress shown as a rich progress bar with ETA."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task = None
+
+    def start(self, total: int, description: str) -> None:
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, n)
+
+
+@app.command("run")
+def run_command(
+    model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
+    outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
+    out: Path = typer.Option(Path("runs/latest"), help="run directory to write"),
+    mode: str = typer.Option("auto", help="logprob, sample, or auto (logprob when offered)"),
+    samples: int = typer.Option(10, help="answers per order in sample mode"),
+    temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
+    design: str = typer.Option("active", help="active, random or full"),
+    budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
+    seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
+    template: str = typer.Option("default", help="prompt template"),
+    refusals: str = typer.Option("indifference", help="indifference or drop"),
+    bootstrap: int = typer.Option(50, help="bootstrap replicates for intervals (0: none)"),
+    batch_size: int = typer.Option(256, help="queries sent to the backend at a time"),
+    resume: bool = typer.Option(
+        False, help="continue the run in --out with its saved settings (the cache is reused)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+) -> None:
+    """Ask MODEL forced-choice questions, fit utilities, and write a run directory."""
+    from valuescope.pipeline import plan, run
+
+    if resume:
+        saved = out / "run_config.json"
+        if not saved.exists():
+            raise ValuescopeError(f"--resume: {out} holds no run to resume (no run_config.json)")
+        config = RunConfig(**json.loads(saved.read_text()))
+    else:
+        config = _build_config(
+            model=model, outcomes=outcomes, out=out, mode=mode, samples=samples,
+            temperature=temperature, design=design, budget=budget, seed=seed,
+            template=template, refusals=refusals, bootstrap=bootstrap, batch_size=batch_size,
+        )
+    run_plan = plan(config)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or as_json,
+        transient=False,
+    ) as bar:
+        result = run(run_plan, progress=_BarProgress(bar))
+    if as_json:
+        print(json.dumps(_jsonable(result.metrics), indent=2))
+    elif not quiet:
+        _print_summary(result)
+
+
+@app.command("fit")
+def fit_command(
+    run_dir: Path = typer.Argument(..., help="a run directory with pairs.csv"),
+    method: str = typer.Option("thurstonian", help="thurstonian or bradley-terry"),
+    out: Path | None = typer.Option(None, help="CSV to write (default: print top rows)"),
+) -> None:
+    """Refit utilities from the recorded pairs of a run (no model calls)."""
+    import numpy as np
+    import pandas as pd
+
+    from valuescope.fit import fit_bradley_terry, fit_thurstonian
+
+    pairs_path = run_dir / "pairs.csv"
+    util_path = run_dir / "utilities.csv"
+    if not pairs_path.exists() or not util_path.exists():
+        raise ValuescopeError(f"{run_dir} has no pairs.csv/utilities.csv to refit")
+    table = pd.read_csv(pairs_path)
+    utilities = pd.read_csv(util_path)
+    train = table[table["split"] == "train"]
+    pairs = train[["a", "b"]].to_numpy()
+    fitter = {"thurstonian": fit_thurstonian, "bradley-terry": fit_bradley_terry}.get(method)
+    if fitter is None:
+        raise ValuescopeError(f"unknown fit method {method!r}; use thurstonian or bradley-terry")
+    result = fitter(pairs, train["p"].to_numpy(), len(utilities))
+    refit = utilities[["id", "outcome", "category"]].assign(
+        mean=result.mean, sigma=result.sigma
+    )
+    if out:
+        refit.to_csv(out, index=False)
+        err_console.print(f"wrote {out}")
+    else:
+        top = refit.iloc[np.argsort(-result.mean)]
+        out_console.print(top.head(20).to_string(index=False))
+
+
+@outcomes_app.command("list")
+def outcomes_list() -> None:
+    """List the built-in outcome sets."""
+    from valuescope.outcomes import builtin_sets, load_outcomes
+
+    table = Table("name", "outcomes", "categories")
+    for name in builtin_sets():
+        o = load_outcomes(name)
+        table.add_row(name, str(len(o)), str(len(o.category_counts())))
+    out_console.print(table)
+
+
+@outcomes_app.command("show")
+def outcomes_show(
+    name: str = typer.Argument(..., help="built-in set name or an outcome file"),
+    category: str | None = typer.Option(None, help="show only this category"),
+) -> None:
+    """Show the outcomes of a set (or validate a file), with ids and categories."""
+    from valuescope.outcomes import load_outcomes
+
+    o = load_outcomes(name)
+    table = Table("id", "category", "outcome", title=f"{o.name}: {len(o)} outcomes")
+    for i, (text, cat) in enumerate(zip(o.texts, o.categories)):
+        if category is None or cat == category:
+            table.add_row(str(i), cat, text)
+    out_console.print(table)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the model providers that model strings can name."""
+    from valuescope.models import providers
+
+    for p in providers():
+        out_console.print(f"{p}/...")
+
+
+def _build_config(**kwargs) -> RunConfig:
+    from pydantic import ValidationError
+
+    try:
+        return RunConfig(**kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise ValuescopeError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+
+
+def _jsonable(metrics: dict) -> dict:
+    from valuescope.rundir import to_jsonable
+
+    return to_jsonable(metrics)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _print_summary(result) -> None:
+    m = result.metrics
+    base = m.get("baseline_random", {})
+    table = Table(title=f"{m['model']} on {m['outcomes_set']} ({m['n_outcomes']} outcomes)")
+    table.add_column("metric")
+    table.add_column("this model", justify="right")
+    table.add_column("random agent", justify="right")
+    for key in ("heldout_accuracy", "heldout_log_loss", "completeness", "cycle_log_prob",
+                "position_bias", "refusal_rate"):
+        table.add_row(key, _fmt(m.get(key)), _fmt(base.get(key)))
+    out_console.print(table)
+    line = (
+        f"{m['n_queries']} queries ({m['n_queries_new']} new, {m['n_queries_cached']} cached), "
+        f"{m['n_pairs']} pairs + {m['n_heldout_pairs']} held out, "
+        f"{m['elapsed_seconds']:.1f} s"
+    )
+    if "truth" in m:
+        line += f"; Spearman with the hidden truth {m['truth']['spearman']:.4f}"
+    out_console.print(line)
+    out_console.print(f"wrote {result.out}/ (utilities.csv, metrics.json, report.html)")
+
+
+def main() -> None:
+    """Entry point: user errors print one line on stderr; Ctrl-C exits 130."""
+    try:
+        app(standalone_mode=False)
+    except ValuescopeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: answers so far are saved in the cache; rerun the same command to resume"
+        )
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

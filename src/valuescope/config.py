@@ -1,0 +1,33 @@
+"""Run settings, validated once at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Until the embedded model lands, the default subject is the synthetic Thurstonian agent.
+DEFAULT_MODEL = "sim/thurstone"
+
+
+class RunConfig(BaseModel):
+    """Everything that decides what a run asks and how it fits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = DEFAULT_MODEL
+    outcomes: str = "demo"
+    out: Path = Path("runs/latest")
+    mode: Literal["auto", "logprob", "sample"] = "auto"
+    samples: int = Field(10, ge=1, le=1000, description="answers per order in sample mode")
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    design: Literal["active", "random", "full"] = "active"
+    budget: int | None = Field(None, ge=1, description="training pairs (unordered)")
+    seed: int = Field(0, ge=0)
+    template: str = "default"
+    refusals: Literal["indifference", "drop"] = "indifference"
+    bootstrap: int = Field(50, ge=0, le=10_000)
+    batch_size: int = Field(256, ge=1, le=100_000)
+    heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    max_heldout: int = Field(1000, ge=0)

@@ -1,0 +1,30 @@
+"""Pair designs: which comparisons to ask."""
+
+from valuescope.design.active import batch_size, select_batch
+from valuescope.design.pairs import (
+    all_pair_codes,
+    check_budget,
+    decode,
+    default_budget,
+    heldout_size,
+    n_all_pairs,
+    pair_codes,
+    random_cycle,
+    sample_new_codes,
+    split_start,
+)
+
+__all__ = [
+    "all_pair_codes",
+    "batch_size",
+    "check_budget",
+    "decode",
+    "default_budget",
+    "heldout_size",
+    "n_all_pairs",
+    "pair_codes",
+    "random_cycle",
+    "sample_new_codes",
+    "select_batch",
+    "split_start",
+]

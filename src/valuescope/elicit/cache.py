@@ -1,0 +1,107 @@
+"""The response cache: every question and answer in one SQLite file (WAL mode)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from valuescope.errors import ValuescopeError
+from valuescope.models.base import Answer, Query
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+def query_key(model: str, query: Query, base_url: str | None = None) -> str:
+    """Hash of what changes the answer: model, endpoint, prompt, sampling settings."""
+    payload = json.dumps(
+        [
+            model,
+            base_url,
+            query.messages,
+            query.mode,
+            query.sample_index,
+            query.temperature if query.mode == "sample" else None,
+            query.max_tokens if query.mode == "sample" else None,
+        ],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """SQLite-backed store of answers keyed by `query_key`; safe to share between runs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), timeout=60)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ValuescopeError(f"cannot use the response cache {self.path}: {exc}") from None
+        except OSError as exc:
+            raise ValuescopeError(f"cannot create the response cache {self.path}: {exc}") from None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Answer]:
+        """Cached answers for the keys that have one."""
+        found: dict[str, Answer] = {}
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk
+            )
+            for key, blob in rows:
+                found[key] = Answer(**json.loads(blob))
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, str, Query, Answer]]) -> int:
+        """Store (key, model, query, answer) rows in one transaction; returns rows added."""
+        now = time.time()
+        rows = [
+            (
+                key,
+                model,
+                q.mode,
+                q.sample_index,
+                json.dumps(q.messages, ensure_ascii=False),
+                json.dumps(asdict(a), ensure_ascii=False),
+                now,
+            )
+            for key, model, q, a in items
+        ]
+        with self._conn:
+            cur = self._conn.executemany(
+                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+        return cur.rowcount
+
+    def count(self) -> int:
+        """Number of stored answers."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,218 @@
+"""Ask a backend about pairs (both orders, through the cache) and aggregate P(a > b)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from valuescope.elicit.cache import ResponseCache, query_key
+from valuescope.elicit.parse import parse_choice
+from valuescope.elicit.prompts import Template
+from valuescope.models.base import Answer, Backend, Mode, Query
+
+RefusalPolicy = Literal["indifference", "drop"]
+ProgressFn = Callable[[int], None]
+
+# Below this much probability on the two answer tokens, a logprob answer counts as a refusal.
+MIN_ANSWER_MASS = 1e-3
+
+
+@dataclass(frozen=True)
+class ElicitSettings:
+    """How each pair is asked."""
+
+    mode: Mode = "logprob"
+    samples: int = 1
+    temperature: float = 1.0
+    refusals: RefusalPolicy = "indifference"
+    batch_size: int = 256
+
+
+@dataclass
+class PairAnswers:
+    """Aggregated answers per unordered pair (row e is about pairs[e])."""
+
+    pairs: np.ndarray
+    p: np.ndarray
+    n_answers: np.ndarray
+    n_refused: np.ndarray
+    a_share_sum: float
+    a_share_count: float
+    n_queries: int
+    n_new: int
+    tokens_in: int
+    tokens_out: int
+
+    @property
+    def position_bias(self) -> float:
+        """Share of parsed answers that chose the first-listed option (0.5 = none)."""
+        return self.a_share_sum / self.a_share_count if self.a_share_count else float("nan")
+
+    @property
+    def refusal_rate(self) -> float:
+        """Share of answers that were refusals or could not be parsed."""
+        total = self.n_answers.sum()
+        return float(self.n_refused.sum() / total) if total else float("nan")
+
+
+def build_queries(
+    outcomes: Sequence[str], pairs: np.ndarray, template: Template, settings: ElicitSettings
+) -> list[Query]:
+    """Queries for each pair in both orders, `samples` times each (order: pair, order, k)."""
+    n_samples = settings.samples if settings.mode == "sample" else 1
+    queries = []
+    for a, b in np.asarray(pairs).tolist():
+        for first, second in ((a, b), (b, a)):
+            messages = template.render(outcomes[first], outcomes[second])
+            for k in range(n_samples):
+                queries.append(
+                    Query(
+                        messages=messages,
+                        option_a=outcomes[first],
+                        option_b=outcomes[second],
+                        mode=settings.mode,
+                        sample_index=k,
+                        temperature=settings.temperature,
+                        max_tokens=256 if template.reasoning else 8,
+                    )
+                )
+    return queries
+
+
+def ask(
+    backend: Backend,
+    queries: Sequence[Query],
+    cache: ResponseCache,
+    *,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> tuple[list[Answer], int]:
+    """Answers for every query: from the cache where present, else from the backend.
+
+    New answers are written to the cache batch by batch, so an interrupted call loses at
+    most one batch. Returns (answers, number newly asked).
+    """
+    keys = [query_key(backend.name, q, getattr(backend, "base_url", None)) for q in queries]
+    found = cache.get_many(keys)
+    if progress:
+        progress(sum(1 for k in keys if k in found))
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    # The same prompt can appear twice in one request list; ask it once.
+    unique: dict[str, int] = {}
+    for i in missing:
+        unique.setdefault(keys[i], i)
+    todo = list(unique.values())
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        answers = backend.answer([queries[i] for i in chunk])
+        if len(answers) != len(chunk):
+            raise RuntimeError(
+                f"backend {backend.name} returned {len(answers)} answers for {len(chunk)} queries"
+            )
+        cache.put_many((keys[i], backend.name, queries[i], a) for i, a in zip(chunk, answers))
+        for i, a in zip(chunk, answers):
+            found[keys[i]] = a
+        if progress:
+            progress(len(chunk))
+    if progress and len(missing) > len(todo):
+        progress(len(missing) - len(todo))
+    return [found[k] for k in keys], len(todo)
+
+
+def _choice_value(answer: Answer, mode: Mode, reasoning: bool) -> float | None:
+    """P(first-listed option) of one answer, or None for a refusal."""
+    if mode == "logprob":
+        if answer.p_a is None or (answer.mass is not None and answer.mass < MIN_ANSWER_MASS):
+            return None
+        return float(answer.p_a)
+    choice = parse_choice(answer.text, reasoning=reasoning)
+    if choice is None:
+        return None
+    return 1.0 if choice == "A" else 0.0
+
+
+def aggregate(
+    pairs: np.ndarray,
+    answers: Sequence[Answer],
+    settings: ElicitSettings,
+    *,
+    reasoning: bool = False,
+) -> PairAnswers:
+    """P(a > b) per pair from answers laid out as `build_queries` orders them.
+
+    Each order's value is the mean P(first-listed) over its samples; the second order is
+    flipped, and the pair's p is the mean of both orders. Refusals count as 1/2
+    ("indifference") or are left out ("drop"; a pair with no answers left gets 1/2).
+    """
+    pairs = np.asarray(pairs, dtype=np.int64)
+    k = settings.samples if settings.mode == "sample" else 1
+    n = len(pairs)
+    values = np.full((n, 2, k), np.nan)
+    for idx, answer in enumerate(answers):
+        e, rest = divmod(idx, 2 * k)
+        order, s = divmod(rest, k)
+        v = _choice_value(answer, settings.mode, reasoning)
+        if v is not None:
+            values[e, order, s] = v
+    refused = np.isnan(values)
+    a_share_sum = float(np.nansum(values))
+    a_share_count = float((~refused).sum())
+    first_pref = values.copy()
+    first_pref[:, 1, :] = 1.0 - first_pref[:, 1, :]  # undo the order swap
+    if settings.refusals == "indifference":
+        first_pref[refused] = 0.5
+        p = first_pref.mean(axis=(1, 2))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pairs with every answer refused
+            p = np.nanmean(np.nanmean(first_pref, axis=2), axis=1)
+        p = np.where(np.isnan(p), 0.5, p)
+    return PairAnswers(
+        pairs=pairs,
+        p=p,
+        n_answers=np.full(n, 2 * k),
+        n_refused=refused.sum(axis=(1, 2)),
+        a_share_sum=a_share_sum,
+        a_share_count=a_share_count,
+        n_queries=len(answers),
+        n_new=0,
+        tokens_in=sum(a.tokens_in for a in answers),
+        tokens_out=sum(a.tokens_out for a in answers),
+    )
+
+
+def elicit_pairs(
+    backend: Backend,
+    outcomes: Sequence[str],
+    pairs: np.ndarray,
+    template: Template,
+    settings: ElicitSettings,
+    cache: ResponseCache,
+    progress: ProgressFn | None = None,
+) -> PairAnswers:
+    """Ask every pair in both orders (through the cache) and aggregate."""
+    queries = build_queries(outcomes, pairs, template, settings)
+    answers, n_new = ask(backend, queries, cache, batch_size=settings.batch_size, progress=progress)
+    result = aggregate(pairs, answers, settings, reasoning=template.reasoning)
+    result.n_new = n_new
+    return result
+
+
+def merge_answers(parts: Sequence[PairAnswers]) -> PairAnswers:
+    """Concatenate answers for disjoint sets of pairs."""
+    return PairAnswers(
+        pairs=np.concatenate([x.pairs for x in parts]).reshape(-1, 2),
+        p=np.concatenate([x.p for x in parts]),
+        n_answers=np.concatenate([x.n_answers for x in parts]),
+        n_refused=np.concatenate([x.n_refused for x in parts]),
+        a_share_sum=sum(x.a_share_sum for x in parts),
+        a_share_count=sum(x.a_share_count for x in parts),
+        n_queries=sum(x.n_queries for x in parts),
+        n_new=sum(x.n_new for x in parts),
+        tokens_in=sum(x.tokens_in for x in parts),
+        tokens_out=sum(x.tokens_out for x in parts),
+    )

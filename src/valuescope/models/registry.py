@@ -1,0 +1,62 @@
+"""One string picks a backend: `provider/model?key=value&...`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from valuescope.errors import UnknownModelError
+from valuescope.models.base import Backend
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register(provider: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a factory `f(model_name, params, **options) -> Backend` for a provider."""
+
+    def wrap(factory: BackendFactory) -> BackendFactory:
+        _REGISTRY[provider] = factory
+        return factory
+
+    return wrap
+
+
+def providers() -> list[str]:
+    """Registered provider prefixes."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def parse_model_string(model: str) -> tuple[str, str, dict[str, str]]:
+    """Split `provider/name?k=v` into (provider, name, params)."""
+    if not isinstance(model, str) or "/" not in model:
+        raise UnknownModelError(
+            f"model {model!r} is not of the form <provider>/<model>, "
+            "for example sim/thurstone or openai/gpt-4o"
+        )
+    provider, rest = model.split("/", 1)
+    name, _, query = rest.partition("?")
+    if not provider or not name:
+        raise UnknownModelError(f"model {model!r} is missing a provider or a model name")
+    try:
+        params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise UnknownModelError(f"model {model!r} has malformed parameters after '?'") from None
+    return provider, name, params
+
+
+def get_backend(model: str, **options) -> Backend:
+    """Build the backend a model string names; options (seed, ...) go to its factory."""
+    provider, name, params = parse_model_string(model)
+    _load_builtin()
+    factory = _REGISTRY.get(provider)
+    if factory is None:
+        known = ", ".join(f"{p}/..." for p in sorted(_REGISTRY))
+        raise UnknownModelError(f"unknown model provider {provider!r} in {model!r}; known: {known}")
+    return factory(name, params, **options)
+
+
+def _load_builtin() -> None:
+    # Importing registers the built-in providers; each imports heavy SDKs lazily.
+    from valuescope.models import sim  # noqa: F401

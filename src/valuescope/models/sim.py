@@ -1,0 +1,129 @@
+"""Synthetic agents (`sim/...`): seeded, scriptable backends with known ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+from valuescope.errors import UnknownModelError
+from valuescope.models.base import Answer, Query
+from valuescope.models.registry import register
+
+REFUSAL_TEXT = "I would rather not choose between these two options."
+
+
+def stable_seed(*parts: object) -> int:
+    """A 64-bit seed from any values, stable across processes and platforms."""
+    digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _float_param(params: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
+    raw = params.get(key, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UnknownModelError(f"sim parameter {key}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise UnknownModelError(f"sim parameter {key}={value} must lie in [{lo}, {hi}]")
+    return value
+
+
+class _SimAgent:
+    """Shared machinery: a per-query random stream, refusals, position bias, delay."""
+
+    supports_logprobs = True
+    known_params: tuple[str, ...] = ("seed", "position_bias", "refusal_rate", "delay")
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        unknown = sorted(set(params) - set(self.known_params))
+        if unknown:
+            raise UnknownModelError(
+                f"sim/{kind} has no parameter {unknown[0]!r}; "
+                f"known: {', '.join(self.known_params)}"
+            )
+        self.seed = int(_float_param(params, "seed", seed, 0, 2**63))
+        self.position_bias = _float_param(params, "position_bias", 0.0, 0.0, 1.0)
+        self.refusal_rate = _float_param(params, "refusal_rate", 0.0, 0.0, 1.0)
+        self.delay = _float_param(params, "delay", 0.0, 0.0, 60.0)
+        self.params = params
+        query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "seed")
+        self.name = f"sim/{kind}" + (f"?{query}" if query else "") + f"#seed={self.seed}"
+
+    def p_first(self, option_a: str, option_b: str) -> float:
+        """The agent's unbiased probability of choosing option A."""
+        raise NotImplementedError
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        if self.delay:
+            time.sleep(self.delay)
+        return [self._answer_one(q) for q in queries]
+
+    def _answer_one(self, q: Query) -> Answer:
+        rng = np.random.default_rng(
+            stable_seed(self.seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
+        )
+        refused = rng.random() < self.refusal_rate
+        p_a = self.position_bias + (1 - self.position_bias) * self.p_first(q.option_a, q.option_b)
+        if q.mode == "logprob":
+            if refused:
+                return Answer(p_a=0.5, mass=0.0)
+            return Answer(p_a=float(p_a), mass=1.0)
+        if refused:
+            return Answer(text=REFUSAL_TEXT)
+        return Answer(text="A" if rng.random() < p_a else "B")
+
+
+class RandomAgent(_SimAgent):
+    """Answers every query with a fair coin: the chance-level baseline."""
+
+    def p_first(self, option_a: str, option_b: str) -> float:
+        return 0.5
+
+
+class ThurstoneAgent(_SimAgent):
+    """Hidden utilities N(mu, sigma^2) per outcome, drawn from the seed and the text.
+
+    mu ~ N(0, 1) and sigma ~ Uniform(0.2, 1.0); drawing per text keeps an outcome's
+    utility the same whatever set or order it appears in.
+    """
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        rng = np.random.default_rng(stable_seed("utility", self.seed, text))
+        return float(rng.normal()), float(rng.uniform(0.2, 1.0))
+
+    def p_first(self, option_a: str, option_b: str) -> float:
+        mu_a, s_a = self._utility(option_a)
+        mu_b, s_b = self._utility(option_b)
+        return float(ndtr((mu_a - mu_b) / np.hypot(s_a, s_b)))
+
+    def truth(self, outcomes: Sequence[str]) -> pd.DataFrame:
+        """Hidden utilities as a table with columns id, mean, sigma."""
+        rows = [self._utility(text) for text in outcomes]
+        return pd.DataFrame(
+            {
+                "id": range(len(rows)),
+                "mean": [r[0] for r in rows],
+                "sigma": [r[1] for r in rows],
+            }
+        )
+
+
+_AGENTS = {"random": RandomAgent, "thurstone": ThurstoneAgent}
+
+
+@register("sim")
+def make_sim(name: str, params: dict[str, str], seed: int = 0, **_: object) -> _SimAgent:
+    """Factory for `sim/<agent>`."""
+    cls = _AGENTS.get(name)
+    if cls is None:
+        raise UnknownModelError(
+            f"unknown synthetic agent sim/{name}; known: "
+            + ", ".join(f"sim/{k}" for k in sorted(_AGENTS))
+        )
+    return cls(name, params, seed=seed)

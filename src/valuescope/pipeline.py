@@ -1,0 +1,360 @@
+"""The main job: outcomes -> pair design -> elicitation -> fit -> metrics -> run directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import pearsonr, spearmanr
+
+from valuescope import __version__
+from valuescope.config import RunConfig
+from valuescope.design import (
+    batch_size,
+    check_budget,
+    decode,
+    default_budget,
+    heldout_size,
+    n_all_pairs,
+    pair_codes,
+    sample_new_codes,
+    select_batch,
+    split_start,
+)
+from valuescope.elicit import (
+    ElicitSettings,
+    PairAnswers,
+    ResponseCache,
+    elicit_pairs,
+    get_template,
+    merge_answers,
+)
+from valuescope.errors import ValuescopeError
+from valuescope.fit import (
+    bootstrap_thurstonian,
+    coin_completeness,
+    completeness,
+    cycle_probability,
+    fit_bradley_terry,
+    fit_thurstonian,
+    pair_metrics,
+)
+from valuescope.models import get_backend
+from valuescope.outcomes import OutcomeSet, load_outcomes
+from valuescope.rundir import UTILITY_COLUMNS, prepare_out_dir, write_csv, write_json
+
+
+class Progress:
+    """Receives progress events; the CLI shows a bar, the Python API ignores them."""
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the tables it wrote and its metrics."""
+
+    out: Path
+    utilities: pd.DataFrame
+    pairs: pd.DataFrame
+    metrics: dict
+
+
+def resolve_mode(config: RunConfig, supports_logprobs: bool) -> str:
+    """'auto' picks logprob mode where the backend offers it."""
+    if config.mode == "auto":
+        return "logprob" if supports_logprobs else "sample"
+    if config.mode == "logprob" and not supports_logprobs:
+        raise ValuescopeError(
+            f"model {config.model} does not offer log-probabilities; use --mode sample"
+        )
+    return config.mode
+
+
+def plan_budget(config: RunConfig, n: int, n_heldout: int) -> int:
+    """Training pairs the run will ask."""
+    if config.design == "full":
+        return n_all_pairs(n) - n_heldout
+    return check_budget(n, config.budget or default_budget(n), n_heldout)
+
+
+@dataclass
+class RunPlan:
+    """A validated run: everything is checked before the first question is asked."""
+
+    config: RunConfig
+    outcomes: OutcomeSet
+    backend: object
+    mode: str
+    template: object
+    out: Path
+    budget: int
+    settings: ElicitSettings
+
+    @property
+    def n_queries(self) -> int:
+        n_heldout = heldout_size(
+            len(self.outcomes), self.config.heldout_fraction, self.config.max_heldout
+        )
+        per_pair = 2 * (self.settings.samples if self.mode == "sample" else 1)
+        return (self.budget + n_heldout) * per_pair
+
+
+def plan(config: RunConfig) -> RunPlan:
+    """Validate settings, outcomes, model, budget and output directory (no model calls)."""
+    outcomes = load_outcomes(config.outcomes)
+    backend = get_backend(config.model, seed=config.seed)
+    mode = resolve_mode(config, backend.supports_logprobs)
+    template = get_template(config.template)
+    n = len(outcomes)
+    budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
+    out = prepare_out_dir(Path(config.out))
+    settings = ElicitSettings(
+        mode=mode,
+        samples=config.samples,
+        temperature=config.temperature,
+        refusals=config.refusals,
+        batch_size=config.batch_size,
+    )
+    return RunPlan(config, outcomes, backend, mode, template, out, budget, settings)
+
+
+def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunResult:
+    """Run the whole pipeline and write the run directory."""
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    the_plan = config if isinstance(config, RunPlan) else plan(config)
+    config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
+    mode, template, out, budget = the_plan.mode, the_plan.template, the_plan.out, the_plan.budget
+    settings = the_plan.settings
+    write_json(out / "run_config.json", config.model_dump(mode="json"))
+
+    n = len(outcomes)
+    rng = np.random.default_rng(config.seed)
+    n_heldout = heldout_size(n, config.heldout_fraction, config.max_heldout)
+    start, heldout = split_start(n, rng, n_heldout)
+    progress.start(the_plan.n_queries, f"asking {backend.name.split('#')[0]}")
+
+    with ResponseCache(out / "responses.sqlite") as cache:
+
+        def ask(pairs: np.ndarray) -> PairAnswers:
+            return elicit_pairs(
+                backend, outcomes.texts, pairs, template, settings, cache, progress.advance
+            )
+
+        held = ask(heldout) if len(heldout) else None
+        train = _elicit_design(config, n, budget, start, heldout, rng, ask)
+
+    fit_t0 = time.perf_counter()
+    fit = fit_thurstonian(train.pairs, train.p, n)
+    fit_seconds = time.perf_counter() - fit_t0
+    bt = fit_bradley_terry(train.pairs, train.p, n)
+    metrics = _base_metrics(config, outcomes, backend.name, mode, budget, train, held)
+    metrics["fit"] = {
+        "method": "thurstonian",
+        "converged": fit.converged,
+        "n_iter": fit.n_iter,
+        "seconds": fit_seconds,
+        "train_log_loss": fit.loss,
+    }
+    ci_low = ci_high = np.full(n, np.nan)
+    if held is not None:
+        metrics.update(_prefix("heldout_", pair_metrics(held.p, fit.predict(held.pairs))))
+        metrics["bradley_terry"] = _prefix("heldout_", pair_metrics(held.p, bt.predict(held.pairs)))
+    if config.bootstrap:
+        boot = bootstrap_thurstonian(
+            train.pairs,
+            train.p,
+            n,
+            n_boot=config.bootstrap,
+            seed=config.seed,
+            init=fit.raw_params,
+            statistics=_boot_statistics(held),
+        )
+        ci_low, ci_high = boot.interval(0.95)
+        metrics["intervals"] = {name: boot.stat_interval(name) for name in boot.stats}
+        metrics["bootstrap"] = {"replicates": config.bootstrap, "level": 0.95, "over": "pairs"}
+    metrics["baseline_random"] = random_baseline(train, held, n, mode, settings.samples, config)
+
+    truth_stats = _write_truth(backend, outcomes, out, fit.mean)
+    if truth_stats:
+        metrics["truth"] = truth_stats
+    utilities = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "outcome": outcomes.texts,
+            "category": outcomes.categories,
+            "mean": fit.mean,
+            "sigma": fit.sigma,
+            "ci_low": ci_low,
+            "ci_high": ci_high,
+        }
+    )[UTILITY_COLUMNS]
+    pairs_table = _pairs_table(fit, train, held)
+    metrics["elapsed_seconds"] = time.perf_counter() - t0
+    write_csv(out / "utilities.csv", utilities)
+    write_csv(out / "pairs.csv", pairs_table)
+    write_json(out / "metrics.json", metrics)
+    _write_report(out)
+    return RunResult(out=out, utilities=utilities, pairs=pairs_table, metrics=metrics)
+
+
+def _elicit_design(
+    config: RunConfig,
+    n: int,
+    budget: int,
+    start: np.ndarray,
+    heldout: np.ndarray,
+    rng: np.random.Generator,
+    ask: Callable[[np.ndarray], PairAnswers],
+) -> PairAnswers:
+    """Ask the training pairs the design calls for."""
+    held_codes = pair_codes(heldout, n)
+    if config.design == "full":
+        codes = np.setdiff1d(np.arange(n * n).reshape(n, n)[np.triu_indices(n, 1)], held_codes)
+        return ask(decode(codes, n))
+    start = start[:budget]
+    if config.design == "random":
+        exclude = np.concatenate([pair_codes(start, n), held_codes])
+        extra = decode(sample_new_codes(n, budget - len(start), exclude, rng), n)
+        return ask(np.concatenate([start, extra]))
+    parts = [ask(start)]
+    asked = start
+    init = None
+    step = batch_size(n, budget)
+    while len(asked) < budget:
+        so_far = merge_answers(parts)
+        fit = fit_thurstonian(so_far.pairs, so_far.p, n, init=init, check_input=False)
+        init = fit.raw_params
+        batch = select_batch(fit.mean, asked, held_codes, min(step, budget - len(asked)), rng)
+        if len(batch) == 0:
+            break
+        parts.append(ask(batch))
+        asked = np.concatenate([asked, batch])
+    return merge_answers(parts)
+
+
+def _prefix(prefix: str, values: dict) -> dict:
+    return {prefix + k: v for k, v in values.items()}
+
+
+def _base_metrics(config, outcomes: OutcomeSet, backend_name: str, mode: str, budget: int,
+                  train: PairAnswers, held: PairAnswers | None) -> dict:
+    parts = [train] + ([held] if held is not None else [])
+    every = merge_answers(parts)
+    cycle, n_triads = cycle_probability(every.pairs, every.p, len(outcomes), seed=config.seed)
+    k = config.samples if mode == "sample" else 0
+    return {
+        "model": config.model,
+        "backend": backend_name,
+        "version": __version__,
+        "seed": config.seed,
+        "outcomes_set": outcomes.name,
+        "mode": mode,
+        "samples": config.samples if mode == "sample" else 1,
+        "design": config.design,
+        "template": config.template,
+        "refusal_policy": config.refusals,
+        "n_outcomes": len(outcomes),
+        "n_pairs": len(train.p),
+        "n_heldout_pairs": 0 if held is None else len(held.p),
+        "budget": budget,
+        "n_queries": every.n_queries,
+        "n_queries_new": every.n_new,
+        "n_queries_cached": every.n_queries - every.n_new,
+        "tokens_in": every.tokens_in,
+        "tokens_out": every.tokens_out,
+        "heldout_accuracy": None,
+        "heldout_log_loss": None,
+        "heldout_kl": None,
+        "completeness": completeness(every.p),
+        "completeness_random_expected": coin_completeness(2 * k),
+        "cycle_prob": cycle,
+        "cycle_log_prob": float(np.log(cycle)) if cycle > 0 else float("-inf"),
+        "n_triads": n_triads,
+        "position_bias": every.position_bias,
+        "refusal_rate": every.refusal_rate,
+    }
+
+
+def _boot_statistics(held: PairAnswers | None) -> dict:
+    if held is None:
+        return {}
+    return {
+        "heldout_accuracy": lambda r: pair_metrics(held.p, r.predict(held.pairs))["accuracy"],
+        "heldout_log_loss": lambda r: pair_metrics(held.p, r.predict(held.pairs))["log_loss"],
+    }
+
+
+def random_baseline(
+    train: PairAnswers, held: PairAnswers | None, n: int, mode: str, samples: int,
+    config: RunConfig,
+) -> dict:
+    """Coherence of a fair-coin agent asked the same pairs under the same protocol."""
+    rng = np.random.default_rng([config.seed, 7919])
+    k = 2 * samples if mode == "sample" else 0
+
+    def coin(m: int) -> np.ndarray:
+        return rng.binomial(k, 0.5, m) / k if k else np.full(m, 0.5)
+
+    p_train = coin(len(train.p))
+    fit = fit_thurstonian(train.pairs, p_train, n, check_input=False)
+    out = {"completeness": completeness(p_train), "position_bias": 0.5, "refusal_rate": 0.0}
+    all_pairs, all_p = train.pairs, p_train
+    if held is not None:
+        p_held = coin(len(held.p))
+        out.update(_prefix("heldout_", pair_metrics(p_held, fit.predict(held.pairs))))
+        all_pairs = np.concatenate([train.pairs, held.pairs])
+        all_p = np.concatenate([p_train, p_held])
+        out["completeness"] = completeness(all_p)
+    cycle, _ = cycle_probability(all_pairs, all_p, n, seed=config.seed)
+    out["cycle_prob"] = cycle
+    out["cycle_log_prob"] = float(np.log(cycle)) if cycle > 0 else None
+    return out
+
+
+def _write_truth(backend, outcomes: OutcomeSet, out: Path, mean: np.ndarray) -> dict | None:
+    truth_fn = getattr(backend, "truth", None)
+    if truth_fn is None:
+        return None
+    truth = truth_fn(outcomes.texts)
+    write_csv(out / "truth.csv", truth)
+    return {
+        "spearman": float(spearmanr(mean, truth["mean"])[0]),
+        "pearson": float(pearsonr(mean, truth["mean"])[0]),
+    }
+
+
+def _pairs_table(fit, train: PairAnswers, held: PairAnswers | None) -> pd.DataFrame:
+    frames = []
+    for split, part in (("train", train), ("heldout", held)):
+        if part is None:
+            continue
+        frames.append(
+            pd.DataFrame(
+                {
+                    "a": part.pairs[:, 0],
+                    "b": part.pairs[:, 1],
+                    "p": part.p,
+                    "q": fit.predict(part.pairs),
+                    "n_answers": part.n_answers,
+                    "n_refused": part.n_refused,
+                    "split": split,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_report(out: Path) -> None:
+    try:
+        from valuescope.report import build_report
+    except ImportError:  # the report package is optional while it is being built
+        return
+    build_report(out)
