@@ -78,9 +78,19 @@ def run_command(
         config = RunConfig(**json.loads(saved.read_text()))
     else:
         config = _build_config(
-            model=model, outcomes=outcomes, out=out, mode=mode, samples=samples,
-            temperature=temperature, design=design, budget=budget, seed=seed,
-            template=template, refusals=refusals, bootstrap=bootstrap, batch_size=batch_size,
+            model=model,
+            outcomes=outcomes,
+            out=out,
+            mode=mode,
+            samples=samples,
+            temperature=temperature,
+            design=design,
+            budget=budget,
+            seed=seed,
+            template=template,
+            refusals=refusals,
+            bootstrap=bootstrap,
+            batch_size=batch_size,
         )
     run_plan = plan(config)
     with Progress(
@@ -124,9 +134,7 @@ def fit_command(
     if fitter is None:
         raise ValuescopeError(f"unknown fit method {method!r}; use thurstonian or bradley-terry")
     result = fitter(pairs, train["p"].to_numpy(), len(utilities))
-    refit = utilities[["id", "outcome", "category"]].assign(
-        mean=result.mean, sigma=result.sigma
-    )
+    refit = utilities[["id", "outcome", "category"]].assign(mean=result.mean, sigma=result.sigma)
     if out:
         refit.to_csv(out, index=False)
         err_console.print(f"wrote {out}")
@@ -204,8 +212,14 @@ def _print_summary(result) -> None:
     table.add_column("metric")
     table.add_column("this model", justify="right")
     table.add_column("random agent", justify="right")
-    for key in ("heldout_accuracy", "heldout_log_loss", "completeness", "cycle_log_prob",
-                "position_bias", "refusal_rate"):
+    for key in (
+        "heldout_accuracy",
+        "heldout_log_loss",
+        "completeness",
+        "cycle_log_prob",
+        "position_bias",
+        "refusal_rate",
+    ):
         table.add_row(key, _fmt(m.get(key)), _fmt(base.get(key)))
     out_console.print(table)
     line = (

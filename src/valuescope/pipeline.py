@@ -115,6 +115,7 @@ def plan(config: RunConfig) -> RunPlan:
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))
+    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
     settings = ElicitSettings(
         mode=mode,
         samples=config.samples,
@@ -244,8 +245,15 @@ def _prefix(prefix: str, values: dict) -> dict:
     return {prefix + k: v for k, v in values.items()}
 
 
-def _base_metrics(config, outcomes: OutcomeSet, backend_name: str, mode: str, budget: int,
-                  train: PairAnswers, held: PairAnswers | None) -> dict:
+def _base_metrics(
+    config,
+    outcomes: OutcomeSet,
+    backend_name: str,
+    mode: str,
+    budget: int,
+    train: PairAnswers,
+    held: PairAnswers | None,
+) -> dict:
     parts = [train] + ([held] if held is not None else [])
     every = merge_answers(parts)
     cycle, n_triads = cycle_probability(every.pairs, every.p, len(outcomes), seed=config.seed)
@@ -293,7 +301,11 @@ def _boot_statistics(held: PairAnswers | None) -> dict:
 
 
 def random_baseline(
-    train: PairAnswers, held: PairAnswers | None, n: int, mode: str, samples: int,
+    train: PairAnswers,
+    held: PairAnswers | None,
+    n: int,
+    mode: str,
+    samples: int,
     config: RunConfig,
 ) -> dict:
     """Coherence of a fair-coin agent asked the same pairs under the same protocol."""

@@ -77,9 +77,7 @@ def heldout_size(n: int, fraction: float = 0.05, max_pairs: int = 1000) -> int:
     return max(1, min(int(fraction * n_all_pairs(n)), max_pairs)) if n >= 4 else 0
 
 
-def split_start(
-    n: int, rng: np.random.Generator, heldout: int
-) -> tuple[np.ndarray, np.ndarray]:
+def split_start(n: int, rng: np.random.Generator, heldout: int) -> tuple[np.ndarray, np.ndarray]:
     """(start edges, held-out pairs): a random cycle, then held-out pairs from the rest."""
     if n < 2:
         raise BudgetError(f"at least 2 outcomes are needed, got {n}")

@@ -54,6 +54,9 @@ class ResponseCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            status = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+            if status != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed ({status})")
         except sqlite3.DatabaseError as exc:
             raise ValuescopeError(f"cannot use the response cache {self.path}: {exc}") from None
         except OSError as exc:

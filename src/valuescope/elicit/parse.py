@@ -6,7 +6,9 @@ import re
 
 _EXACT = re.compile(r"^\W*([AB])\W*$")
 _FINAL = re.compile(r"answer\s*(?:is)?\s*[:\-]?\s*\**\s*(?:option\s*)?\(?([AB])\b", re.IGNORECASE)
-_LEADING = re.compile(r"^\W*(?:i\s+(?:would\s+)?(?:prefer|choose|pick)\s+)?(?:option\s+)?\(?([AB])\b")
+_LEADING = re.compile(
+    r"^\W*(?:i\s+(?:would\s+)?(?:prefer|choose|pick)\s+)?(?:option\s+)?\(?([AB])\b"
+)
 _OPTION = re.compile(r"\boption\s*\(?([AB])\b", re.IGNORECASE)
 
 

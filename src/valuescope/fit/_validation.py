@@ -21,9 +21,10 @@ def check_pairs(
         raise ValueError(f"pairs must have shape (E, 2), got {pairs.shape}")
     if pairs.shape[0] == 0:
         raise ValueError("pairs is empty: at least one comparison is needed")
-    if not np.issubdtype(pairs.dtype, np.integer):
-        if not np.all(np.isfinite(pairs)) or not np.all(pairs == np.round(pairs)):
-            raise ValueError("pairs must hold integer outcome ids")
+    if not np.issubdtype(pairs.dtype, np.integer) and (
+        not np.all(np.isfinite(pairs)) or not np.all(pairs == np.round(pairs))
+    ):
+        raise ValueError("pairs must hold integer outcome ids")
     pairs = pairs.astype(np.int64)
     if pairs.min() < 0 or pairs.max() >= n_outcomes:
         raise ValueError(

@@ -44,8 +44,7 @@ class _SimAgent:
         unknown = sorted(set(params) - set(self.known_params))
         if unknown:
             raise UnknownModelError(
-                f"sim/{kind} has no parameter {unknown[0]!r}; "
-                f"known: {', '.join(self.known_params)}"
+                f"sim/{kind} has no parameter {unknown[0]!r}; known: {', '.join(self.known_params)}"
             )
         self.seed = int(_float_param(params, "seed", seed, 0, 2**63))
         self.position_bias = _float_param(params, "position_bias", 0.0, 0.0, 1.0)

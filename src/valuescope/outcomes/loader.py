@@ -60,7 +60,9 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise OutcomeFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise OutcomeFileError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     except OSError as exc:
         raise OutcomeFileError(f"{path}: cannot read ({exc.strerror})") from None
     suffix = path.suffix.lower()
@@ -153,9 +155,7 @@ def _validated(name: str, entries: list[tuple[str, object, str]], where: str) ->
             )
         key = text.casefold()
         if key in seen:
-            raise OutcomeFileError(
-                f"{where}: {location} duplicates {seen[key]}: {text[:60]!r}"
-            )
+            raise OutcomeFileError(f"{where}: {location} duplicates {seen[key]}: {text[:60]!r}")
         seen[key] = location
         texts.append(text)
         categories.append(category.strip())

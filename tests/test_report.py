@@ -1,0 +1,248 @@
+"""Tests for the self-contained HTML run report."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from valuescope.report import build_report
+from valuescope.report.html import coherence_reading
+
+CATEGORIES = ["wellbeing", "wealth", "power", "knowledge", "nature", "social ties"]
+XSS = "<script>alert(1)</script>"
+MODEL = "acme/tiny-chat-7b"
+THINGS = [
+    "a new hospital",
+    "a lifetime of free books",
+    "control of a small company",
+    "a restored wetland",
+    "a reunion with an old friend",
+    "an unexpected promotion",
+]
+
+
+def _outcome_texts(n: int, rng: np.random.Generator) -> list[str]:
+    texts = [
+        f"{i:03d}: You receive {THINGS[i % len(THINGS)]} in {rng.integers(1, 40)} days"
+        for i in range(n)
+    ]
+    texts[0] = f"A stranger sends you the message {XSS} and nothing else happens"
+    texts[1] = (
+        "You are given $1,000 and $2,000 more next year, but you must spend every cent "
+        "on causes chosen by a committee you have never met"
+    )
+    texts[2] = 'Tom & Jerry\'s "quoted" <b>bold</b> outcome'
+    return texts
+
+
+def make_run_dir(
+    path: Path, n: int = 80, n_pairs: int = 700, seed: int = 0, full: bool = True
+) -> dict:
+    """Simulate a Thurstonian agent and write a run directory following the contract."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    cats = [CATEGORIES[i % len(CATEGORIES)] for i in range(n)]
+    offset = dict(zip(CATEGORIES, np.linspace(1.2, -1.2, len(CATEGORIES)), strict=True))
+    true_mu = np.array([offset[c] for c in cats]) + rng.normal(0, 0.7, n)
+    true_sigma = rng.uniform(0.3, 1.0, n)
+    ids = [f"o{i:03d}" for i in range(n)]
+
+    fit_mu = true_mu + rng.normal(0, 0.15, n)
+    scale = fit_mu.std()
+    mean = (fit_mu - fit_mu.mean()) / scale
+    sigma = true_sigma * rng.uniform(0.9, 1.1, n) / scale
+    half = 1.96 * rng.uniform(0.05, 0.2, n)
+    util = pd.DataFrame(
+        {
+            "id": ids,
+            "outcome": _outcome_texts(n, rng),
+            "category": cats,
+            "mean": mean,
+            "sigma": sigma,
+            "ci_low": mean - half if full else np.nan,
+            "ci_high": mean + half if full else np.nan,
+        }
+    )
+    util.to_csv(path / "utilities.csv", index=False)
+
+    a = rng.integers(0, n, n_pairs)
+    b = (a + rng.integers(1, n, n_pairs)) % n
+    true_p = norm.cdf((true_mu[a] - true_mu[b]) / np.hypot(true_sigma[a], true_sigma[b]))
+    q = norm.cdf((mean[a] - mean[b]) / np.hypot(sigma[a], sigma[b]))
+    refused = rng.binomial(10, 0.03, n_pairs)
+    answers = 10 - refused
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = rng.binomial(answers, true_p) / answers
+    split = np.where(rng.random(n_pairs) < 0.2, "heldout", "train")
+    pairs = pd.DataFrame(
+        {
+            "a": [ids[i] for i in a],
+            "b": [ids[i] for i in b],
+            "p": p,
+            "q": q,
+            "n_answers": answers,
+            "n_refused": refused,
+            "split": split,
+        }
+    )
+    pairs.to_csv(path / "pairs.csv", index=False)
+
+    held = pairs[(pairs.split == "heldout") & pairs.p.notna() & (pairs.p != 0.5)]
+    acc = float(np.mean((held.q > 0.5) == (held.p > 0.5)))
+    metrics: dict = {"model": MODEL, "heldout_accuracy": acc}
+    if full:
+        pd.DataFrame({"id": ids, "mean": true_mu, "sigma": true_sigma}).to_csv(
+            path / "truth.csv", index=False
+        )
+        metrics |= {
+            "seed": seed,
+            "mode": "sample",
+            "samples": 10,
+            "design": "active",
+            "outcomes_set": "synthetic-80",
+            "n_outcomes": n,
+            "n_pairs": n_pairs,
+            "n_heldout_pairs": int((split == "heldout").sum()),
+            "n_queries": n_pairs * 20,
+            "n_queries_new": n_pairs * 18,
+            "heldout_log_loss": 0.412,
+            "heldout_kl": 0.031,
+            "completeness": 0.87,
+            "completeness_random_expected": 0.25,
+            "cycle_log_prob": -4.2,
+            "cycle_prob": 0.015,
+            "n_triads": 2000,
+            "position_bias": 0.53,
+            "refusal_rate": float(refused.sum() / (10 * n_pairs)),
+            "refusal_policy": "skip",
+            "elapsed_seconds": 3723.4,
+            "fit": {"method": "thurstonian-map", "converged": True, "n_iter": 812, "seconds": 3.2},
+            "baseline_random": {
+                "heldout_accuracy": 0.5,
+                "heldout_log_loss": 0.693,
+                "heldout_kl": 0.21,
+                "completeness": 0.24,
+                "cycle_log_prob": -1.386,
+                "position_bias": 0.5,
+                "refusal_rate": 0.0,
+            },
+            "bradley_terry": {
+                "heldout_accuracy": acc - 0.01,
+                "heldout_log_loss": 0.425,
+                "heldout_kl": 0.036,
+            },
+            "truth": {"spearman": 0.962, "pearson": 0.958},
+            "intervals": {"heldout_accuracy": [acc - 0.021, acc + 0.019]},
+        }
+    else:
+        metrics |= {"seed": None, "mode": "logprob", "baseline_random": None, "fit": {}}
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _assert_self_contained(html: str) -> None:
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?\s*(?:https?:)?//|<link\b|<iframe\b", html, re.I)
+    scripts = re.findall(r"<script\b[^>]*>", html, re.I)
+    assert scripts == ["<script>"]  # exactly one inline script, no src
+    # the only URLs left are SVG namespace declarations, which never trigger a fetch
+    no_ns = re.sub(r'xmlns(?::\w+)?="[^"]*"', "", html)
+    assert "http://" not in no_ns and "https://" not in no_ns
+
+
+def _assert_unique_ids(html: str) -> None:
+    dup = [k for k, v in Counter(re.findall(r'\bid="([^"]+)"', html)).items() if v > 1]
+    assert not dup, dup[:5]
+
+
+def test_full_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = make_run_dir(run)
+    path = build_report(run)
+    assert path == run / "report.html" and path.is_file()
+    html = path.read_text(encoding="utf-8")
+
+    _assert_self_contained(html)
+    _assert_unique_ids(html)
+    # utility top/bottom, full ranking, categories, calibration, truth
+    assert html.count("<svg") == 5
+    assert XSS not in html and "<b>bold</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Tom &amp; Jerry" in html
+    assert MODEL in html
+    acc = metrics["heldout_accuracy"]
+    assert f"{acc:.3f}" in html
+    assert f"Held-out accuracy {acc:.2f} vs 0.50 for a random agent" in html
+    assert f"95% [{acc - 0.021:.3f}, {acc + 0.019:.3f}]" in html
+    assert "Bradley-Terry fit" in html and "0.425" in html
+    assert "Spearman ρ = 0.962" in html
+    assert "1 h 02 min" in html
+    assert 'id="outcome-filter"' in html
+    assert html.count('<tr data-id="') == 80
+
+
+def test_minimal_report(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = make_run_dir(run, n=12, n_pairs=60, seed=3, full=False)
+    out = tmp_path / "elsewhere" / "mini.html"
+    path = build_report(str(run), out)
+    assert path == out and out.is_file() and not (run / "report.html").exists()
+    html = out.read_text(encoding="utf-8")
+
+    _assert_self_contained(html)
+    _assert_unique_ids(html)
+    assert html.count("<svg") == 3  # utilities, categories, calibration
+    assert 'id="truth"' not in html and "Bradley-Terry fit" not in html
+    assert "—" in html and "No bootstrap intervals" in html
+    assert f"{metrics['heldout_accuracy']:.3f}" in html
+    assert "expected by chance" in html
+    assert XSS not in html
+
+
+def test_bare_run_dir(tmp_path: Path) -> None:
+    run = tmp_path / "bare"
+    run.mkdir()
+    pd.DataFrame(
+        {
+            "id": ["x", "y"],
+            "outcome": ["None", "NA"],
+            "category": ["", "c"],
+            "mean": [1.0, -1.0],
+            "sigma": [1.0, 1.0],
+            "ci_low": ["", ""],
+            "ci_high": ["", ""],
+        }
+    ).to_csv(run / "utilities.csv", index=False)
+    html = build_report(run, tmp_path).read_text(encoding="utf-8")
+    assert (tmp_path / "report.html").is_file()
+    assert html.count("<svg") == 2
+    assert ">None<" in html and ">NA<" in html and "uncategorised" in html
+    assert "No held-out accuracy was recorded" in html
+
+
+def test_missing_utilities(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        build_report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("acc", "phrase"),
+    [
+        (0.93, "far more coherent"),
+        (0.68, "clearly more coherent"),
+        (0.55, "only slightly more"),
+        (0.51, "no more coherent"),
+        (0.4, "worse than chance"),
+    ],
+)
+def test_coherence_reading(acc: float, phrase: str) -> None:
+    metrics = {"heldout_accuracy": acc, "baseline_random": {"heldout_accuracy": 0.5}}
+    text = coherence_reading(metrics)
+    assert phrase in text and f"{acc:.2f} vs 0.50" in text
