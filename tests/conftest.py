@@ -27,7 +27,9 @@ def synthetic():
         # a cycle through every outcome keeps the graph connected
         order = rng.permutation(n)
         pairs = np.concatenate([pairs, np.stack([order, np.roll(order, -1)], axis=1)])
-        p = ndtr((mu[pairs[:, 0]] - mu[pairs[:, 1]]) / np.hypot(sigma[pairs[:, 0]], sigma[pairs[:, 1]]))
+        p = ndtr(
+            (mu[pairs[:, 0]] - mu[pairs[:, 1]]) / np.hypot(sigma[pairs[:, 0]], sigma[pairs[:, 1]])
+        )
         if samples:
             p = rng.binomial(samples, p) / samples
         return pairs, p, mu, sigma

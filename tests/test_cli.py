@@ -52,7 +52,11 @@ def test_unwritable_output_directory(cli, tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "value", "fragment"),
-    [("--mode", "loud", "--mode"), ("--design", "magic", "--design"), ("--samples", "0", "--samples")],
+    [
+        ("--mode", "loud", "--mode"),
+        ("--design", "magic", "--design"),
+        ("--samples", "0", "--samples"),
+    ],
 )
 def test_bad_option_values(cli, tmp_path, option, value, fragment):
     assert_one_line_error(cli("run", option, value, "--out", str(tmp_path)), fragment)
@@ -78,6 +82,5 @@ def test_outcomes_commands(cli):
 
 
 def test_summary_table_shows_random_baseline(cli, tmp_path):
-    proc = cli("run", "sim/thurstone", "--out", str(tmp_path / "r"), "--bootstrap", "0",
-               check=True)
+    proc = cli("run", "sim/thurstone", "--out", str(tmp_path / "r"), "--bootstrap", "0", check=True)
     assert "random agent" in proc.stdout and "heldout_accuracy" in proc.stdout

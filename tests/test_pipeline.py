@@ -31,13 +31,31 @@ def test_run_directory_contract(cli, tmp_path):
     for name in ("utilities.csv", "metrics.json", "responses.sqlite", "report.html", "truth.csv"):
         assert (out / name).exists(), name
     utilities = pd.read_csv(out / "utilities.csv")
-    assert list(utilities.columns) == ["id", "outcome", "category", "mean", "sigma", "ci_low", "ci_high"]
+    assert list(utilities.columns) == [
+        "id",
+        "outcome",
+        "category",
+        "mean",
+        "sigma",
+        "ci_low",
+        "ci_high",
+    ]
     assert (utilities["ci_low"] <= utilities["mean"] + 1e-9).all()
     assert (utilities["mean"] <= utilities["ci_high"] + 1e-9).all()
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("model", "seed", "n_outcomes", "n_pairs", "n_queries", "heldout_accuracy",
-                "heldout_log_loss", "completeness", "cycle_log_prob", "position_bias",
-                "refusal_rate"):
+    for key in (
+        "model",
+        "seed",
+        "n_outcomes",
+        "n_pairs",
+        "n_queries",
+        "heldout_accuracy",
+        "heldout_log_loss",
+        "completeness",
+        "cycle_log_prob",
+        "position_bias",
+        "refusal_rate",
+    ):
         assert key in metrics, key
     with sqlite3.connect(out / "responses.sqlite") as conn:
         rows = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -47,27 +65,62 @@ def test_run_directory_contract(cli, tmp_path):
 @pytest.mark.slow
 def test_recovers_truth_on_main_at_default_budget(cli, tmp_path):
     out = tmp_path / "main"
-    cli("run", "sim/thurstone", "--outcomes", "main", "--seed", "1", "--out", str(out), "-q",
-        "--bootstrap", "10", check=True)
+    cli(
+        "run",
+        "sim/thurstone",
+        "--outcomes",
+        "main",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "-q",
+        "--bootstrap",
+        "10",
+        check=True,
+    )
     assert spearman_with_truth(out) >= 0.97
 
 
 def test_recovers_truth_on_demo_with_full_design(cli, tmp_path):
     out = tmp_path / "demo"
-    cli("run", "sim/thurstone", "--outcomes", "demo", "--seed", "1", "--design", "full",
-        "--out", str(out), "-q", check=True)
+    cli(
+        "run",
+        "sim/thurstone",
+        "--outcomes",
+        "demo",
+        "--seed",
+        "1",
+        "--design",
+        "full",
+        "--out",
+        str(out),
+        "-q",
+        check=True,
+    )
     assert spearman_with_truth(out) >= 0.99
 
 
 def test_sample_mode_recovers_truth(tmp_path):
-    result = run(RunConfig(model="sim/thurstone", outcomes="demo", mode="sample", samples=5,
-                           design="full", seed=2, out=tmp_path, bootstrap=0))
+    result = run(
+        RunConfig(
+            model="sim/thurstone",
+            outcomes="demo",
+            mode="sample",
+            samples=5,
+            design="full",
+            seed=2,
+            out=tmp_path,
+            bootstrap=0,
+        )
+    )
     assert result.metrics["truth"]["spearman"] >= 0.95
 
 
 def test_random_agent_is_at_chance_and_coherent_agent_is_not(tmp_path):
-    common = dict(outcomes="main", mode="sample", samples=3, budget=2000, seed=4, bootstrap=0,
-                  design="random")
+    common = dict(
+        outcomes="main", mode="sample", samples=3, budget=2000, seed=4, bootstrap=0, design="random"
+    )
     rand = run(RunConfig(model="sim/random", out=tmp_path / "r", **common)).metrics
     coherent = run(RunConfig(model="sim/thurstone", out=tmp_path / "t", **common)).metrics
     assert rand["n_heldout_pairs"] == 1000
@@ -85,15 +138,25 @@ def test_random_agent_is_at_chance_and_coherent_agent_is_not(tmp_path):
 
 def test_planted_position_bias_and_refusals_are_measured(tmp_path):
     model = "sim/thurstone?position_bias=0.3&refusal_rate=0.2"
-    m = run(RunConfig(model=model, outcomes="demo", mode="sample", samples=4, seed=3,
-                      out=tmp_path, bootstrap=0)).metrics
+    m = run(
+        RunConfig(
+            model=model,
+            outcomes="demo",
+            mode="sample",
+            samples=4,
+            seed=3,
+            out=tmp_path,
+            bootstrap=0,
+        )
+    ).metrics
     assert m["position_bias"] == pytest.approx(0.5 + 0.3 / 2, abs=0.04)
     assert m["refusal_rate"] == pytest.approx(0.2, abs=0.03)
 
 
 def test_same_seed_same_utilities(tmp_path):
-    cfg = dict(model="sim/thurstone", outcomes="demo", mode="sample", samples=3, seed=5,
-               bootstrap=5)
+    cfg = dict(
+        model="sim/thurstone", outcomes="demo", mode="sample", samples=3, seed=5, bootstrap=5
+    )
     a = run(RunConfig(out=tmp_path / "a", **cfg)).utilities
     b = run(RunConfig(out=tmp_path / "b", **cfg)).utilities
     pd.testing.assert_frame_equal(a, b)
@@ -128,12 +191,28 @@ def _rows(db) -> int:
 
 def test_killed_run_resumes_without_asking_twice(cli, tmp_path):
     model = "sim/thurstone?delay=0.02"
-    args = ["run", model, "--outcomes", "demo", "--mode", "sample", "--samples", "2",
-            "--batch-size", "20", "--seed", "3", "--bootstrap", "5", "-q"]
+    args = [
+        "run",
+        model,
+        "--outcomes",
+        "demo",
+        "--mode",
+        "sample",
+        "--samples",
+        "2",
+        "--batch-size",
+        "20",
+        "--seed",
+        "3",
+        "--bootstrap",
+        "5",
+        "-q",
+    ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "valuescope.cli", *args, "--out", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
     deadline = time.time() + 60
@@ -159,8 +238,18 @@ def test_killed_run_resumes_without_asking_twice(cli, tmp_path):
 
 def test_resume_flag_uses_saved_settings(cli, tmp_path):
     out = tmp_path / "run"
-    cli("run", "sim/thurstone", "--outcomes", "demo", "--seed", "9", "--out", str(out), "-q",
-        check=True)
+    cli(
+        "run",
+        "sim/thurstone",
+        "--outcomes",
+        "demo",
+        "--seed",
+        "9",
+        "--out",
+        str(out),
+        "-q",
+        check=True,
+    )
     proc = cli("run", "--resume", "--out", str(out), "--json", check=True)
     metrics = json.loads(proc.stdout)
     assert metrics["seed"] == 9 and metrics["n_queries_new"] == 0
