@@ -62,6 +62,13 @@ def run_command(
     refusals: str = typer.Option("indifference", help="indifference or drop"),
     bootstrap: int = typer.Option(50, help="bootstrap replicates for intervals (0: none)"),
     batch_size: int = typer.Option(256, help="queries sent to the backend at a time"),
+    base_url: str | None = typer.Option(
+        None, help="OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, Ollama, ...)"
+    ),
+    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
+    timeout: float = typer.Option(60.0, help="seconds before a request is abandoned"),
+    max_retries: int = typer.Option(6, help="retries per request on errors and rate limits"),
+    rate_limit: float | None = typer.Option(None, help="requests per second at most"),
     resume: bool = typer.Option(
         False, help="continue the run in --out with its saved settings (the cache is reused)"
     ),

@@ -31,3 +31,9 @@ class RunConfig(BaseModel):
     batch_size: int = Field(256, ge=1, le=100_000)
     heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     max_heldout: int = Field(1000, ge=0)
+    # backend options (passed to the backend factory; never part of cache keys)
+    base_url: str | None = None
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=100)
+    rate_limit: float | None = Field(None, gt=0, description="requests per second")

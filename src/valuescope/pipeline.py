@@ -106,10 +106,22 @@ class RunPlan:
         return (self.budget + n_heldout) * per_pair
 
 
+def backend_options(config: RunConfig) -> dict:
+    """Options every backend factory receives (factories ignore what they do not use)."""
+    return {
+        "seed": config.seed,
+        "base_url": config.base_url,
+        "concurrency": config.concurrency,
+        "timeout": config.timeout,
+        "max_retries": config.max_retries,
+        "rate_limit": config.rate_limit,
+    }
+
+
 def plan(config: RunConfig) -> RunPlan:
     """Validate settings, outcomes, model, budget and output directory (no model calls)."""
     outcomes = load_outcomes(config.outcomes)
-    backend = get_backend(config.model, seed=config.seed)
+    backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
     template = get_template(config.template)
     n = len(outcomes)
@@ -198,6 +210,7 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
         }
     )[UTILITY_COLUMNS]
     pairs_table = _pairs_table(fit, train, held)
+    metrics["cost_usd"] = _cost(backend, metrics["tokens_in"], metrics["tokens_out"])
     metrics["elapsed_seconds"] = time.perf_counter() - t0
     write_csv(out / "utilities.csv", utilities)
     write_csv(out / "pairs.csv", pairs_table)
@@ -241,6 +254,14 @@ def _elicit_design(
     return merge_answers(parts)
 
 
+def _cost(backend, tokens_in: int, tokens_out: int) -> float | None:
+    """Cost in USD when the backend knows its prices (USD per million tokens in, out)."""
+    prices = getattr(backend, "prices", None)
+    if not prices:
+        return None
+    return (tokens_in * prices[0] + tokens_out * prices[1]) / 1e6
+
+
 def _prefix(prefix: str, values: dict) -> dict:
     return {prefix + k: v for k, v in values.items()}
 
@@ -278,6 +299,7 @@ def _base_metrics(
         "n_queries_cached": every.n_queries - every.n_new,
         "tokens_in": every.tokens_in,
         "tokens_out": every.tokens_out,
+        "cost_usd": None,
         "heldout_accuracy": None,
         "heldout_log_loss": None,
         "heldout_kl": None,

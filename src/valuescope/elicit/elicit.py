@@ -12,6 +12,7 @@ import numpy as np
 from valuescope.elicit.cache import ResponseCache, query_key
 from valuescope.elicit.parse import parse_choice
 from valuescope.elicit.prompts import Template
+from valuescope.errors import BackendError
 from valuescope.models.base import Answer, Backend, Mode, Query
 
 RefusalPolicy = Literal["indifference", "drop"]
@@ -108,7 +109,13 @@ def ask(
     todo = list(unique.values())
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        answers = backend.answer([queries[i] for i in chunk])
+        try:
+            answers = backend.answer([queries[i] for i in chunk])
+        except BackendError as exc:
+            # keep what did arrive, so a rerun asks only what is still missing
+            kept = [(chunk[j], a) for j, a in exc.partial if 0 <= j < len(chunk)]
+            cache.put_many((keys[i], backend.name, queries[i], a) for i, a in kept)
+            raise
         if len(answers) != len(chunk):
             raise RuntimeError(
                 f"backend {backend.name} returned {len(answers)} answers for {len(chunk)} queries"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
@@ -57,6 +58,22 @@ def get_backend(model: str, **options) -> Backend:
     return factory(name, params, **options)
 
 
+# Modules that register providers when imported; each imports its heavy SDK lazily,
+# inside the factory, so the package loads without any SDK installed.
+BUILTIN_MODULES = (
+    "valuescope.models.sim",
+    "valuescope.models.openai_api",
+    "valuescope.models.anthropic_api",
+    "valuescope.models.llamacpp",
+    "valuescope.models.embedded",
+    "valuescope.models.hf",
+)
+
+
 def _load_builtin() -> None:
-    # Importing registers the built-in providers; each imports heavy SDKs lazily.
-    from valuescope.models import sim  # noqa: F401
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real missing import inside an existing module
+                raise
