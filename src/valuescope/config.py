@@ -26,7 +26,7 @@ class RunConfig(BaseModel):
     budget: int | None = Field(None, ge=1, description="training pairs (unordered)")
     seed: int = Field(0, ge=0)
     template: str = "default"
-    refusals: Literal["indifference", "drop"] = "indifference"
+    refusals: Literal["indifference", "drop", "separate"] = "indifference"
     bootstrap: int = Field(50, ge=0, le=10_000)
     batch_size: int = Field(256, ge=1, le=100_000)
     heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)

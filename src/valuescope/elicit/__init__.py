@@ -2,6 +2,7 @@
 
 from valuescope.elicit.cache import ResponseCache, query_key
 from valuescope.elicit.elicit import (
+    REFUSAL_POLICIES,
     ElicitSettings,
     PairAnswers,
     aggregate,
@@ -9,6 +10,7 @@ from valuescope.elicit.elicit import (
     build_queries,
     elicit_pairs,
     merge_answers,
+    preference_p,
 )
 from valuescope.elicit.parse import parse_choice
 from valuescope.elicit.prompts import TEMPLATES, Template, get_template
@@ -24,6 +26,8 @@ __all__ = [
     "build_queries",
     "elicit_pairs",
     "merge_answers",
+    "preference_p",
+    "REFUSAL_POLICIES",
     "get_template",
     "parse_choice",
     "query_key",

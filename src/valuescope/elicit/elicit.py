@@ -15,7 +15,8 @@ from valuescope.elicit.prompts import Template
 from valuescope.errors import BackendError
 from valuescope.models.base import Answer, Backend, Mode, Query
 
-RefusalPolicy = Literal["indifference", "drop"]
+RefusalPolicy = Literal["indifference", "drop", "separate"]
+REFUSAL_POLICIES: tuple[str, ...] = ("indifference", "drop", "separate")
 ProgressFn = Callable[[int], None]
 
 # Below this much probability on the two answer tokens, a logprob answer counts as a refusal.
@@ -47,6 +48,13 @@ class PairAnswers:
     n_new: int
     tokens_in: int
     tokens_out: int
+    prefs: (
+        np.ndarray
+    )  # (pairs, 2 orders, samples): P(pair's first outcome) per answer, NaN = refused
+
+    def p_under(self, policy: str) -> np.ndarray:
+        """P(a > b) per pair under a refusal policy (see `preference_p`)."""
+        return preference_p(self.prefs, policy)
 
     @property
     def position_bias(self) -> float:
@@ -79,6 +87,8 @@ def build_queries(
                         sample_index=k,
                         temperature=settings.temperature,
                         max_tokens=256 if template.reasoning else 8,
+                        labels=template.labels,
+                        template=template.name,
                     )
                 )
     return queries
@@ -130,13 +140,15 @@ def ask(
     return [found[k] for k in keys], len(todo)
 
 
-def _choice_value(answer: Answer, mode: Mode, reasoning: bool) -> float | None:
+def _choice_value(
+    answer: Answer, mode: Mode, reasoning: bool, labels: tuple[str, str] = ("A", "B")
+) -> float | None:
     """P(first-listed option) of one answer, or None for a refusal."""
     if mode == "logprob":
         if answer.p_a is None or (answer.mass is not None and answer.mass < MIN_ANSWER_MASS):
             return None
         return float(answer.p_a)
-    choice = parse_choice(answer.text, reasoning=reasoning)
+    choice = parse_choice(answer.text, reasoning=reasoning, labels=labels)
     if choice is None:
         return None
     return 1.0 if choice == "A" else 0.0
@@ -148,6 +160,7 @@ def aggregate(
     settings: ElicitSettings,
     *,
     reasoning: bool = False,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> PairAnswers:
     """P(a > b) per pair from answers laid out as `build_queries` orders them.
 
@@ -162,7 +175,7 @@ def aggregate(
     for idx, answer in enumerate(answers):
         e, rest = divmod(idx, 2 * k)
         order, s = divmod(rest, k)
-        v = _choice_value(answer, settings.mode, reasoning)
+        v = _choice_value(answer, settings.mode, reasoning, labels)
         if v is not None:
             values[e, order, s] = v
     refused = np.isnan(values)
@@ -170,17 +183,10 @@ def aggregate(
     a_share_count = float((~refused).sum())
     first_pref = values.copy()
     first_pref[:, 1, :] = 1.0 - first_pref[:, 1, :]  # undo the order swap
-    if settings.refusals == "indifference":
-        first_pref[refused] = 0.5
-        p = first_pref.mean(axis=(1, 2))
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # pairs with every answer refused
-            p = np.nanmean(np.nanmean(first_pref, axis=2), axis=1)
-        p = np.where(np.isnan(p), 0.5, p)
     return PairAnswers(
         pairs=pairs,
-        p=p,
+        p=preference_p(first_pref, settings.refusals),
+        prefs=first_pref,
         n_answers=np.full(n, 2 * k),
         n_refused=refused.sum(axis=(1, 2)),
         a_share_sum=a_share_sum,
@@ -190,6 +196,22 @@ def aggregate(
         tokens_in=sum(a.tokens_in for a in answers),
         tokens_out=sum(a.tokens_out for a in answers),
     )
+
+
+def preference_p(prefs: np.ndarray, policy: str) -> np.ndarray:
+    """P(a > b) per pair from per-answer preferences of shape (pairs, 2, samples).
+
+    "indifference": refusals count as 1/2. "drop" and "separate": refusals are left out
+    (each order averages its readable answers, then the orders are averaged); a pair
+    with no readable answer gets 1/2. "separate" differs only in that the refusals are
+    reported as their own channel (per outcome and category) instead of entering the fit.
+    """
+    if policy == "indifference":
+        return np.where(np.isnan(prefs), 0.5, prefs).mean(axis=(1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pairs with every answer refused
+        p = np.nanmean(np.nanmean(prefs, axis=2), axis=1)
+    return np.where(np.isnan(p), 0.5, p)
 
 
 def elicit_pairs(
@@ -204,7 +226,9 @@ def elicit_pairs(
     """Ask every pair in both orders (through the cache) and aggregate."""
     queries = build_queries(outcomes, pairs, template, settings)
     answers, n_new = ask(backend, queries, cache, batch_size=settings.batch_size, progress=progress)
-    result = aggregate(pairs, answers, settings, reasoning=template.reasoning)
+    result = aggregate(
+        pairs, answers, settings, reasoning=template.reasoning, labels=template.labels
+    )
     result.n_new = n_new
     return result
 
@@ -222,4 +246,5 @@ def merge_answers(parts: Sequence[PairAnswers]) -> PairAnswers:
         n_new=sum(x.n_new for x in parts),
         tokens_in=sum(x.tokens_in for x in parts),
         tokens_out=sum(x.tokens_out for x in parts),
+        prefs=np.concatenate([x.prefs for x in parts]),
     )

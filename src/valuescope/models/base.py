@@ -14,7 +14,10 @@ class Query:
     """One forced-choice question, already rendered into chat messages.
 
     `option_a` and `option_b` repeat the outcome texts so that synthetic agents can
-    answer without parsing the prompt; real models read only `messages`.
+    answer without parsing the prompt; real models read only `messages`. `labels` are
+    the answer labels the prompt asks for (first option, second option); `p_a` and
+    "A" in answers always mean the first label. `template` names the prompt template
+    (metadata only: the messages already differ between templates).
     """
 
     messages: tuple[tuple[str, str], ...]
@@ -24,6 +27,8 @@ class Query:
     sample_index: int = 0
     temperature: float = 1.0
     max_tokens: int = 8
+    labels: tuple[str, str] = ("A", "B")
+    template: str = "default"
 
 
 @dataclass

@@ -75,7 +75,7 @@ class _SimAgent:
             return Answer(p_a=float(p_a), mass=1.0)
         if refused:
             return Answer(text=REFUSAL_TEXT)
-        return Answer(text="A" if rng.random() < p_a else "B")
+        return Answer(text=q.labels[0] if rng.random() < p_a else q.labels[1])
 
 
 class RandomAgent(_SimAgent):
