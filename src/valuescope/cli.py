@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from valuescope.config import DEFAULT_MODEL, RunConfig
+from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
 
 app = typer.Typer(
@@ -58,9 +59,18 @@ def run_command(
     design: str = typer.Option("active", help="active, random or full"),
     budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
     seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
-    template: str = typer.Option("default", help="prompt template"),
-    refusals: str = typer.Option("indifference", help="indifference or drop"),
+    template: str = typer.Option(
+        "default", help="prompt template; several, comma-separated, pool their answers"
+    ),
+    refusals: str = typer.Option(
+        "indifference",
+        help="refusals count as 1/2 (indifference), are left out (drop), or are left out "
+        "of the fit and reported per outcome as their own channel (separate)",
+    ),
     bootstrap: int = typer.Option(50, help="bootstrap replicates for intervals (0: none)"),
+    bootstrap_over: str = typer.Option(
+        "pairs", help="resample pairs, answers within pairs, or both"
+    ),
     batch_size: int = typer.Option(256, help="queries sent to the backend at a time"),
     base_url: str | None = typer.Option(
         None, help="OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, Ollama, ...)"
@@ -100,21 +110,80 @@ def run_command(
             batch_size=batch_size,
         )
     run_plan = plan(config)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=quiet or as_json,
-        transient=False,
-    ) as bar:
+    with _progress_bar(quiet or as_json) as bar:
         result = run(run_plan, progress=_BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.metrics), indent=2))
     elif not quiet:
         _print_summary(result)
+
+
+@app.command("sensitivity")
+def sensitivity_command(
+    model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
+    outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
+    out: Path = typer.Option(Path("runs/sensitivity"), help="directory to write"),
+    templates: str = typer.Option(
+        ",".join(SENSITIVITY_TEMPLATES), help="comma-separated templates to compare"
+    ),
+    mode: str = typer.Option("auto", help="logprob, sample, or auto"),
+    samples: int = typer.Option(10, help="answers per order in sample mode"),
+    budget: int | None = typer.Option(None, help="pairs asked under every template"),
+    seed: int = typer.Option(0, help="seed for the pairs and synthetic agents"),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
+    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
+) -> None:
+    """Ask the same pairs under several prompt templates and compare the utilities."""
+    from valuescope.sensitivity import sensitivity
+
+    config = _build_config(
+        model=model,
+        outcomes=outcomes,
+        out=out,
+        mode=mode,
+        samples=samples,
+        budget=budget,
+        seed=seed,
+        design="random",
+        base_url=base_url,
+        concurrency=concurrency,
+        bootstrap=0,
+    )
+    names = [t.strip() for t in templates.split(",") if t.strip()]
+    with _progress_bar(quiet or as_json) as bar:
+        result = sensitivity(config, names, progress=_BarProgress(bar))
+    if as_json:
+        print(json.dumps(_jsonable(result.summary), indent=2))
+        return
+    if quiet:
+        return
+    table = Table(title=f"{model}: {result.summary['n_pairs']} pairs under each template")
+    for col in (
+        "template",
+        "ρ with others",
+        "ρ with pooled",
+        "position bias",
+        "refusals",
+        "flips vs pooled",
+        "order flips",
+        "noisy?",
+    ):
+        table.add_column(col, justify="left" if col == "template" else "right")
+    for row in result.templates.itertuples():
+        table.add_row(
+            row.template,
+            _fmt(row.spearman_with_others),
+            _fmt(row.spearman_with_pooled),
+            _fmt(row.position_bias),
+            _fmt(row.refusal_rate),
+            _fmt(row.flip_share),
+            _fmt(row.order_flip_share),
+            "FLAGGED" if row.flagged_noisy else "",
+        )
+    out_console.print(table)
+    out_console.print(f"wrote {result.out}/ (sensitivity.json, sensitivity_utilities.csv)")
 
 
 @app.command("fit")
@@ -185,6 +254,18 @@ def models_command() -> None:
 
     for p in providers():
         out_console.print(f"{p}/...")
+
+
+def _progress_bar(disable: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=disable,
+    )
 
 
 def _build_config(**kwargs) -> RunConfig:

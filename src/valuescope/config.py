@@ -28,6 +28,7 @@ class RunConfig(BaseModel):
     template: str = "default"
     refusals: Literal["indifference", "drop", "separate"] = "indifference"
     bootstrap: int = Field(50, ge=0, le=10_000)
+    bootstrap_over: Literal["pairs", "answers", "both"] = "pairs"
     batch_size: int = Field(256, ge=1, le=100_000)
     heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     max_heldout: int = Field(1000, ge=0)

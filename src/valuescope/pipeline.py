@@ -32,20 +32,17 @@ from valuescope.elicit import (
     elicit_pairs,
     get_template,
     merge_answers,
+    pool_templates,
 )
 from valuescope.errors import ValuescopeError
+from valuescope.evaluate import evaluate, random_baseline
 from valuescope.fit import (
-    bootstrap_thurstonian,
     coin_completeness,
-    completeness,
-    cycle_probability,
-    fit_bradley_terry,
     fit_thurstonian,
-    pair_metrics,
 )
 from valuescope.models import get_backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
-from valuescope.rundir import UTILITY_COLUMNS, prepare_out_dir, write_csv, write_json
+from valuescope.rundir import prepare_out_dir, write_csv, write_json
 
 
 class Progress:
@@ -92,7 +89,7 @@ class RunPlan:
     outcomes: OutcomeSet
     backend: object
     mode: str
-    template: object
+    templates: list
     out: Path
     budget: int
     settings: ElicitSettings
@@ -103,6 +100,7 @@ class RunPlan:
             len(self.outcomes), self.config.heldout_fraction, self.config.max_heldout
         )
         per_pair = 2 * (self.settings.samples if self.mode == "sample" else 1)
+        per_pair *= len(self.templates)
         return (self.budget + n_heldout) * per_pair
 
 
@@ -123,7 +121,9 @@ def plan(config: RunConfig) -> RunPlan:
     outcomes = load_outcomes(config.outcomes)
     backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
-    template = get_template(config.template)
+    templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
+    if not templates:
+        raise ValuescopeError("--template: name at least one template")
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))
@@ -135,7 +135,7 @@ def plan(config: RunConfig) -> RunPlan:
         refusals=config.refusals,
         batch_size=config.batch_size,
     )
-    return RunPlan(config, outcomes, backend, mode, template, out, budget, settings)
+    return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings)
 
 
 def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunResult:
@@ -144,7 +144,7 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
     t0 = time.perf_counter()
     the_plan = config if isinstance(config, RunPlan) else plan(config)
     config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
-    mode, template, out, budget = the_plan.mode, the_plan.template, the_plan.out, the_plan.budget
+    mode, templates, out, budget = the_plan.mode, the_plan.templates, the_plan.out, the_plan.budget
     settings = the_plan.settings
     write_json(out / "run_config.json", config.model_dump(mode="json"))
 
@@ -157,43 +157,39 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
     with ResponseCache(out / "responses.sqlite") as cache:
 
         def ask(pairs: np.ndarray) -> PairAnswers:
-            return elicit_pairs(
-                backend, outcomes.texts, pairs, template, settings, cache, progress.advance
-            )
+            parts = [
+                elicit_pairs(backend, outcomes.texts, pairs, t, settings, cache, progress.advance)
+                for t in templates
+            ]
+            return pool_templates(parts, settings.refusals)
 
         held = ask(heldout) if len(heldout) else None
         train = _elicit_design(config, n, budget, start, heldout, rng, ask)
 
     fit_t0 = time.perf_counter()
-    fit = fit_thurstonian(train.pairs, train.p, n)
-    fit_seconds = time.perf_counter() - fit_t0
-    bt = fit_bradley_terry(train.pairs, train.p, n)
-    metrics = _base_metrics(config, outcomes, backend.name, mode, budget, train, held)
+    evaluation = evaluate(
+        train,
+        held,
+        n,
+        outcomes.categories,
+        policy=config.refusals,
+        bootstrap=config.bootstrap,
+        over=config.bootstrap_over,
+        seed=config.seed,
+    )
+    fit = evaluation.fit
+    metrics = _run_info(config, outcomes, backend.name, mode, budget, train, held)
+    metrics.update(evaluation.metrics)
     metrics["fit"] = {
         "method": "thurstonian",
         "converged": fit.converged,
         "n_iter": fit.n_iter,
-        "seconds": fit_seconds,
+        "seconds": time.perf_counter() - fit_t0,
         "train_log_loss": fit.loss,
     }
-    ci_low = ci_high = np.full(n, np.nan)
-    if held is not None:
-        metrics.update(_prefix("heldout_", pair_metrics(held.p, fit.predict(held.pairs))))
-        metrics["bradley_terry"] = _prefix("heldout_", pair_metrics(held.p, bt.predict(held.pairs)))
-    if config.bootstrap:
-        boot = bootstrap_thurstonian(
-            train.pairs,
-            train.p,
-            n,
-            n_boot=config.bootstrap,
-            seed=config.seed,
-            init=fit.raw_params,
-            statistics=_boot_statistics(held),
-        )
-        ci_low, ci_high = boot.interval(0.95)
-        metrics["intervals"] = {name: boot.stat_interval(name) for name in boot.stats}
-        metrics["bootstrap"] = {"replicates": config.bootstrap, "level": 0.95, "over": "pairs"}
-    metrics["baseline_random"] = random_baseline(train, held, n, mode, settings.samples, config)
+    n_answers = 2 * settings.samples if mode == "sample" else 0
+    metrics["completeness_random_expected"] = coin_completeness(n_answers)
+    metrics["baseline_random"] = random_baseline(train, held, n, n_answers, config.seed)
 
     truth_stats = _write_truth(backend, outcomes, out, fit.mean)
     if truth_stats:
@@ -205,10 +201,11 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
             "category": outcomes.categories,
             "mean": fit.mean,
             "sigma": fit.sigma,
-            "ci_low": ci_low,
-            "ci_high": ci_high,
+            "ci_low": evaluation.per_outcome["ci_low"],
+            "ci_high": evaluation.per_outcome["ci_high"],
+            "refusal_rate": evaluation.per_outcome["refusal_rate"],
         }
-    )[UTILITY_COLUMNS]
+    )
     pairs_table = _pairs_table(fit, train, held)
     metrics["cost_usd"] = _cost(backend, metrics["tokens_in"], metrics["tokens_out"])
     metrics["elapsed_seconds"] = time.perf_counter() - t0
@@ -262,12 +259,8 @@ def _cost(backend, tokens_in: int, tokens_out: int) -> float | None:
     return (tokens_in * prices[0] + tokens_out * prices[1]) / 1e6
 
 
-def _prefix(prefix: str, values: dict) -> dict:
-    return {prefix + k: v for k, v in values.items()}
-
-
-def _base_metrics(
-    config,
+def _run_info(
+    config: RunConfig,
     outcomes: OutcomeSet,
     backend_name: str,
     mode: str,
@@ -275,10 +268,8 @@ def _base_metrics(
     train: PairAnswers,
     held: PairAnswers | None,
 ) -> dict:
-    parts = [train] + ([held] if held is not None else [])
-    every = merge_answers(parts)
-    cycle, n_triads = cycle_probability(every.pairs, every.p, len(outcomes), seed=config.seed)
-    k = config.samples if mode == "sample" else 0
+    """What was run and what it cost."""
+    every = merge_answers([train] + ([held] if held is not None else []))
     return {
         "model": config.model,
         "backend": backend_name,
@@ -300,57 +291,7 @@ def _base_metrics(
         "tokens_in": every.tokens_in,
         "tokens_out": every.tokens_out,
         "cost_usd": None,
-        "heldout_accuracy": None,
-        "heldout_log_loss": None,
-        "heldout_kl": None,
-        "completeness": completeness(every.p),
-        "completeness_random_expected": coin_completeness(2 * k),
-        "cycle_prob": cycle,
-        "cycle_log_prob": float(np.log(cycle)) if cycle > 0 else float("-inf"),
-        "n_triads": n_triads,
-        "position_bias": every.position_bias,
-        "refusal_rate": every.refusal_rate,
     }
-
-
-def _boot_statistics(held: PairAnswers | None) -> dict:
-    if held is None:
-        return {}
-    return {
-        "heldout_accuracy": lambda r: pair_metrics(held.p, r.predict(held.pairs))["accuracy"],
-        "heldout_log_loss": lambda r: pair_metrics(held.p, r.predict(held.pairs))["log_loss"],
-    }
-
-
-def random_baseline(
-    train: PairAnswers,
-    held: PairAnswers | None,
-    n: int,
-    mode: str,
-    samples: int,
-    config: RunConfig,
-) -> dict:
-    """Coherence of a fair-coin agent asked the same pairs under the same protocol."""
-    rng = np.random.default_rng([config.seed, 7919])
-    k = 2 * samples if mode == "sample" else 0
-
-    def coin(m: int) -> np.ndarray:
-        return rng.binomial(k, 0.5, m) / k if k else np.full(m, 0.5)
-
-    p_train = coin(len(train.p))
-    fit = fit_thurstonian(train.pairs, p_train, n, check_input=False)
-    out = {"completeness": completeness(p_train), "position_bias": 0.5, "refusal_rate": 0.0}
-    all_pairs, all_p = train.pairs, p_train
-    if held is not None:
-        p_held = coin(len(held.p))
-        out.update(_prefix("heldout_", pair_metrics(p_held, fit.predict(held.pairs))))
-        all_pairs = np.concatenate([train.pairs, held.pairs])
-        all_p = np.concatenate([p_train, p_held])
-        out["completeness"] = completeness(all_p)
-    cycle, _ = cycle_probability(all_pairs, all_p, n, seed=config.seed)
-    out["cycle_prob"] = cycle
-    out["cycle_log_prob"] = float(np.log(cycle)) if cycle > 0 else None
-    return out
 
 
 def _write_truth(backend, outcomes: OutcomeSet, out: Path, mean: np.ndarray) -> dict | None:

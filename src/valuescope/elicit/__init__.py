@@ -10,6 +10,7 @@ from valuescope.elicit.elicit import (
     build_queries,
     elicit_pairs,
     merge_answers,
+    pool_templates,
     preference_p,
 )
 from valuescope.elicit.parse import parse_choice
@@ -26,6 +27,7 @@ __all__ = [
     "build_queries",
     "elicit_pairs",
     "merge_answers",
+    "pool_templates",
     "preference_p",
     "REFUSAL_POLICIES",
     "get_template",

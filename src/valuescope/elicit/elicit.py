@@ -248,3 +248,23 @@ def merge_answers(parts: Sequence[PairAnswers]) -> PairAnswers:
         tokens_out=sum(x.tokens_out for x in parts),
         prefs=np.concatenate([x.prefs for x in parts]),
     )
+
+
+def pool_templates(parts: Sequence[PairAnswers], policy: str) -> PairAnswers:
+    """Answers to the same pairs under several templates, pooled as extra samples."""
+    if len(parts) == 1:
+        return parts[0]
+    prefs = np.concatenate([x.prefs for x in parts], axis=2)
+    return PairAnswers(
+        pairs=parts[0].pairs,
+        p=preference_p(prefs, policy),
+        n_answers=sum(x.n_answers for x in parts),
+        n_refused=sum(x.n_refused for x in parts),
+        a_share_sum=sum(x.a_share_sum for x in parts),
+        a_share_count=sum(x.a_share_count for x in parts),
+        n_queries=sum(x.n_queries for x in parts),
+        n_new=sum(x.n_new for x in parts),
+        tokens_in=sum(x.tokens_in for x in parts),
+        tokens_out=sum(x.tokens_out for x in parts),
+        prefs=prefs,
+    )

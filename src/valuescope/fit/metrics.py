@@ -89,6 +89,14 @@ def cycle_probability(
     xyz + (1-x)(1-y)(1-z). Returns (mean probability, number of triads); a random agent
     gives 0.25, a perfectly transitive and decisive one 0.
     """
+    values = triad_cycle_values(pairs, p, n_outcomes, max_triads, seed)
+    return (float(values.mean()) if len(values) else float("nan")), len(values)
+
+
+def triad_cycle_values(
+    pairs: np.ndarray, p: np.ndarray, n_outcomes: int, max_triads: int = 5000, seed: int = 0
+) -> np.ndarray:
+    """Cycle probability of each sampled triad (see `cycle_probability`)."""
     pairs = np.asarray(pairs, dtype=np.int64)
     lookup = {}
     for (a, b), pe in zip(pairs.tolist(), np.asarray(p, float).tolist()):
@@ -96,12 +104,11 @@ def cycle_probability(
         lookup[(b, a)] = 1.0 - pe
     triads = sample_triads(pairs, n_outcomes, max_triads, seed)
     if len(triads) == 0:
-        return float("nan"), 0
+        return np.zeros(0)
     x = np.array([lookup[(a, b)] for a, b, _ in triads])
     y = np.array([lookup[(b, c)] for _, b, c in triads])
     z = np.array([lookup[(c, a)] for a, _, c in triads])
-    cyc = x * y * z + (1 - x) * (1 - y) * (1 - z)
-    return float(cyc.mean()), len(triads)
+    return x * y * z + (1 - x) * (1 - y) * (1 - z)
 
 
 def pair_metrics(p: np.ndarray, q: np.ndarray) -> dict[str, float]:

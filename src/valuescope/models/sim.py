@@ -38,7 +38,14 @@ class _SimAgent:
     """Shared machinery: a per-query random stream, refusals, position bias, delay."""
 
     supports_logprobs = True
-    known_params: tuple[str, ...] = ("seed", "position_bias", "refusal_rate", "delay")
+    known_params: tuple[str, ...] = (
+        "seed",
+        "position_bias",
+        "refusal_rate",
+        "delay",
+        "template_noise",
+        "noisy_template",
+    )
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         unknown = sorted(set(params) - set(self.known_params))
@@ -50,13 +57,24 @@ class _SimAgent:
         self.position_bias = _float_param(params, "position_bias", 0.0, 0.0, 1.0)
         self.refusal_rate = _float_param(params, "refusal_rate", 0.0, 0.0, 1.0)
         self.delay = _float_param(params, "delay", 0.0, 0.0, 60.0)
+        self.template_noise = _float_param(params, "template_noise", 0.0, 0.0, 100.0)
+        self.noisy_template = params.get("noisy_template")
         self.params = params
         query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "seed")
         self.name = f"sim/{kind}" + (f"?{query}" if query else "") + f"#seed={self.seed}"
 
-    def p_first(self, option_a: str, option_b: str) -> float:
-        """The agent's unbiased probability of choosing option A."""
+    def p_first(self, option_a: str, option_b: str, template: str = "default") -> float:
+        """The agent's unbiased probability of choosing option A under a prompt template."""
         raise NotImplementedError
+
+    def template_offset(self, text: str, template: str) -> float:
+        """Utility shift of an outcome under one template (planted prompt sensitivity)."""
+        if not self.template_noise:
+            return 0.0
+        if self.noisy_template is not None and template != self.noisy_template:
+            return 0.0
+        rng = np.random.default_rng(stable_seed("template", self.seed, template, text))
+        return float(rng.normal(scale=self.template_noise))
 
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         if self.delay:
@@ -68,7 +86,8 @@ class _SimAgent:
             stable_seed(self.seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
         )
         refused = rng.random() < self.refusal_rate
-        p_a = self.position_bias + (1 - self.position_bias) * self.p_first(q.option_a, q.option_b)
+        p_true = self.p_first(q.option_a, q.option_b, q.template)
+        p_a = self.position_bias + (1 - self.position_bias) * p_true
         if q.mode == "logprob":
             if refused:
                 return Answer(p_a=0.5, mass=0.0)
@@ -81,7 +100,7 @@ class _SimAgent:
 class RandomAgent(_SimAgent):
     """Answers every query with a fair coin: the chance-level baseline."""
 
-    def p_first(self, option_a: str, option_b: str) -> float:
+    def p_first(self, option_a: str, option_b: str, template: str = "default") -> float:
         return 0.5
 
 
@@ -96,10 +115,11 @@ class ThurstoneAgent(_SimAgent):
         rng = np.random.default_rng(stable_seed("utility", self.seed, text))
         return float(rng.normal()), float(rng.uniform(0.2, 1.0))
 
-    def p_first(self, option_a: str, option_b: str) -> float:
+    def p_first(self, option_a: str, option_b: str, template: str = "default") -> float:
         mu_a, s_a = self._utility(option_a)
         mu_b, s_b = self._utility(option_b)
-        return float(ndtr((mu_a - mu_b) / np.hypot(s_a, s_b)))
+        shift = self.template_offset(option_a, template) - self.template_offset(option_b, template)
+        return float(ndtr((mu_a - mu_b + shift) / np.hypot(s_a, s_b)))
 
     def truth(self, outcomes: Sequence[str]) -> pd.DataFrame:
         """Hidden utilities as a table with columns id, mean, sigma."""
