@@ -283,6 +283,49 @@ def _truth(data: RunData) -> tuple[pd.DataFrame | None, float | None]:
     return merged, rho
 
 
+def category_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """Per-category utilities and coherence, highest mean utility first."""
+    cats = _sub(metrics, "categories")
+    rows = []
+    for name, c in sorted(cats.items(), key=lambda kv: -(num(kv[1].get("mean_utility")) or 0)):
+        interval = c.get("mean_utility_interval") or [None, None]
+        rows.append(
+            {
+                "name": text(name),
+                "n": fmt_int(c.get("n_outcomes")),
+                "mean": fmt(c.get("mean_utility"), 2),
+                "interval": fmt_interval(interval[0], interval[1], 2),
+                "accuracy": fmt(c.get("heldout_accuracy")),
+                "completeness": fmt(c.get("completeness")),
+                "refusals": fmt(c.get("refusal_rate")),
+            }
+        )
+    return rows
+
+
+REFUSAL_POLICY_TEXT = {
+    "indifference": "refusals and unreadable answers entered the fit as indifference (1/2)",
+    "drop": "refusals and unreadable answers were left out of the fit",
+    "separate": "refusals were left out of the fit and are reported as their own channel "
+    "(per outcome in utilities.csv, per category below)",
+}
+
+
+def refusal_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """How the utilities and fit quality change under each refusal policy."""
+    rows = []
+    for policy, entry in _sub(metrics, "refusal_policies").items():
+        rows.append(
+            {
+                "policy": text(policy),
+                "spearman": fmt(entry.get("spearman_with_reported")),
+                "accuracy": fmt(entry.get("heldout_accuracy")),
+                "log_loss": fmt(entry.get("heldout_log_loss")),
+            }
+        )
+    return rows
+
+
 def _svg(fig: Any, prefix: str) -> str | None:
     return None if fig is None else plots.figure_to_svg(fig, prefix)
 
@@ -330,6 +373,11 @@ def build_context(data: RunData) -> dict[str, Any]:
             else ""
         ),
         "outcomes": outcome_rows(util),
+        "category_rows": category_rows(m),
+        "refusal_policy": text(m.get("refusal_policy")),
+        "refusal_policy_text": REFUSAL_POLICY_TEXT.get(str(m.get("refusal_policy")), ""),
+        "refusal_rows": refusal_rows(m),
+        "refusal_rate": fmt(m.get("refusal_rate")),
         "version": _version(),
     }
 
