@@ -9,6 +9,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+from valuescope.fit._threads import single_threaded_blas
 from valuescope.fit._validation import check_pairs
 from valuescope.fit.thurstonian import ConvergenceWarning
 
@@ -57,14 +58,15 @@ def fit_bradley_terry(
         pairs, p = check_pairs(pairs, p, n_outcomes)
     n = int(n_outcomes)
     w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
-    res = minimize(
-        _objective,
-        np.zeros(n),
-        args=(pairs[:, 0], pairs[:, 1], p, w, n, alpha),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": 1e-7, "ftol": 1e-12},
-    )
+    with single_threaded_blas():
+        res = minimize(
+            _objective,
+            np.zeros(n),
+            args=(pairs[:, 0], pairs[:, 1], p, w, n, alpha),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "gtol": 1e-7, "ftol": 1e-12},
+        )
     converged = bool(res.success) or float(np.max(np.abs(res.jac))) < 1e-3
     if not converged:
         warnings.warn(

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_ndtr, ndtr
 
+from valuescope.fit._threads import single_threaded_blas
 from valuescope.fit._validation import check_pairs
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
@@ -124,14 +125,15 @@ def fit_thurstonian(
     size = 2 * n if learn_sigma else n
     x0 = np.zeros(size) if init is None else np.asarray(init, dtype=np.float64)[:size].copy()
     a, b = pairs[:, 0], pairs[:, 1]
-    res = minimize(
-        _objective,
-        x0,
-        args=(a, b, p, w, n, alpha, learn_sigma),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-12},
-    )
+    with single_threaded_blas():
+        res = minimize(
+            _objective,
+            x0,
+            args=(a, b, p, w, n, alpha, learn_sigma),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-12},
+        )
     converged = bool(res.success) or _flat_enough(res)
     if not converged:
         warnings.warn(
