@@ -107,7 +107,13 @@ def run_command(
             template=template,
             refusals=refusals,
             bootstrap=bootstrap,
+            bootstrap_over=bootstrap_over,
             batch_size=batch_size,
+            base_url=base_url,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            rate_limit=rate_limit,
         )
     run_plan = plan(config)
     with _progress_bar(quiet or as_json) as bar:

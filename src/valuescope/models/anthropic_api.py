@@ -1,0 +1,132 @@
+"""`anthropic/<model>`: Claude models through the Messages API (sample mode only).
+
+The Messages API returns no log-probabilities, so runs use `--mode sample`. Model
+parameters: `?price_in=&price_out=` (USD per 1M tokens) for costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from valuescope.errors import ValuescopeError
+from valuescope.models._http import (
+    ApiClient,
+    HttpOptions,
+    Request,
+    parse_params,
+    parse_prices,
+    require_transport,
+    resolve_base_url,
+    resolve_key,
+    strip_userinfo,
+)
+from valuescope.models.base import Answer, Query
+from valuescope.models.registry import register
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+KEY_ENV = "ANTHROPIC_API_KEY"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+API_VERSION = "2023-06-01"
+
+
+def messages_payload(model: str, q: Query) -> dict:
+    """A Messages API request body: system turns go to the top-level `system` field."""
+    system = "\n\n".join(content for role, content in q.messages if role == "system")
+    payload = {
+        "model": model,
+        "max_tokens": q.max_tokens,
+        "temperature": q.temperature,
+        "messages": [
+            {"role": role, "content": content} for role, content in q.messages if role != "system"
+        ],
+    }
+    if system:
+        payload["system"] = system
+    return payload
+
+
+def parse_message(data: dict) -> Answer:
+    """An Answer from a Messages API reply: the text blocks joined, and the token usage."""
+    blocks = data["content"]
+    if not isinstance(blocks, list):
+        raise TypeError("content is not a list of blocks")
+    text = "".join(b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    usage = data.get("usage") or {}
+    return Answer(
+        text=text,
+        tokens_in=int(usage.get("input_tokens") or 0),
+        tokens_out=int(usage.get("output_tokens") or 0),
+    )
+
+
+class AnthropicBackend:
+    """Messages API against `base_url` (default: Anthropic's API).
+
+    Parameters
+    ----------
+    model : str
+        The model name (`claude-sonnet-4-5`, ...).
+    params : dict, default=None
+        Model-string parameters: `price_in`, `price_out`.
+    base_url : str, default=None
+        Endpoint root (without `/v1`); else `ANTHROPIC_BASE_URL`, else Anthropic's API.
+    options : HttpOptions, default=None
+        Concurrency, timeout, retries and rate limit.
+    """
+
+    supports_logprobs = False
+    known_params = ("price_in", "price_out")
+
+    def __init__(
+        self,
+        model: str,
+        params: dict[str, str] | None = None,
+        *,
+        base_url: str | None = None,
+        options: HttpOptions | None = None,
+    ) -> None:
+        params = parse_params("anthropic", model, params or {}, self.known_params)
+        self.model = model
+        self.name = f"anthropic/{model}"
+        require_transport(self.name)
+        url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
+        self.base_url = strip_userinfo(url)
+        self.prices = parse_prices("anthropic", model, params)
+        key = resolve_key(KEY_ENV, url, "api.anthropic.com", self.name)
+        endpoint = url + ("/messages" if url.endswith("/v1") else "/v1/messages")
+        headers = {"x-api-key": key, "anthropic-version": API_VERSION}
+        self._client = ApiClient(
+            self.name, endpoint, headers, KEY_ENV, options or HttpOptions(), secret=key
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicBackend({self.name!r}, base_url={self.base_url!r})"
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch concurrently; BackendError (with partial answers) past retries."""
+        return self._client.run([self._request(q) for q in queries])
+
+    def _request(self, q: Query) -> Request:
+        if q.mode != "sample":
+            raise ValuescopeError(
+                f"{self.name} does not offer log-probabilities; use --mode sample"
+            )
+        return messages_payload(self.model, q), parse_message
+
+
+@register("anthropic")
+def make_anthropic(
+    name: str,
+    params: dict[str, str],
+    base_url: str | None = None,
+    concurrency: int = 16,
+    timeout: float = 60.0,
+    max_retries: int = 6,
+    rate_limit: float | None = None,
+    **_: object,
+) -> AnthropicBackend:
+    """Factory for `anthropic/<model>`."""
+    options = HttpOptions(
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries, rate_limit=rate_limit
+    )
+    return AnthropicBackend(name, params, base_url=base_url, options=options)

@@ -1,0 +1,176 @@
+"""`openai/<model>`: OpenAI and every OpenAI-compatible server (vLLM, SGLang, llama.cpp, ...).
+
+Logprob mode asks for one token at temperature 0 with the top 20 log-probabilities and
+reads P(first label) from the tokens that strip to the query's labels ("A" and " A", ...
+are summed; labels are "A"/"B" unless the template asks for others). Sample
+mode asks for a completion per query. Model parameters: `?logprobs=0` for servers that
+do not return log-probabilities, `?price_in=&price_out=` (USD per 1M tokens) for costs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+from valuescope.models._http import (
+    ApiClient,
+    FatalError,
+    HttpOptions,
+    Request,
+    parse_flag,
+    parse_params,
+    parse_prices,
+    require_transport,
+    resolve_base_url,
+    resolve_key,
+    strip_userinfo,
+)
+from valuescope.models.base import Answer, Query
+from valuescope.models.registry import register
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+TOP_LOGPROBS = 20
+
+
+def choice_probabilities(
+    top_logprobs: dict[str, float], labels: tuple[str, str] = ("A", "B")
+) -> tuple[float, float]:
+    """(P(first label) renormalised over both labels, total probability on them).
+
+    `top_logprobs` maps token strings to log-probabilities; tokens that strip to a
+    label (" A", "A", ...) are summed. With neither label present, returns (0.5, 0.0).
+    """
+    first, second = 0.0, 0.0
+    for token, logprob in top_logprobs.items():
+        key = token.strip()
+        if logprob is None:
+            continue
+        if key == labels[0]:
+            first += math.exp(logprob)
+        elif key == labels[1]:
+            second += math.exp(logprob)
+    mass = first + second
+    if mass <= 0:
+        return 0.5, 0.0
+    return first / mass, min(mass, 1.0)
+
+
+def _usage(data: dict) -> tuple[int, int]:
+    usage = data.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class OpenAIBackend:
+    """Chat completions against `base_url` (default: OpenAI's API).
+
+    Parameters
+    ----------
+    model : str
+        The model name the server knows (`gpt-4o-mini`, `Qwen/Qwen2.5-7B-Instruct`, ...).
+    params : dict, default=None
+        Model-string parameters: `logprobs` (1/0), `price_in`, `price_out`.
+    base_url : str, default=None
+        Endpoint ending in `/v1`; else `OPENAI_BASE_URL`, else OpenAI's API.
+    options : HttpOptions, default=None
+        Concurrency, timeout, retries and rate limit.
+    """
+
+    known_params = ("logprobs", "price_in", "price_out")
+
+    def __init__(
+        self,
+        model: str,
+        params: dict[str, str] | None = None,
+        *,
+        base_url: str | None = None,
+        options: HttpOptions | None = None,
+    ) -> None:
+        params = parse_params("openai", model, params or {}, self.known_params)
+        self.model = model
+        self.name = f"openai/{model}"
+        require_transport(self.name)
+        url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
+        self.base_url = strip_userinfo(url)
+        self.supports_logprobs = parse_flag("openai", model, params, "logprobs", True)
+        self.prices = parse_prices("openai", model, params)
+        key = resolve_key(KEY_ENV, url, "api.openai.com", self.name)
+        self._client = ApiClient(
+            self.name,
+            url + "/chat/completions",
+            {"Authorization": f"Bearer {key}"},
+            KEY_ENV,
+            options or HttpOptions(),
+            secret=key,
+            not_found_hint=" (is the model name right, and does the base URL end in /v1?)",
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.name!r}, base_url={self.base_url!r})"
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch concurrently; BackendError (with partial answers) past retries."""
+        return self._client.run([self._request(q) for q in queries])
+
+    def _request(self, q: Query) -> Request:
+        messages = [{"role": role, "content": content} for role, content in q.messages]
+        if q.mode == "logprob":
+            payload = {
+                "model": self.model,
+                "messages": messages,
+                "max_tokens": 1,
+                "temperature": 0,
+                "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS,
+            }
+            return payload, functools.partial(self._parse_logprobs, tuple(q.labels))
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": q.max_tokens,
+            "temperature": q.temperature,
+            "seed": q.sample_index,  # reproducible samples where the server supports seeds
+        }
+        return payload, self._parse_sample
+
+    def _parse_logprobs(self, labels: tuple[str, str], data: dict) -> Answer:
+        logprobs = data["choices"][0].get("logprobs")
+        content = logprobs.get("content") if isinstance(logprobs, dict) else None
+        if not content:
+            raise FatalError(
+                f"the server at {self.base_url} returned no log-probabilities; "
+                f"use {self.name}?logprobs=0 (or --mode sample) for a server without them"
+            )
+        first = content[0]
+        tops = {first["token"]: first["logprob"]}
+        tops.update((t["token"], t["logprob"]) for t in first.get("top_logprobs") or [])
+        p_a, mass = choice_probabilities(tops, labels)
+        tokens_in, tokens_out = _usage(data)
+        return Answer(p_a=p_a, mass=mass, tokens_in=tokens_in, tokens_out=tokens_out)
+
+    def _parse_sample(self, data: dict) -> Answer:
+        text = data["choices"][0]["message"].get("content")
+        if text is not None and not isinstance(text, str):
+            raise TypeError("message content is not text")
+        tokens_in, tokens_out = _usage(data)
+        return Answer(text=text or "", tokens_in=tokens_in, tokens_out=tokens_out)
+
+
+@register("openai")
+def make_openai(
+    name: str,
+    params: dict[str, str],
+    base_url: str | None = None,
+    concurrency: int = 16,
+    timeout: float = 60.0,
+    max_retries: int = 6,
+    rate_limit: float | None = None,
+    **_: object,
+) -> OpenAIBackend:
+    """Factory for `openai/<model>`."""
+    options = HttpOptions(
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries, rate_limit=rate_limit
+    )
+    return OpenAIBackend(name, params, base_url=base_url, options=options)
