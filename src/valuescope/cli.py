@@ -129,8 +129,11 @@ def sensitivity_command(
     model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
     outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
     out: Path = typer.Option(Path("runs/sensitivity"), help="directory to write"),
-    templates: str = typer.Option(
-        ",".join(SENSITIVITY_TEMPLATES), help="comma-separated templates to compare"
+    templates: str | None = typer.Option(
+        None,
+        help="comma-separated templates to compare (default: "
+        + ",".join(SENSITIVITY_TEMPLATES)
+        + ", plus reasoning in sample mode)",
     ),
     mode: str = typer.Option("auto", help="logprob, sample, or auto"),
     samples: int = typer.Option(10, help="answers per order in sample mode"),
@@ -157,7 +160,7 @@ def sensitivity_command(
         concurrency=concurrency,
         bootstrap=0,
     )
-    names = [t.strip() for t in templates.split(",") if t.strip()]
+    names = [t.strip() for t in templates.split(",") if t.strip()] if templates else None
     with _progress_bar(quiet or as_json) as bar:
         result = sensitivity(config, names, progress=_BarProgress(bar))
     if as_json:

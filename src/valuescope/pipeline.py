@@ -116,6 +116,15 @@ def backend_options(config: RunConfig) -> dict:
     }
 
 
+def check_templates(templates: list, mode: str) -> None:
+    """Reasoning templates answer after free text: they need sample mode."""
+    for t in templates:
+        if t.reasoning and mode != "sample":
+            raise ValuescopeError(
+                f"template {t.name!r} answers after its reasoning; use --mode sample"
+            )
+
+
 def plan(config: RunConfig) -> RunPlan:
     """Validate settings, outcomes, model, budget and output directory (no model calls)."""
     outcomes = load_outcomes(config.outcomes)
@@ -124,6 +133,7 @@ def plan(config: RunConfig) -> RunPlan:
     templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
     if not templates:
         raise ValuescopeError("--template: name at least one template")
+    check_templates(templates, mode)
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))

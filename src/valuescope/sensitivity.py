@@ -19,7 +19,13 @@ from valuescope.evaluate import position_share
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import Progress, backend_options, plan_budget, resolve_mode
+from valuescope.pipeline import (
+    Progress,
+    backend_options,
+    check_templates,
+    plan_budget,
+    resolve_mode,
+)
 from valuescope.rundir import prepare_out_dir, write_csv, write_json
 
 # A template whose utilities agree with the others this much less than the typical
@@ -39,17 +45,20 @@ class SensitivityResult:
 
 def sensitivity(
     config: RunConfig,
-    templates: Sequence[str] = SENSITIVITY_TEMPLATES,
+    templates: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> SensitivityResult:
     """Ask the same random pairs under each template and compare what comes out."""
     progress = progress or Progress()
-    if len(templates) < 2:
-        raise ValuescopeError("sensitivity needs at least 2 templates to compare")
-    chosen = [get_template(t) for t in templates]
     outcomes = load_outcomes(config.outcomes)
     backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
+    if templates is None:  # direct vs reasoning answers only where answers are sampled
+        templates = SENSITIVITY_TEMPLATES + (("reasoning",) if mode == "sample" else ())
+    if len(templates) < 2:
+        raise ValuescopeError("sensitivity needs at least 2 templates to compare")
+    chosen = [get_template(t) for t in templates]
+    check_templates(chosen, mode)
     n = len(outcomes)
     budget = plan_budget(config.model_copy(update={"design": "random"}), n, 0)
     out = prepare_out_dir(Path(config.out))
