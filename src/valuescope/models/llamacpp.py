@@ -1,0 +1,293 @@
+"""GGUF models through llama.cpp (`llamacpp/<file.gguf>?n_ctx=..&threads=..&prefill=..`).
+
+Prompts are rendered with the GGUF's own chat template. In logprob mode the backend
+evaluates the prompt (plus an optional prefilled start of the assistant turn) and reads
+the next-token distribution; in sample mode it samples with plain temperature from a
+seed derived from the query and `?seed=`. Consecutive prompts share their longest
+common prefix in the KV cache, and each batch is asked in token order so that
+neighbours share as much as possible.
+
+Tokens are evaluated in chunks aligned to multiples of `EVAL_CHUNK` positions. llama.cpp's
+CPU kernels give slightly different results for different batch splits (up to 0.3 in a
+logit for Qwen2.5 Q4_K_M), so a fixed split makes every answer a function of its prompt
+alone, whatever was in the cache before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
+from valuescope.models.base import Answer, Query
+from valuescope.models.registry import register
+from valuescope.models.sim import stable_seed
+
+LLAMA_CPP_VERSION = "0.3.36"
+LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
+# Starts the assistant turn so that the next token is the letter (measured in docs/embedded.md).
+DEFAULT_PREFILL = "I would prefer Option"
+KNOWN_PARAMS = ("prefill", "seed", "n_ctx", "threads", "reuse")
+EVAL_CHUNK = 16
+
+
+def import_llama_cpp():
+    """The `llama_cpp` module, or a one-line error with the pip command."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependencyError(
+            f"GGUF models need llama-cpp-python (a ~5 min source build): {LLAMA_CPP_PIP}"
+        ) from None
+    return llama_cpp
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the longest common prefix of two token arrays."""
+    m = min(len(a), len(b))
+    diff = np.flatnonzero(a[:m] != b[:m])
+    return int(diff[0]) if len(diff) else m
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, computed in float64."""
+    z = logits.astype(np.float64)
+    z -= z.max()
+    p = np.exp(z)
+    return p / p.sum()
+
+
+class LlamaCppBackend:
+    """A GGUF chat model on CPU; see the module docstring for how it answers.
+
+    Parameters
+    ----------
+    path : Path
+        The GGUF file.
+    prefill : str, default=DEFAULT_PREFILL
+        Text that starts the assistant turn ("" for none); part of `name`.
+    n_ctx : int, default=2048
+        Context length in tokens (prompt plus generated answer).
+    threads : int or None, default=None
+        CPU threads; None uses half the cores this process may run on (at least 1).
+    seed : int, default=0
+        Mixed into every sampling seed (sample answers are drawn from (seed, query), so
+        they reproduce); part of `name` when not 0.
+    reuse : bool, default=True
+        Keep the shared prompt prefix in the KV cache between queries (False evaluates
+        every prompt from scratch, for benchmarks).
+    label : str or None, default=None
+        Model part of `name` (default: `llamacpp/<file name>`).
+    """
+
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        prefill: str = DEFAULT_PREFILL,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        seed: int = 0,
+        reuse: bool = True,
+        label: str | None = None,
+    ) -> None:
+        llama_cpp = import_llama_cpp()
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ValuescopeError(f"llamacpp: no GGUF file at {path}")
+        self.path, self.prefill, self.seed, self.reuse = path, prefill, seed, reuse
+        # llama.cpp spin-waits between threads: more threads than free cores is far slower,
+        # so the default is half the cores (llama-cpp-python's own default)
+        self.threads = threads or max(1, len(os.sched_getaffinity(0)) // 2)
+        self.tokens_evaluated = 0  # prompt tokens actually run through the model
+        self._prompt_in_cache = 0  # leading cache tokens evaluated in aligned chunks
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=min(512, n_ctx),
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ValuescopeError(f"llamacpp: cannot load {path}: {exc}") from None
+        self._lib = llama_cpp
+        self._format = self._chat_formatter(llama_cpp)
+        self.n_vocab = self.llm.n_vocab()
+        self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self.answer_ids = dict(zip("AB", self.label_token_ids(("A", "B"))))
+        label = label or f"llamacpp/{path.name}"
+        extra = f"&seed={seed}" if seed else ""
+        self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
+
+    def _chat_formatter(self, llama_cpp):
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValuescopeError(f"llamacpp: {self.path.name} carries no chat template")
+        model = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        return llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    def label_token_ids(self, labels: tuple[str, str]) -> tuple[list[int], list[int]]:
+        """Token ids that spell each answer label alone (" A" and/or "A"), checked."""
+        if labels not in self._label_ids:
+            ids = []
+            for label in labels:
+                found = []
+                for text in (f" {label}", label):
+                    toks = self.llm.tokenize(text.encode(), add_bos=False, special=False)
+                    if len(toks) == 1 and self.llm.detokenize(toks).decode() == text:
+                        found.append(toks[0])
+                if not found:
+                    raise ValuescopeError(
+                        f"llamacpp: {self.path.name} has no single token for the label {label!r}"
+                    )
+                ids.append(found)
+            if set(ids[0]) & set(ids[1]):
+                raise ValuescopeError(f"llamacpp: labels {labels} share a token")
+            self._label_ids[labels] = (ids[0], ids[1])
+        return self._label_ids[labels]
+
+    def render(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+        """Prompt tokens: the chat template with a generation prompt, then the prefill.
+
+        A template that rejects system messages gets the system text folded into the
+        first user turn.
+        """
+        from jinja2 import TemplateError
+
+        chat = [{"role": role, "content": content} for role, content in messages]
+        try:
+            prompt = self._format(messages=chat).prompt
+        except (ValueError, TemplateError) as exc:
+            if len(chat) < 2 or chat[0]["role"] != "system":
+                msg = f"llamacpp: the chat template of {self.path.name} fails: {exc}"
+                raise ValuescopeError(msg) from None
+            first = {"role": "user", "content": f"{chat[0]['content']}\n\n{chat[1]['content']}"}
+            prompt = self._format(messages=[first, *chat[2:]]).prompt
+        return self.llm.tokenize((prompt + self.prefill).encode(), add_bos=False, special=True)
+
+    def evaluate(self, tokens: Sequence[int]) -> int:
+        """Put `tokens` in the context, evaluating only what differs; returns tokens evaluated."""
+        llm = self.llm
+        if len(tokens) >= llm.n_ctx():
+            raise ValuescopeError(
+                f"llamacpp: a prompt of {len(tokens)} tokens does not fit n_ctx={llm.n_ctx()}; "
+                "raise it with ?n_ctx="
+            )
+        keep = 0
+        if self.reuse:
+            cached = llm.input_ids[: min(self._prompt_in_cache, llm.n_tokens)]
+            same = common_prefix(np.asarray(tokens), cached)
+            # keep whole chunks only, and evaluate at least one token to get logits
+            keep = min(same, len(tokens) - 1) // EVAL_CHUNK * EVAL_CHUNK
+            if keep and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):  # e.g. recurrent models
+                keep = 0
+        if keep == 0:
+            llm.reset()
+        llm.n_tokens = keep
+        for start in range(keep, len(tokens), EVAL_CHUNK):
+            llm.eval(list(tokens[start : start + EVAL_CHUNK]))
+        self._prompt_in_cache = len(tokens)
+        self.tokens_evaluated += len(tokens) - keep
+        return len(tokens) - keep
+
+    def clear(self) -> None:
+        """Forget the cached context (the next prompt is evaluated from its first token)."""
+        self.llm.reset()
+        self._prompt_in_cache = 0
+
+    def next_token_logits(self) -> np.ndarray:
+        """Logits of the token after the last one evaluated, shape (n_vocab,)."""
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        prompts = [self.render(q.messages) for q in queries]
+        order = sorted(range(len(queries)), key=prompts.__getitem__) if self.reuse else None
+        answers: list[Answer | None] = [None] * len(queries)
+        for i in order or range(len(queries)):
+            q, tokens = queries[i], prompts[i]
+            answers[i] = self._sample(q, tokens) if q.mode == "sample" else self._logprob(q, tokens)
+        return answers  # type: ignore[return-value]
+
+    def _logprob(self, q: Query, tokens: list[int]) -> Answer:
+        ids_a, ids_b = self.label_token_ids(q.labels)
+        self.evaluate(tokens)
+        p = softmax(self.next_token_logits())
+        p_a, p_b = float(p[ids_a].sum()), float(p[ids_b].sum())
+        mass = p_a + p_b
+        return Answer(p_a=p_a / mass if mass > 0 else 0.5, mass=mass, tokens_in=len(tokens))
+
+    def _sample(self, q: Query, tokens: list[int]) -> Answer:
+        rng = np.random.default_rng(
+            stable_seed(self.seed, q.messages, q.sample_index, q.temperature)
+        )
+        self.evaluate(tokens)
+        out: list[int] = []
+        vocab = self.llm._model.vocab
+        while len(out) < q.max_tokens:
+            logits = self.next_token_logits()
+            if q.temperature <= 0:
+                tok = int(np.argmax(logits))
+            else:
+                tok = int(rng.choice(self.n_vocab, p=softmax(logits / q.temperature)))
+            if self._lib.llama_vocab_is_eog(vocab, tok):
+                break
+            out.append(tok)
+            if len(tokens) + len(out) >= self.llm.n_ctx():
+                break
+            self.llm.eval([tok])
+        text = self.llm.detokenize(out).decode("utf-8", errors="replace")
+        return Answer(text=self.prefill + text, tokens_in=len(tokens), tokens_out=len(out))
+
+
+def _int_param(params: dict[str, str], key: str, default: int | None, lo: int) -> int | None:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UnknownModelError(f"llamacpp parameter {key}={raw!r} is not an integer") from None
+    if value < lo:
+        raise UnknownModelError(f"llamacpp parameter {key}={value} must be at least {lo}")
+    return value
+
+
+def backend_kwargs(params: dict[str, str], provider: str = "llamacpp") -> dict:
+    """Constructor keywords from model-string parameters (checked)."""
+    unknown = sorted(set(params) - set(KNOWN_PARAMS))
+    if unknown:
+        raise UnknownModelError(
+            f"{provider} has no parameter {unknown[0]!r}; known: {', '.join(KNOWN_PARAMS)}"
+        )
+    return {
+        "prefill": params.get("prefill", DEFAULT_PREFILL),
+        "seed": _int_param(params, "seed", 0, 0),
+        "n_ctx": _int_param(params, "n_ctx", 2048, 64),
+        "threads": _int_param(params, "threads", None, 1),
+        "reuse": _int_param(params, "reuse", 1, 0) != 0,
+    }
+
+
+@register("llamacpp")
+def make_llamacpp(name: str, params: dict[str, str], **_: object) -> LlamaCppBackend:
+    """Factory for `llamacpp/<path to a .gguf file>`.
+
+    The run's `--seed` does not reach the model (it would split the cache); `?seed=` does.
+    """
+    kwargs = backend_kwargs(params)
+    import_llama_cpp()
+    return LlamaCppBackend(name, **kwargs)
