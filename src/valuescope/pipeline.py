@@ -116,6 +116,17 @@ def backend_options(config: RunConfig) -> dict:
     }
 
 
+def elicit_settings(config: RunConfig, mode: str) -> ElicitSettings:
+    """How each pair is asked, from the run settings."""
+    return ElicitSettings(
+        mode=mode,
+        samples=config.samples,
+        temperature=config.temperature,
+        refusals=config.refusals,
+        batch_size=config.batch_size,
+    )
+
+
 def check_templates(templates: list, mode: str) -> None:
     """Reasoning templates answer after free text: they need sample mode."""
     for t in templates:
@@ -138,13 +149,7 @@ def plan(config: RunConfig) -> RunPlan:
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))
     ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
-    settings = ElicitSettings(
-        mode=mode,
-        samples=config.samples,
-        temperature=config.temperature,
-        refusals=config.refusals,
-        batch_size=config.batch_size,
-    )
+    settings = elicit_settings(config, mode)
     return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings)
 
 

@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
 from valuescope.design import decode, pair_codes, sample_new_codes, split_start
-from valuescope.elicit import ElicitSettings, ResponseCache, elicit_pairs, get_template
+from valuescope.elicit import ResponseCache, elicit_pairs, get_template
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import position_share
@@ -23,6 +23,7 @@ from valuescope.pipeline import (
     Progress,
     backend_options,
     check_templates,
+    elicit_settings,
     plan_budget,
     resolve_mode,
 )
@@ -66,13 +67,7 @@ def sensitivity(
     start, _ = split_start(n, rng, 0)
     extra = decode(sample_new_codes(n, budget - len(start), pair_codes(start, n), rng), n)
     pairs = np.concatenate([start, extra])
-    settings = ElicitSettings(
-        mode=mode,
-        samples=config.samples,
-        temperature=config.temperature,
-        refusals=config.refusals,
-        batch_size=config.batch_size,
-    )
+    settings = elicit_settings(config, mode)
     per_pair = 2 * (settings.samples if mode == "sample" else 1)
     progress.start(len(pairs) * per_pair * len(chosen), "asking under each template")
     answers = {}

@@ -233,6 +233,12 @@ def elicit_pairs(
     return result
 
 
+def _summed_counts(parts: Sequence[PairAnswers]) -> dict:
+    """Scalar counters of several answer sets, added up."""
+    fields = ("a_share_sum", "a_share_count", "n_queries", "n_new", "tokens_in", "tokens_out")
+    return {f: sum(getattr(x, f) for x in parts) for f in fields}
+
+
 def merge_answers(parts: Sequence[PairAnswers]) -> PairAnswers:
     """Concatenate answers for disjoint sets of pairs."""
     return PairAnswers(
@@ -240,13 +246,8 @@ def merge_answers(parts: Sequence[PairAnswers]) -> PairAnswers:
         p=np.concatenate([x.p for x in parts]),
         n_answers=np.concatenate([x.n_answers for x in parts]),
         n_refused=np.concatenate([x.n_refused for x in parts]),
-        a_share_sum=sum(x.a_share_sum for x in parts),
-        a_share_count=sum(x.a_share_count for x in parts),
-        n_queries=sum(x.n_queries for x in parts),
-        n_new=sum(x.n_new for x in parts),
-        tokens_in=sum(x.tokens_in for x in parts),
-        tokens_out=sum(x.tokens_out for x in parts),
         prefs=np.concatenate([x.prefs for x in parts]),
+        **_summed_counts(parts),
     )
 
 
@@ -260,11 +261,6 @@ def pool_templates(parts: Sequence[PairAnswers], policy: str) -> PairAnswers:
         p=preference_p(prefs, policy),
         n_answers=sum(x.n_answers for x in parts),
         n_refused=sum(x.n_refused for x in parts),
-        a_share_sum=sum(x.a_share_sum for x in parts),
-        a_share_count=sum(x.a_share_count for x in parts),
-        n_queries=sum(x.n_queries for x in parts),
-        n_new=sum(x.n_new for x in parts),
-        tokens_in=sum(x.tokens_in for x in parts),
-        tokens_out=sum(x.tokens_out for x in parts),
         prefs=prefs,
+        **_summed_counts(parts),
     )
