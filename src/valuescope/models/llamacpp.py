@@ -46,6 +46,16 @@ def import_llama_cpp():
     return llama_cpp
 
 
+def default_threads() -> int:
+    """The cores this process may use less those busy now (1-minute load), at least 1.
+
+    llama.cpp threads spin while they wait for each other, so a thread without a free
+    core slows every step down (several times over on a busy 2-core machine).
+    """
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))
+
+
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """Length of the longest common prefix of two token arrays."""
     m = min(len(a), len(b))
@@ -73,7 +83,7 @@ class LlamaCppBackend:
     n_ctx : int, default=2048
         Context length in tokens (prompt plus generated answer).
     threads : int or None, default=None
-        CPU threads; None uses half the cores this process may run on (at least 1).
+        CPU threads; None uses `default_threads()`.
     seed : int, default=0
         Mixed into every sampling seed (sample answers are drawn from (seed, query), so
         they reproduce); part of `name` when not 0.
@@ -102,9 +112,7 @@ class LlamaCppBackend:
         if not path.is_file():
             raise ValuescopeError(f"llamacpp: no GGUF file at {path}")
         self.path, self.prefill, self.seed, self.reuse = path, prefill, seed, reuse
-        # llama.cpp spin-waits between threads: more threads than free cores is far slower,
-        # so the default is half the cores (llama-cpp-python's own default)
-        self.threads = threads or max(1, len(os.sched_getaffinity(0)) // 2)
+        self.threads = threads or default_threads()
         self.tokens_evaluated = 0  # prompt tokens actually run through the model
         self._prompt_in_cache = 0  # leading cache tokens evaluated in aligned chunks
         try:
