@@ -41,7 +41,8 @@ def import_llama_cpp():
         import llama_cpp
     except ImportError:
         raise MissingDependencyError(
-            f"GGUF models need llama-cpp-python (a ~5 min source build): {LLAMA_CPP_PIP}"
+            f"GGUF models need llama-cpp-python (a 3-5 min source build): {LLAMA_CPP_PIP} "
+            "(or: bash scripts/install-models.sh)"
         ) from None
     return llama_cpp
 
