@@ -256,6 +256,93 @@ def outcomes_show(
     out_console.print(table)
 
 
+@app.command("experiment")
+def experiment_command(
+    name: str | None = typer.Argument(None, help="analysis to run (see --list)"),
+    model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/eu"),
+    out: Path = typer.Option(Path("runs/experiments"), help="directory to write NAME.json in"),
+    list_all: bool = typer.Option(False, "--list", help="list the analyses and exit"),
+    quick: bool = typer.Option(False, help="reduced sizes: minutes on the embedded model"),
+    seed: int = typer.Option(0, help="seed for designs, bootstrap and synthetic agents"),
+    mode: str = typer.Option("auto", help="logprob, sample, or auto"),
+    samples: int = typer.Option(10, help="answers per order in sample mode"),
+    param: list[str] = typer.Option([], "--param", help="analysis setting key=value (repeatable)"),
+    run_dir: list[Path] = typer.Option(
+        [], "--run", help="an existing run directory (repeatable; for convergence)"
+    ),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
+    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+) -> None:
+    """Run one analysis of the paper (expected utility, exchange rates, ...) on MODEL."""
+    from valuescope.experiments import (
+        ExperimentContext,
+        get_experiment,
+        list_experiments,
+        write_result,
+    )
+    from valuescope.rundir import prepare_out_dir
+
+    if list_all or name is None:
+        for exp in list_experiments():
+            out_console.print(f"[bold]{exp.name}[/]  {exp.summary}", highlight=False)
+        return
+    experiment = get_experiment(name)
+    params = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValuescopeError(f"--param {item!r}: expected key=value")
+        params[key.strip()] = value.strip()
+    run_options = _build_config(
+        model=model, mode=mode, samples=samples, base_url=base_url, concurrency=concurrency
+    ).model_dump(include={"mode", "samples", "base_url", "concurrency"})
+    with _progress_bar(quiet or as_json) as bar:
+        ctx = ExperimentContext(
+            model=model,
+            out=prepare_out_dir(out),
+            seed=seed,
+            quick=quick,
+            run_options=run_options,
+            params=params,
+            run_dirs=list(run_dir),
+            progress=_BarProgress(bar),
+        )
+        result = experiment.run(ctx)
+    path = write_result(ctx, experiment, result)
+    _write_experiment_report(out)
+    if as_json:
+        print(json.dumps(_jsonable(result), indent=2))
+    elif not quiet:
+        _print_headline(experiment.title, result)
+        out_console.print(f"wrote {path}")
+
+
+def _write_experiment_report(out: Path) -> None:
+    """Re-render out/report.html so it holds a section for every analysis run there."""
+    try:
+        from valuescope.report import build_report
+
+        build_report(out)
+    except ValuescopeError as exc:
+        err_console.print(f"report not written: {exc}")
+
+
+def _print_headline(title: str, result: dict) -> None:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("interval", justify="right")
+    for key, item in result.get("headline", {}).items():
+        lo, hi = item.get("ci_low"), item.get("ci_high")
+        interval = f"[{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else ""
+        table.add_row(item.get("label", key), _fmt(item.get("value")), interval)
+    out_console.print(table)
+    if result.get("reading"):
+        out_console.print(result["reading"])
+
+
 @app.command("models")
 def models_command() -> None:
     """List the model providers that model strings can name."""

@@ -67,6 +67,10 @@ BUILTIN_MODULES = (
     "valuescope.models.llamacpp",
     "valuescope.models.embedded",
     "valuescope.models.hf",
+    "valuescope.models.vllm",
+    # synthetic agents with planted properties for the analyses (experiments/)
+    "valuescope.models.sim_lotteries",
+    "valuescope.models.sim_quantities",
 )
 
 

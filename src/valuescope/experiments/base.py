@@ -1,0 +1,111 @@
+"""What every analysis shares: a registry entry, a context that measures utilities, results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from valuescope.config import RunConfig
+from valuescope.errors import ValuescopeError
+from valuescope.pipeline import Progress, RunResult, run
+from valuescope.rundir import prepare_out_dir, write_json
+
+
+class ExperimentError(ValuescopeError):
+    """Bad parameters or degenerate data for an analysis."""
+
+
+@dataclass
+class ExperimentContext:
+    """Where an analysis runs and how it asks the model.
+
+    `run_options` are RunConfig fields chosen on the command line (mode, samples,
+    base_url, concurrency, ...); they apply to every utility measurement the analysis
+    makes. `quick` asks the analysis for reduced sizes (minutes on the embedded model).
+    `params` are analysis-specific `--param key=value` settings; `run_dirs` are existing
+    run directories (for analyses across runs, such as convergence).
+    """
+
+    model: str
+    out: Path
+    seed: int = 0
+    quick: bool = False
+    run_options: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    run_dirs: list[Path] = field(default_factory=list)
+    progress: Progress | None = None
+
+    def param(self, key: str, default: float) -> float:
+        """A numeric `--param key=value`, or a clear error naming it."""
+        raw = self.params.get(key, default)
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ExperimentError(f"--param {key}={raw!r} is not a number") from None
+
+    def measure(
+        self, name: str, outcomes: list[dict[str, Any]] | list[str], **overrides: Any
+    ) -> RunResult:
+        """Fit utilities over `outcomes` with the full pipeline, in `out/name/`.
+
+        Outcomes are dicts with `text` (and optional `category`, `id`) or plain strings.
+        The sub-run keeps its own cache, so a rerun of the analysis resumes.
+        """
+        if len(outcomes) < 2:
+            raise ExperimentError(f"{name}: needs at least 2 outcomes, got {len(outcomes)}")
+        sub = prepare_out_dir(self.out / name)
+        path = sub / "outcomes.yaml"
+        entries = [o if isinstance(o, dict) else {"text": o} for o in outcomes]
+        path.write_text(yaml.safe_dump({"outcomes": entries}, sort_keys=False, allow_unicode=True))
+        options = {"bootstrap": 20, **self.run_options, **overrides}
+        config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)
+        return run(config, progress=self.progress)
+
+    def backend(self):
+        """The backend for direct questions (generation, ratings) outside a utility fit."""
+        from valuescope.models import get_backend
+        from valuescope.pipeline import backend_options
+
+        config = RunConfig(model=self.model, out=self.out, seed=self.seed, **self.run_options)
+        return get_backend(self.model, **backend_options(config))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One analysis: `run(ctx)` returns the result dict written to `out/NAME.json`.
+
+    The result dict follows the contract in `write_result`.
+    """
+
+    name: str
+    title: str
+    summary: str
+    run: Callable[[ExperimentContext], dict[str, Any]]
+
+
+def write_result(ctx: ExperimentContext, experiment: Experiment, result: dict[str, Any]) -> Path:
+    """Write `out/NAME.json`.
+
+    Contract (the report renders any experiment from it):
+    - `headline`: {metric: {"value": float, "ci_low": float|None, "ci_high": float|None,
+      "label": str}} — the figures a reader wants first, with intervals;
+    - `reading`: one paragraph saying what the figures mean for this model;
+    - `tables`: {name: list of row dicts}; `figures`: list of file names (SVG/PNG)
+      relative to `out`; any other keys are kept as detail.
+    """
+    payload = {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "summary": experiment.summary,
+        "model": ctx.model,
+        "seed": ctx.seed,
+        "quick": ctx.quick,
+        **result,
+    }
+    path = ctx.out / f"{experiment.name}.json"
+    write_json(path, payload)
+    return path
