@@ -30,6 +30,9 @@ class RunConfig(BaseModel):
     bootstrap: int = Field(50, ge=0, le=10_000)
     bootstrap_over: Literal["pairs", "answers", "both"] = "pairs"
     batch_size: int = Field(256, ge=1, le=100_000)
+    persona: str | None = Field(
+        None, description="role-play text put in the system message (simulated people)"
+    )
     heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     max_heldout: int = Field(1000, ge=0)
     # backend options (passed to the backend factory; never part of cache keys)

@@ -124,6 +124,7 @@ def elicit_settings(config: RunConfig, mode: str) -> ElicitSettings:
         temperature=config.temperature,
         refusals=config.refusals,
         batch_size=config.batch_size,
+        persona=config.persona,
     )
 
 

@@ -32,6 +32,7 @@ class ElicitSettings:
     temperature: float = 1.0
     refusals: RefusalPolicy = "indifference"
     batch_size: int = 256
+    persona: str | None = None
 
 
 @dataclass
@@ -76,7 +77,7 @@ def build_queries(
     queries = []
     for a, b in np.asarray(pairs).tolist():
         for first, second in ((a, b), (b, a)):
-            messages = template.render(outcomes[first], outcomes[second])
+            messages = template.render(outcomes[first], outcomes[second], settings.persona)
             for k in range(n_samples):
                 queries.append(
                     Query(
@@ -89,6 +90,7 @@ def build_queries(
                         max_tokens=256 if template.reasoning else 8,
                         labels=template.labels,
                         template=template.name,
+                        persona=settings.persona or "",
                     )
                 )
     return queries

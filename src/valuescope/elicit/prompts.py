@@ -25,14 +25,21 @@ class Template:
     reasoning: bool = False
     labels: tuple[str, str] = ("A", "B")
 
-    def render(self, option_a: str, option_b: str) -> tuple[tuple[str, str], ...]:
-        """Chat messages as (role, content) pairs."""
+    def render(
+        self, option_a: str, option_b: str, persona: str | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        """Chat messages as (role, content) pairs.
+
+        A `persona` (role-play instructions) becomes the system message, ahead of the
+        template's own system text.
+        """
         user = self.user.format(
             option_a=option_a, option_b=option_b, label_a=self.labels[0], label_b=self.labels[1]
         )
-        if self.system is None:
+        system = "\n\n".join(s for s in (persona, self.system) if s)
+        if not system:
             return (("user", user),)
-        return (("system", self.system), ("user", user))
+        return (("system", system), ("user", user))
 
 
 _DEFAULT_USER = (

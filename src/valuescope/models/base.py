@@ -17,7 +17,8 @@ class Query:
     answer without parsing the prompt; real models read only `messages`. `labels` are
     the answer labels the prompt asks for (first option, second option); `p_a` and
     "A" in answers always mean the first label. `template` names the prompt template
-    (metadata only: the messages already differ between templates).
+    (metadata only: the messages already differ between templates); `persona` repeats
+    the role-play text the system message carries, if any (metadata for synthetic agents).
     """
 
     messages: tuple[tuple[str, str], ...]
@@ -29,6 +30,7 @@ class Query:
     max_tokens: int = 8
     labels: tuple[str, str] = ("A", "B")
     template: str = "default"
+    persona: str = ""
 
 
 @dataclass
