@@ -59,8 +59,9 @@ class ExperimentContext:
             raise ExperimentError(f"{name}: needs at least 2 outcomes, got {len(outcomes)}")
         sub = prepare_out_dir(self.out / name)
         path = sub / "outcomes.yaml"
-        entries = [o if isinstance(o, dict) else {"text": o} for o in outcomes]
-        path.write_text(yaml.safe_dump({"outcomes": entries}, sort_keys=False, allow_unicode=True))
+        path.write_text(
+            yaml.safe_dump(_outcome_file(outcomes), sort_keys=False, allow_unicode=True)
+        )
         options = {"bootstrap": 20, **self.run_options, **overrides}
         config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)
         return run(config, progress=self.progress)
@@ -72,6 +73,21 @@ class ExperimentContext:
 
         config = RunConfig(model=self.model, out=self.out, seed=self.seed, **self.run_options)
         return get_backend(self.model, **backend_options(config))
+
+
+def _outcome_file(outcomes: list[dict[str, Any]] | list[str]) -> list[str] | dict[str, list]:
+    """The structure the outcome loader reads: a list of texts, or category -> texts.
+
+    With categories, outcomes are grouped by category in first-seen order (ids follow
+    that order; analyses should match results by outcome text, not by position).
+    """
+    entries = [o if isinstance(o, dict) else {"text": o} for o in outcomes]
+    if all(not e.get("category") for e in entries):
+        return [str(e["text"]) for e in entries]
+    grouped: dict[str, list[str]] = {}
+    for e in entries:
+        grouped.setdefault(str(e.get("category") or "uncategorised"), []).append(str(e["text"]))
+    return grouped
 
 
 @dataclass(frozen=True)
