@@ -34,18 +34,38 @@ err_console = Console(stderr=True)
 
 
 class _BarProgress:
-    """Pipeline progress shown as a rich progress bar with ETA."""
+    """Pipeline progress shown as a rich progress bar: queries done/total, ETA, cost so far."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
         self.task = None
+        self.description = ""
+        self.tokens = 0
+        self.usd: float | None = None
 
     def start(self, total: int, description: str) -> None:
-        self.task = self.bar.add_task(description, total=total)
+        self.description = description
+        self.task = self.bar.add_task(self._label(), total=total)
 
     def advance(self, n: int) -> None:
         if self.task is not None:
             self.bar.advance(self.task, n)
+
+    def cost(self, tokens_in: int, tokens_out: int, usd: float | None) -> None:
+        """Add the tokens and USD of answers just received (cumulative over the command)."""
+        self.tokens += tokens_in + tokens_out
+        if usd is not None:
+            self.usd = (self.usd or 0.0) + usd
+        if self.task is not None:
+            self.bar.update(self.task, description=self._label())
+
+    def _label(self) -> str:
+        parts = [self.description]
+        if self.tokens:
+            parts.append(f"{self.tokens:,} tokens")
+        if self.usd is not None:
+            parts.append(f"${self.usd:.4f}")
+        return " · ".join(parts)
 
 
 @app.command("run")
@@ -58,6 +78,11 @@ def run_command(
     temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
     design: str = typer.Option("active", help="active, random or full"),
     budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
+    stop_at: float = typer.Option(
+        0.99,
+        help="active design: stop early once the estimated Spearman with the full-budget "
+        "utilities reaches this; 1 spends the whole budget",
+    ),
     seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
     template: str = typer.Option(
         "default", help="prompt template; several, comma-separated, pool their answers"
@@ -79,6 +104,15 @@ def run_command(
     timeout: float = typer.Option(60.0, help="seconds before a request is abandoned"),
     max_retries: int = typer.Option(6, help="retries per request on errors and rate limits"),
     rate_limit: float | None = typer.Option(None, help="requests per second at most"),
+    engine: str | None = typer.Option(
+        None, help="where uncached queries are answered: local (default) or ray"
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join (auto, ray://host:10001); default: start a local one"
+    ),
+    ray_workers: int | None = typer.Option(
+        None, help="Ray model workers (default: one per GPU for vllm/, else one per CPU)"
+    ),
     resume: bool = typer.Option(
         False, help="continue the run in --out with its saved settings (the cache is reused)"
     ),
@@ -93,6 +127,10 @@ def run_command(
         if not saved.exists():
             raise ValuescopeError(f"--resume: {out} holds no run to resume (no run_config.json)")
         config = RunConfig(**json.loads(saved.read_text()))
+        moved = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
+        moved = {k: v for k, v in moved.items() if v is not None}  # resume on another engine
+        if moved:
+            config = _build_config(**{**config.model_dump(), **moved})
     else:
         config = _build_config(
             model=model,
@@ -103,6 +141,7 @@ def run_command(
             temperature=temperature,
             design=design,
             budget=budget,
+            stop_at=None if stop_at >= 1 else stop_at,
             seed=seed,
             template=template,
             refusals=refusals,
@@ -114,6 +153,9 @@ def run_command(
             timeout=timeout,
             max_retries=max_retries,
             rate_limit=rate_limit,
+            engine=engine or "local",
+            ray_address=ray_address,
+            ray_workers=ray_workers,
         )
     run_plan = plan(config)
     with _progress_bar(quiet or as_json) as bar:
@@ -341,6 +383,64 @@ def _print_headline(title: str, result: dict) -> None:
     out_console.print(table)
     if result.get("reading"):
         out_console.print(result["reading"])
+
+
+@app.command("report")
+def report_command(
+    run_dirs: list[Path] = typer.Argument(..., help="run directories (one or more)"),
+    out: Path = typer.Option(
+        Path("runs/compare"), help="directory for report.html, tables/ and figures/"
+    ),
+    size: list[str] = typer.Option(
+        [], "--size", help="model size NAME=VALUE, e.g. embedded/smollm2-135m=135m (repeatable)"
+    ),
+    seed: int = typer.Option(0, help="seed for the bootstrap intervals"),
+    as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing"),
+) -> None:
+    """Compare runs: convergence, coherence vs size, rankings; CSV/Parquet exports."""
+    from valuescope.report.compare import build_comparison, parse_size_options
+
+    comp, path = build_comparison(run_dirs, out, parse_size_options(size), seed)
+    if as_json:
+        summary = {
+            "report": str(path),
+            "shared_outcomes": len(comp.utilities),
+            "runs": comp.metrics.to_dict(orient="records"),
+            "pairs": comp.pairs.to_dict(orient="records"),
+        }
+        print(json.dumps(_jsonable(summary), indent=2))
+    elif not quiet:
+        _print_comparison(comp, path)
+
+
+def _print_comparison(comp, path: Path) -> None:
+    table = Table(title=f"{len(comp.labels)} run(s), {len(comp.utilities)} shared outcomes")
+    for col in ("run", "held-out accuracy", "random agent", "completeness", "refusals"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for r in comp.metrics.itertuples():
+        table.add_row(
+            r.run,
+            _fmt(r.heldout_accuracy),
+            _fmt(r.random_heldout_accuracy),
+            _fmt(r.completeness),
+            _fmt(r.refusal_rate),
+        )
+    out_console.print(table)
+    if not comp.pairs.empty:
+        pairs = Table(title="Convergence (95% intervals over outcomes)")
+        for col in ("run A", "run B", "cosine", "interval", "Spearman"):
+            pairs.add_column(col, justify="left" if col.startswith("run") else "right")
+        for r in comp.pairs.itertuples():
+            pairs.add_row(
+                r.run_a,
+                r.run_b,
+                _fmt(r.cosine),
+                f"[{_fmt(r.cosine_ci_low)}, {_fmt(r.cosine_ci_high)}]",
+                _fmt(r.spearman),
+            )
+        out_console.print(pairs)
+    out_console.print(f"wrote {path} (tables/*.csv|parquet, figures/*.svg|png)")
 
 
 @app.command("models")

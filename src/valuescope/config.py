@@ -24,6 +24,13 @@ class RunConfig(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     design: Literal["active", "random", "full"] = "active"
     budget: int | None = Field(None, ge=1, description="training pairs (unordered)")
+    stop_at: float | None = Field(
+        0.99,
+        gt=0.0,
+        lt=1.0,
+        description="active design: stop once the estimated Spearman with the full-budget "
+        "utilities reaches this (None: spend the whole budget)",
+    )
     seed: int = Field(0, ge=0)
     template: str = "default"
     refusals: Literal["indifference", "drop", "separate"] = "indifference"
@@ -41,3 +48,7 @@ class RunConfig(BaseModel):
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=100)
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
+    # where uncached queries are answered (never part of cache keys): docs/scaling.md
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = Field(None, ge=1, description="Ray model workers")

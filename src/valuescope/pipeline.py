@@ -25,6 +25,7 @@ from valuescope.design import (
     select_batch,
     split_start,
 )
+from valuescope.design.information import estimated_spearman
 from valuescope.elicit import (
     ElicitSettings,
     PairAnswers,
@@ -34,6 +35,7 @@ from valuescope.elicit import (
     merge_answers,
     pool_templates,
 )
+from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import evaluate, random_baseline
 from valuescope.fit import (
@@ -51,6 +53,9 @@ class Progress:
     def start(self, total: int, description: str) -> None: ...
 
     def advance(self, n: int) -> None: ...
+
+    def cost(self, tokens_in: int, tokens_out: int, usd: float | None) -> None:
+        """Tokens (and USD, where the backend knows its prices) of answers just received."""
 
 
 @dataclass
@@ -139,6 +144,7 @@ def check_templates(templates: list, mode: str) -> None:
 
 def plan(config: RunConfig) -> RunPlan:
     """Validate settings, outcomes, model, budget and output directory (no model calls)."""
+    check_engine(config.engine)
     outcomes = load_outcomes(config.outcomes)
     backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
@@ -170,17 +176,30 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
     start, heldout = split_start(n, rng, n_heldout)
     progress.start(the_plan.n_queries, f"asking {backend.name.split('#')[0]}")
 
+    engine = make_engine(
+        config.engine,
+        config.model,
+        backend_options(config),
+        ray_address=config.ray_address,
+        ray_workers=config.ray_workers,
+    )
     with ResponseCache(out / "responses.sqlite") as cache:
 
         def ask(pairs: np.ndarray) -> PairAnswers:
             parts = [
-                elicit_pairs(backend, outcomes.texts, pairs, t, settings, cache, progress.advance)
+                elicit_pairs(
+                    backend, outcomes.texts, pairs, t, settings, cache, progress.advance, engine
+                )
                 for t in templates
             ]
+            _note_cost(progress, backend, parts)
             return pool_templates(parts, settings.refusals)
 
-        held = ask(heldout) if len(heldout) else None
-        train = _elicit_design(config, n, budget, start, heldout, rng, ask)
+        try:
+            held = ask(heldout) if len(heldout) else None
+            train, stopping = _elicit_design(config, n, budget, start, heldout, rng, ask)
+        finally:
+            engine.close()
 
     fit_t0 = time.perf_counter()
     evaluation = evaluate(
@@ -195,6 +214,7 @@ def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunRes
     )
     fit = evaluation.fit
     metrics = _run_info(config, outcomes, backend.name, mode, budget, train, held)
+    metrics["stopping"] = stopping
     metrics.update(evaluation.metrics)
     metrics["fit"] = {
         "method": "thurstonian",
@@ -240,31 +260,53 @@ def _elicit_design(
     heldout: np.ndarray,
     rng: np.random.Generator,
     ask: Callable[[np.ndarray], PairAnswers],
-) -> PairAnswers:
-    """Ask the training pairs the design calls for."""
+) -> tuple[PairAnswers, dict]:
+    """Ask the training pairs the design calls for; also say whether and why it stopped early.
+
+    With `stop_at`, the active design stops at the first round where the estimated
+    Spearman of the fit with the model's full-budget utilities (from how far the
+    ranking still moves, `design.information.estimated_spearman`) reaches it.
+    """
     held_codes = pair_codes(heldout, n)
+    stopping = {"stop_at": config.stop_at, "stopped_early": False, "estimated_spearman": None}
     if config.design == "full":
         codes = np.setdiff1d(np.arange(n * n).reshape(n, n)[np.triu_indices(n, 1)], held_codes)
-        return ask(decode(codes, n))
+        return ask(decode(codes, n)), stopping
     start = start[:budget]
     if config.design == "random":
         exclude = np.concatenate([pair_codes(start, n), held_codes])
         extra = decode(sample_new_codes(n, budget - len(start), exclude, rng), n)
-        return ask(np.concatenate([start, extra]))
+        return ask(np.concatenate([start, extra])), stopping
     parts = [ask(start)]
     asked = start
     init = None
+    previous: tuple[np.ndarray, int] | None = None
     step = batch_size(n, budget)
     while len(asked) < budget:
         so_far = merge_answers(parts)
         fit = fit_thurstonian(so_far.pairs, so_far.p, n, init=init, check_input=False)
         init = fit.raw_params
+        if previous is not None and config.stop_at is not None:
+            estimate = estimated_spearman(previous[0], fit.mean, previous[1], len(asked))
+            stopping["estimated_spearman"] = estimate
+            if estimate >= config.stop_at:
+                stopping["stopped_early"] = True
+                break
+        previous = (fit.mean, len(asked))
         batch = select_batch(fit.mean, asked, held_codes, min(step, budget - len(asked)), rng)
         if len(batch) == 0:
             break
         parts.append(ask(batch))
         asked = np.concatenate([asked, batch])
-    return merge_answers(parts)
+    return merge_answers(parts), stopping
+
+
+def _note_cost(progress: Progress, backend, parts: list[PairAnswers]) -> None:
+    """Pass the tokens and cost of the answers just received to the progress display."""
+    note = getattr(progress, "cost", None)  # progress objects need not implement it
+    if note is not None:
+        t_in, t_out = sum(p.tokens_in for p in parts), sum(p.tokens_out for p in parts)
+        note(t_in, t_out, _cost(backend, t_in, t_out))
 
 
 def _cost(backend, tokens_in: int, tokens_out: int) -> float | None:
