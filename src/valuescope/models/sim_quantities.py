@@ -47,18 +47,20 @@ class _PlantedAgent(_SimAgent):
 
 
 class ExchangeAgent(_PlantedAgent):
-    """U(N units of entity e) = s_e * ln(N * w_e), with hidden worth w_e and slope s_e.
+    """U(N units of entity e) = scale * s_e * ln(N * w_e), hidden worth w_e and slope s_e.
 
     ln w_e ~ N(0, spread^2) and s_e ~ Uniform(0.5, 1.0), drawn from the seed and the
-    entity name. N units of X are worth one unit of Y when N = w_Y / w_X, whatever
-    the slopes: `exchange_rate(x, y)` returns that planted figure.
+    entity name; `scale` (default 0.3) sets utility differences against the noise
+    (sigma 0.3). N units of X are worth one unit of Y when U_X(N) = U_Y(1), that is
+    N = exp(s_Y ln(w_Y) / s_X) / w_X: `exchange_rate(x, y)` returns that planted figure.
     """
 
-    known_params = _SimAgent.known_params + ("spread",)
+    known_params = _SimAgent.known_params + ("spread", "scale")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
         self.spread = _float_param(params, "spread", 1.0, 0.0, 5.0)
+        self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
 
     def entity_params(self, entity: str) -> tuple[float, float]:
         """(worth w_e, slope s_e) of one entity."""
@@ -67,7 +69,9 @@ class ExchangeAgent(_PlantedAgent):
 
     def exchange_rate(self, entity: str, reference: str) -> float:
         """Planted units of `entity` worth one unit of `reference`."""
-        return self.entity_params(reference)[0] / self.entity_params(entity)[0]
+        w_x, s_x = self.entity_params(entity)
+        w_y, s_y = self.entity_params(reference)
+        return float(np.exp(s_y * np.log(w_y) / s_x) / w_x)
 
     def utility(self, text: str) -> float:
         from valuescope.experiments.exchange_rates import parse_quantity
@@ -77,11 +81,18 @@ class ExchangeAgent(_PlantedAgent):
             return self._fallback(text)
         entity, n = parsed
         worth, slope = self.entity_params(entity)
-        return slope * float(np.log(n * worth))
+        return self.scale * slope * float(np.log(n * worth))
 
 
 class _DiscountAgent(_PlantedAgent):
-    """U($x after t months) = ln(x * d(t)) with a planted discount function d."""
+    """U($x after t months) = scale * ln(x * d(t)) with a planted discount function d.
+
+    `scale` (default 0.3) sets utility differences against the noise (sigma 0.3).
+    """
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed)
+        self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
 
     def discount(self, months: float) -> float:
         raise NotImplementedError
@@ -93,13 +104,13 @@ class _DiscountAgent(_PlantedAgent):
         if parsed is None:
             return self._fallback(text)
         amount, months = parsed
-        return float(np.log(amount * self.discount(months)))
+        return self.scale * float(np.log(amount * self.discount(months)))
 
 
 class HyperbolicAgent(_DiscountAgent):
     """d(t) = 1 / (1 + k t), t in months (`k` per month, default 0.05)."""
 
-    known_params = _SimAgent.known_params + ("k",)
+    known_params = _SimAgent.known_params + ("k", "scale")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
@@ -112,7 +123,7 @@ class HyperbolicAgent(_DiscountAgent):
 class ExponentialAgent(_DiscountAgent):
     """d(t) = delta ** t, t in months (`delta` per month, default 0.97)."""
 
-    known_params = _SimAgent.known_params + ("delta",)
+    known_params = _SimAgent.known_params + ("delta", "scale")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
