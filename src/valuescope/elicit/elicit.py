@@ -12,6 +12,7 @@ import numpy as np
 from valuescope.elicit.cache import ResponseCache, query_key
 from valuescope.elicit.parse import parse_choice
 from valuescope.elicit.prompts import Template
+from valuescope.engine import Engine, LocalEngine
 from valuescope.errors import BackendError
 from valuescope.models.base import Answer, Backend, Mode, Query
 
@@ -103,11 +104,14 @@ def ask(
     *,
     batch_size: int = 256,
     progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> tuple[list[Answer], int]:
     """Answers for every query: from the cache where present, else from the backend.
 
-    New answers are written to the cache batch by batch, so an interrupted call loses at
-    most one batch. Returns (answers, number newly asked).
+    Only the queries missing from the cache go to the engine (default: the backend in
+    this process). New answers are written to the cache batch by batch as the engine
+    streams them back, so an interrupted call loses at most the batches in flight.
+    Returns (answers, number newly asked).
     """
     keys = [query_key(backend.name, q, getattr(backend, "base_url", None)) for q in queries]
     found = cache.get_many(keys)
@@ -119,24 +123,20 @@ def ask(
     for i in missing:
         unique.setdefault(keys[i], i)
     todo = list(unique.values())
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        try:
-            answers = backend.answer([queries[i] for i in chunk])
-        except BackendError as exc:
-            # keep what did arrive, so a rerun asks only what is still missing
-            kept = [(chunk[j], a) for j, a in exc.partial if 0 <= j < len(chunk)]
-            cache.put_many((keys[i], backend.name, queries[i], a) for i, a in kept)
-            raise
-        if len(answers) != len(chunk):
-            raise RuntimeError(
-                f"backend {backend.name} returned {len(answers)} answers for {len(chunk)} queries"
-            )
-        cache.put_many((keys[i], backend.name, queries[i], a) for i, a in zip(chunk, answers))
-        for i, a in zip(chunk, answers):
-            found[keys[i]] = a
-        if progress:
-            progress(len(chunk))
+    engine = engine or LocalEngine()
+    try:
+        for got in engine.stream(backend, [queries[i] for i in todo], batch_size):
+            batch = [(todo[j], a) for j, a in got]
+            cache.put_many((keys[i], backend.name, queries[i], a) for i, a in batch)
+            for i, a in batch:
+                found[keys[i]] = a
+            if progress:
+                progress(len(batch))
+    except BackendError as exc:
+        # keep what did arrive, so a rerun asks only what is still missing
+        kept = [(todo[j], a) for j, a in exc.partial if 0 <= j < len(todo)]
+        cache.put_many((keys[i], backend.name, queries[i], a) for i, a in kept)
+        raise
     if progress and len(missing) > len(todo):
         progress(len(missing) - len(todo))
     return [found[k] for k in keys], len(todo)
@@ -224,10 +224,13 @@ def elicit_pairs(
     settings: ElicitSettings,
     cache: ResponseCache,
     progress: ProgressFn | None = None,
+    engine: Engine | None = None,
 ) -> PairAnswers:
-    """Ask every pair in both orders (through the cache) and aggregate."""
+    """Ask every pair in both orders (through the cache and the engine) and aggregate."""
     queries = build_queries(outcomes, pairs, template, settings)
-    answers, n_new = ask(backend, queries, cache, batch_size=settings.batch_size, progress=progress)
+    answers, n_new = ask(
+        backend, queries, cache, batch_size=settings.batch_size, progress=progress, engine=engine
+    )
     result = aggregate(
         pairs, answers, settings, reasoning=template.reasoning, labels=template.labels
     )
