@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from valuescope.config import DEFAULT_MODEL, RunConfig
+from valuescope.control.cli import control_app
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 outcomes_app = typer.Typer(no_args_is_help=True, help="Inspect outcome sets.")
 app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(control_app, name="control")
 out_console = Console()
 err_console = Console(stderr=True)
 

@@ -71,6 +71,7 @@ BUILTIN_MODULES = (
     # synthetic agents with planted properties for the analyses (experiments/)
     "valuescope.models.sim_lotteries",
     "valuescope.models.sim_quantities",
+    "valuescope.control.sim_citizen",  # assembly members (control/)
 )
 
 

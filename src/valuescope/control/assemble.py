@@ -1,0 +1,228 @@
+"""`valuescope control assemble`: sample citizens, run the assembly, write its directory.
+
+The assembly directory holds citizens.csv, outcomes.csv, labels.csv (one row per pair:
+split, vote share per round, the final share as `p_assembly`), votes.csv (every citizen's
+preference and vote per round), assembly.json (settings and deliberation figures) and
+responses.sqlite (every answer; a rerun asks nothing twice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from valuescope.control.assembly import (
+    SPLITS,
+    AssemblyVotes,
+    deliberation_stats,
+    design_pairs,
+    run_assembly,
+)
+from valuescope.control.census import sample_citizens
+from valuescope.control.errors import ControlError
+from valuescope.elicit import ElicitSettings, ResponseCache
+from valuescope.rundir import prepare_out_dir, write_csv, write_json
+
+POLICIES = "policies"
+
+
+@dataclass
+class AssembleConfig:
+    """Settings of one assembly (all of them recorded in assembly.json)."""
+
+    model: str = "sim/citizen"
+    out: Path = Path("runs/assembly")
+    outcomes: str = POLICIES
+    citizens: int = 24
+    pairs: int = 40
+    rounds: int = 2
+    heldout_fraction: float = 0.25
+    heldout_topic: str | None = "auto"
+    topic_pairs: int = 15
+    mode: str = "auto"
+    samples: int = 5
+    temperature: float = 1.0
+    template: str = "default"
+    arguments: int = 0
+    seed: int = 0
+    batch_size: int = 256
+
+
+def load_assembly_outcomes(source: str) -> tuple[list[str], list[str], str]:
+    """(texts, topics, name): the policy dataset by default, or any outcome set/file."""
+    if source == POLICIES:
+        try:
+            from valuescope.experiments.political import load_policies
+        except ImportError:
+            raise ControlError(
+                "the policy dataset (valuescope.experiments.political) is not available; "
+                "pass --outcomes demo or an outcome file"
+            ) from None
+        policies = load_policies()
+        return [p.text for p in policies], [p.topic for p in policies], POLICIES
+    from valuescope.outcomes import load_outcomes
+
+    outcomes = load_outcomes(source)
+    return list(outcomes.texts), list(outcomes.categories), outcomes.name
+
+
+def _pick_topic(topics: list[str], wanted: str | None, seed: int) -> str | None:
+    """'auto': a seeded choice among topics with 4+ outcomes that leave 4+ outside."""
+    if wanted is None or wanted in ("", "none"):
+        return None
+    if wanted != "auto":
+        return wanted
+    counts = pd.Series(topics).value_counts()
+    fit = sorted(t for t, c in counts.items() if c >= 4 and len(topics) - c >= 4)
+    if not fit:
+        return None
+    return fit[int(np.random.default_rng([seed, 31]).integers(len(fit)))]
+
+
+def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
+    """Run the assembly and write its directory; returns the summary (assembly.json)."""
+    from valuescope.models import get_backend
+    from valuescope.pipeline import resolve_mode
+
+    texts, topics, set_name = load_assembly_outcomes(config.outcomes)
+    topic = _pick_topic(topics, config.heldout_topic, config.seed)
+    design = design_pairs(
+        topics,
+        config.pairs,
+        heldout_fraction=config.heldout_fraction,
+        heldout_topic=topic,
+        max_topic_pairs=config.topic_pairs,
+        seed=config.seed,
+    )
+    citizens = sample_citizens(config.citizens, config.seed)
+    backend = get_backend(config.model, seed=config.seed)
+    mode = resolve_mode(_ModeView(config.mode, config.model), backend.supports_logprobs)
+    settings = ElicitSettings(
+        mode=mode,
+        samples=config.samples,
+        temperature=config.temperature,
+        batch_size=config.batch_size,
+    )
+    out = prepare_out_dir(Path(config.out))
+    total = config.rounds * len(citizens) * len(design.pairs) * 2
+    total *= config.samples if mode == "sample" else 1
+    if progress is not None:
+        progress.start(total, f"assembly of {len(citizens)} on {backend.name.split('#')[0]}")
+    with ResponseCache(out / "responses.sqlite") as cache:
+        votes = run_assembly(
+            backend,
+            [c.persona for c in citizens],
+            texts,
+            design.pairs,
+            cache,
+            rounds=config.rounds,
+            settings=settings,
+            template=config.template,
+            n_arguments=config.arguments,
+            progress=None if progress is None else progress.advance,
+        )
+    summary = _summary(config, set_name, mode, backend.name, design, votes, texts)
+    write_csv(out / "citizens.csv", pd.DataFrame([c.row() for c in citizens]))
+    write_csv(
+        out / "outcomes.csv",
+        pd.DataFrame({"id": range(len(texts)), "text": texts, "topic": topics}),
+    )
+    write_csv(out / "labels.csv", labels_table(design, votes, texts, topics))
+    write_csv(out / "votes.csv", _votes_table(votes))
+    if votes.arguments:
+        (out / "arguments.json").write_text(json.dumps(votes.arguments, indent=1))
+    write_json(out / "assembly.json", summary)
+    return summary
+
+
+@dataclass
+class _ModeView:
+    """What `resolve_mode` reads from a config."""
+
+    mode: str
+    model: str
+
+
+def labels_table(design, votes: AssemblyVotes, texts: list[str], topics: list[str]) -> pd.DataFrame:
+    """One row per pair: ids, texts, topics, split, per-round shares, p_assembly."""
+    a, b = design.pairs[:, 0], design.pairs[:, 1]
+    table = pd.DataFrame(
+        {
+            "pair": range(len(a)),
+            "a": a,
+            "b": b,
+            "outcome_a": [texts[i] for i in a],
+            "outcome_b": [texts[i] for i in b],
+            "topic_a": [topics[i] for i in a],
+            "topic_b": [topics[i] for i in b],
+            "split": design.split,
+            "p_assembly": votes.final,
+            "p_soft": votes.prefs[-1].mean(axis=0),
+        }
+    )
+    for r in range(votes.shares.shape[0]):
+        table[f"share_round{r}"] = votes.shares[r]
+    return table
+
+
+def _votes_table(votes: AssemblyVotes) -> pd.DataFrame:
+    rounds, citizens, pairs = votes.prefs.shape
+    r, c, e = np.meshgrid(range(rounds), range(citizens), range(pairs), indexing="ij")
+    return pd.DataFrame(
+        {
+            "round": r.ravel(),
+            "citizen": c.ravel(),
+            "pair": e.ravel(),
+            "p": votes.prefs.ravel(),
+            "vote": votes.votes.ravel(),
+        }
+    )
+
+
+def _summary(config, set_name, mode, backend_name, design, votes: AssemblyVotes, texts) -> dict:
+    shares = votes.shares
+    per_round = [
+        {
+            "round": r,
+            "mean_share": float(shares[r].mean()),
+            "mean_majority": float(np.maximum(shares[r], 1 - shares[r]).mean()),
+            "unanimous_pairs": float(((shares[r] == 0) | (shares[r] == 1)).mean()),
+        }
+        for r in range(shares.shape[0])
+    ]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    return {
+        "settings": settings,
+        "outcomes_set": set_name,
+        "n_outcomes": len(texts),
+        "mode": mode,
+        "backend": backend_name,
+        "n_citizens": int(votes.prefs.shape[1]),
+        "n_pairs": {s: int((design.split == s).sum()) for s in SPLITS},
+        "heldout_topic": design.heldout_topic,
+        "rounds": per_round,
+        "deliberation": deliberation_stats(votes, seed=config.seed),
+        "n_queries": votes.n_queries,
+        "n_queries_new": votes.n_new,
+        "n_queries_cached": votes.n_queries - votes.n_new,
+    }
+
+
+def load_assembly(path: Path) -> tuple[dict, pd.DataFrame]:
+    """(assembly.json, labels.csv) of an assembly directory, with clear errors."""
+    path = Path(path)
+    meta, labels = path / "assembly.json", path / "labels.csv"
+    if not meta.is_file() or not labels.is_file():
+        raise ControlError(
+            f"{path} is not an assembly directory (no assembly.json/labels.csv); "
+            "run `valuescope control assemble` first"
+        )
+    table = pd.read_csv(labels)
+    if len(table) == 0:
+        raise ControlError(f"{labels}: the assembly voted on 0 pairs")
+    return json.loads(meta.read_text()), table

@@ -1,0 +1,276 @@
+"""The simulated citizens' assembly: pairs, first votes, deliberation rounds, vote shares.
+
+Every citizen answers every pair in both orders (through the response cache, so a rerun
+resumes). A citizen's preference for a pair is the order-averaged P(first outcome); its
+vote is 1 (for a), 0 (for b) or 1/2 (no preference). In each deliberation round a
+citizen sees the last round's vote share (and, when asked for, short arguments by other
+members) and votes again. The assembly's P(a > b) is the final round's vote share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from valuescope.control.errors import ControlError
+from valuescope.control.prompts import ARGUMENT_REQUEST, deliberation_messages
+from valuescope.elicit import ElicitSettings, ResponseCache, get_template
+from valuescope.elicit.elicit import aggregate, ask
+from valuescope.models.base import Query
+
+SPLITS = ("train", "heldout", "topic")
+
+
+@dataclass
+class PairDesign:
+    """Which pairs the assembly votes on and what each is used for.
+
+    `split` is "train" (fine-tuning), "heldout" (new pairs of outcomes seen in training)
+    or "topic" (pairs within a topic that training never sees).
+    """
+
+    pairs: np.ndarray
+    split: np.ndarray
+    heldout_topic: str | None
+
+
+def design_pairs(
+    topics: Sequence[str],
+    n_pairs: int,
+    *,
+    heldout_fraction: float = 0.25,
+    heldout_topic: str | None = None,
+    max_topic_pairs: int = 20,
+    seed: int = 0,
+) -> PairDesign:
+    """Draw `n_pairs` training+held-out pairs among the outcomes outside `heldout_topic`,
+    plus up to `max_topic_pairs` pairs inside it (seeded)."""
+    n = len(topics)
+    topics_arr = np.asarray(topics)
+    if heldout_topic is not None and heldout_topic not in set(topics):
+        raise ControlError(
+            f"--heldout-topic {heldout_topic!r} is not a topic of the outcomes; "
+            f"known: {', '.join(sorted(set(topics)))}"
+        )
+    inside = topics_arr == heldout_topic if heldout_topic else np.zeros(n, bool)
+    rest = np.flatnonzero(~inside)
+    if len(rest) < 2:
+        raise ControlError(f"the assembly needs at least 2 outcomes to pair, got {len(rest)}")
+    if n_pairs < 2:
+        raise ControlError(f"--pairs must be at least 2 (training and held-out), got {n_pairs}")
+    rng = np.random.default_rng([seed, 104729])
+    chosen = _sample_pairs(rest, n_pairs, rng)
+    n_held = int(round(heldout_fraction * len(chosen)))
+    n_held = min(max(n_held, 1 if heldout_fraction > 0 else 0), len(chosen) - 1)
+    split = np.array(["train"] * (len(chosen) - n_held) + ["heldout"] * n_held)
+    parts, splits = [chosen], [split]
+    topic_ids = np.flatnonzero(inside)
+    if len(topic_ids) >= 2:
+        topic_pairs = _sample_pairs(topic_ids, max_topic_pairs, rng)
+        parts.append(topic_pairs)
+        splits.append(np.array(["topic"] * len(topic_pairs)))
+    return PairDesign(np.concatenate(parts), np.concatenate(splits), heldout_topic)
+
+
+def _sample_pairs(ids: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to k distinct unordered pairs among `ids`, in random order and orientation."""
+    a, b = np.triu_indices(len(ids), 1)
+    pick = rng.permutation(len(a))[:k]
+    pairs = np.stack([ids[a[pick]], ids[b[pick]]], axis=1)
+    flip = rng.random(len(pairs)) < 0.5
+    pairs[flip] = pairs[flip][:, ::-1]
+    return pairs.astype(np.int64)
+
+
+@dataclass
+class AssemblyVotes:
+    """Preferences of every citizen in every round.
+
+    prefs : array (rounds, citizens, pairs), P(citizen prefers pair's first outcome).
+    votes : array (rounds, citizens, pairs) in {0, 1/2, 1}.
+    shares : array (rounds, pairs), the vote share for each pair's first outcome.
+    arguments : per round (from 1 on), per pair, the arguments shown in that round.
+    """
+
+    prefs: np.ndarray
+    votes: np.ndarray
+    shares: np.ndarray
+    n_queries: int
+    n_new: int
+    arguments: list[list[list[str]]]
+
+    @property
+    def final(self) -> np.ndarray:
+        """The assembly's P(a > b): the last round's vote share."""
+        return self.shares[-1]
+
+
+def to_votes(prefs: np.ndarray) -> np.ndarray:
+    """1 for a preference above 1/2, 0 below, 1/2 at exactly 1/2 (no preference)."""
+    return np.where(prefs > 0.5, 1.0, np.where(prefs < 0.5, 0.0, 0.5))
+
+
+def run_assembly(
+    backend,
+    personas: Sequence[str],
+    texts: Sequence[str],
+    pairs: np.ndarray,
+    cache: ResponseCache,
+    *,
+    rounds: int = 2,
+    settings: ElicitSettings | None = None,
+    template: str = "default",
+    n_arguments: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> AssemblyVotes:
+    """First votes and `rounds - 1` deliberation rounds of every citizen on every pair."""
+    if not personas:
+        raise ControlError("the assembly has 0 citizens: use --citizens 1 or more")
+    if len(pairs) == 0:
+        raise ControlError("the assembly has 0 pairs to vote on: use --pairs 2 or more")
+    if rounds < 1:
+        raise ControlError(f"--rounds must be at least 1, got {rounds}")
+    settings = settings or ElicitSettings()
+    tmpl = get_template(template)
+    if tmpl.reasoning:
+        raise ControlError(f"template {template!r} answers after reasoning; pick a direct one")
+    k = settings.samples if settings.mode == "sample" else 1
+    prefs = np.zeros((rounds, len(personas), len(pairs)))
+    n_queries = n_new = 0
+    shown_args: list[list[list[str]]] = []
+    for r in range(rounds):
+        args = [[] for _ in pairs]
+        if r > 0 and n_arguments > 0:
+            args = _collect_arguments(
+                backend, personas, texts, pairs, prefs[r - 1], cache, settings, n_arguments, r
+            )
+            shown_args.append(args)
+        queries: list[Query] = []
+        for persona in personas:
+            for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
+                share = None if r == 0 else float(to_votes(prefs[r - 1][:, e]).mean())
+                for first, second, s in (
+                    (a, b, share),
+                    (b, a, None if share is None else 1 - share),
+                ):
+                    if s is None:
+                        messages = tmpl.render(texts[first], texts[second], persona)
+                    else:
+                        messages = deliberation_messages(
+                            tmpl, texts[first], texts[second], persona, s, args[e]
+                        )
+                    queries += [
+                        Query(
+                            messages=messages,
+                            option_a=texts[first],
+                            option_b=texts[second],
+                            mode=settings.mode,
+                            sample_index=j,
+                            temperature=settings.temperature,
+                            labels=tmpl.labels,
+                            template=tmpl.name,
+                            persona=persona,
+                        )
+                        for j in range(k)
+                    ]
+        answers, new = ask(
+            backend, queries, cache, batch_size=settings.batch_size, progress=progress
+        )
+        n_queries += len(queries)
+        n_new += new
+        per = 2 * k * len(pairs)
+        for c in range(len(personas)):
+            part = aggregate(pairs, answers[c * per : (c + 1) * per], settings, labels=tmpl.labels)
+            prefs[r, c] = part.p
+    votes = to_votes(prefs)
+    return AssemblyVotes(prefs, votes, votes.mean(axis=1), n_queries, n_new, shown_args)
+
+
+def _collect_arguments(
+    backend, personas, texts, pairs, prev: np.ndarray, cache, settings, n_arguments: int, r: int
+) -> list[list[str]]:
+    """Up to `n_arguments` one-line reasons per pair, from members on each side in turn.
+
+    Asked in sample mode through the cache; synthetic agents cannot argue, so they get none.
+    """
+    if str(getattr(backend, "name", "")).startswith("sim/"):
+        return [[] for _ in pairs]
+    queries, owners = [], []
+    rng = np.random.default_rng([r, len(personas), len(pairs)])
+    for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
+        votes = to_votes(prev[:, e])
+        sides = [np.flatnonzero(votes == 1.0), np.flatnonzero(votes == 0.0)]
+        picked = []
+        for i in range(n_arguments):
+            side = sides[i % 2] if len(sides[i % 2]) else sides[(i + 1) % 2]
+            if len(side):
+                picked.append((int(rng.choice(side)), i % 2 if len(sides[i % 2]) else (i + 1) % 2))
+        for c, s in picked:
+            user = ARGUMENT_REQUEST.format(
+                option_a=texts[a], option_b=texts[b], choice="A" if s == 0 else "B"
+            )
+            queries.append(
+                Query(
+                    messages=(("system", personas[c]), ("user", user)),
+                    option_a=texts[a],
+                    option_b=texts[b],
+                    mode="sample",
+                    sample_index=r,
+                    temperature=settings.temperature,
+                    max_tokens=60,
+                    persona=personas[c],
+                )
+            )
+            owners.append(e)
+    out: list[list[str]] = [[] for _ in pairs]
+    if queries:
+        answers, _ = ask(backend, queries, cache, batch_size=settings.batch_size)
+        for e, ans in zip(owners, answers):
+            text = " ".join((ans.text or "").split())[:300]
+            if text:
+                out[e].append(text)
+    return out
+
+
+def deliberation_stats(votes: AssemblyVotes, seed: int = 0, n_boot: int = 200) -> list[dict]:
+    """How each deliberation round moved the votes, with bootstrap intervals over pairs.
+
+    changed: share of (citizen, pair) votes that differ from the round before;
+    toward_majority: mean move of a citizen's P(a > b) toward the side the last round's
+    majority took (pairs with a tied share left out; > 0 means conformity);
+    majority_gain: mean change of |share - 1/2| (> 0 means the assembly grew more united).
+    """
+    rows = []
+    rng = np.random.default_rng(seed)
+    n_pairs = votes.prefs.shape[2]
+    for r in range(1, votes.prefs.shape[0]):
+        side = np.sign(votes.shares[r - 1] - 0.5)  # (pairs,)
+        changed = (votes.votes[r] != votes.votes[r - 1]).mean(axis=0)
+        toward = ((votes.prefs[r] - votes.prefs[r - 1]) * side).mean(axis=0)
+        gain = np.abs(votes.shares[r] - 0.5) - np.abs(votes.shares[r - 1] - 0.5)
+        decided = side != 0
+        stats = {"round": r}
+        for key, per_pair, mask in (
+            ("changed", changed, np.ones(n_pairs, bool)),
+            ("toward_majority", toward, decided),
+            ("majority_gain", gain, np.ones(n_pairs, bool)),
+        ):
+            values = per_pair[mask]
+            stats[key] = _with_interval(values, rng, n_boot)
+        rows.append(stats)
+    return rows
+
+
+def _with_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
+    """Mean with a 90% percentile bootstrap interval (None when there is nothing to average)."""
+    if len(values) == 0:
+        return {"value": None, "ci_low": None, "ci_high": None}
+    boots = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_boot)]
+    lo, hi = np.percentile(boots, [5, 95]) if n_boot else (None, None)
+    return {
+        "value": float(values.mean()),
+        "ci_low": None if lo is None else float(lo),
+        "ci_high": None if hi is None else float(hi),
+    }
