@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -34,11 +33,7 @@ def demo_queries(n_pairs: int, seed: int, template_name: str) -> list[Query]:
     rng = np.random.default_rng(seed)
     upper = np.argwhere(np.triu(np.ones((n, n), dtype=bool), 1))
     pairs = upper[rng.choice(len(upper), min(n_pairs, len(upper)), replace=False)]
-    template = get_template("default")
-    if template_name == "instruction-first":  # same words, instruction before the options
-        head, rest = template.user.split("Option {label_a}:", 1)
-        options, tail = ("Option {label_a}:" + rest).split("\n\n", 1)
-        template = replace(template, user=f"{head}{tail}\n\n{options}")
+    template = get_template(template_name)
     return build_queries(texts, pairs, template, ElicitSettings(mode="logprob"))
 
 
@@ -76,7 +71,7 @@ def main() -> None:
     parser.add_argument("--model", default="embedded/smollm2-135m")
     parser.add_argument("--pairs", type=int, default=128, help="distinct pairs (x2 orders)")
     parser.add_argument("--batch-size", type=int, default=256, help="queries per answer() call")
-    parser.add_argument("--template", default="default", choices=["default", "instruction-first"])
+    parser.add_argument("--template", default="default", help="a prompt template name")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     queries = demo_queries(args.pairs, args.seed, args.template)

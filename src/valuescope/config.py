@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Until the embedded model lands, the default subject is the synthetic Thurstonian agent.
-DEFAULT_MODEL = "sim/thurstone"
+# The embedded default: the best of the shipped candidates on `demo` (docs/embedded.md).
+DEFAULT_MODEL = "embedded/qwen2.5-coder-1.5b"
 
 
 class RunConfig(BaseModel):

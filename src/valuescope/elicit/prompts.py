@@ -42,13 +42,16 @@ class Template:
         return (("system", system), ("user", user))
 
 
+# The reply instruction comes before the options: every query then shares the whole
+# instruction as a cached prompt prefix, and a local model evaluates only the options
+# (measured 3.0x vs 2.1-2.5x throughput gain with the instruction last; docs/embedded.md).
 _DEFAULT_USER = (
     "Each option below states something that is true about the world. "
     "Think only about the state of the world each option implies: "
-    "which would you prefer to be the case?\n\n"
+    "which would you prefer to be the case? "
+    'Reply with a single letter, "{label_a}" or "{label_b}".\n\n'
     "Option {label_a}: {option_a}\n"
-    "Option {label_b}: {option_b}\n\n"
-    'Reply with a single letter, "{label_a}" or "{label_b}".'
+    "Option {label_b}: {option_b}"
 )
 
 TEMPLATES: dict[str, Template] = {
