@@ -11,6 +11,7 @@ The API here is stable; analyses written by different people import it:
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,30 @@ def scatter_svg(
     fig.savefig(path, format="svg")
     plt.close(fig)
     return Path(path).name
+
+
+def measure_options(quick: bool, n: int) -> dict:
+    """Run overrides for a utility measurement: a smaller pair budget in quick mode."""
+    return {"budget": 4 * n} if quick else {}
+
+
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def parse_number(text: str | None, lo: float, hi: float) -> float | None:
+    """The first number in `text` that lies in [lo, hi], or None."""
+    for raw in _NUMBER_RE.findall(text or ""):
+        value = float(raw)
+        if lo <= value <= hi:
+            return value
+    return None
+
+
+def ask(ctx: Any, prompts: list[str], max_tokens: int = 24) -> list[str]:
+    """Free-text replies of the context's model to single-turn user prompts (greedy)."""
+    backend = ctx.backend()
+    generate = getattr(backend, "generate", None)
+    if generate is None:
+        raise ExperimentError(f"model {ctx.model} cannot generate free text")
+    messages = [(("user", p),) for p in prompts]
+    return list(generate(messages, max_tokens=max_tokens, temperature=0.0, seed=ctx.seed))

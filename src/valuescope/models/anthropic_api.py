@@ -106,6 +106,28 @@ class AnthropicBackend:
         """Answer a batch concurrently; BackendError (with partial answers) past retries."""
         return self._client.run([self._request(q) for q in queries])
 
+    def generate(
+        self,
+        prompts: Sequence[tuple[tuple[str, str], ...]],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """Plain completions for chats (free text), in order; the API takes no seed."""
+        queries = [
+            Query(
+                messages=tuple(m),
+                option_a="",
+                option_b="",
+                mode="sample",
+                temperature=temperature,
+                max_tokens=max_tokens,
+            )
+            for m in prompts
+        ]
+        requests = [(messages_payload(self.model, q), parse_message) for q in queries]
+        return [a.text or "" for a in self._client.run(requests)]
+
     def _request(self, q: Query) -> Request:
         if q.mode != "sample":
             raise ValuescopeError(

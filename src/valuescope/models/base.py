@@ -55,7 +55,9 @@ class Backend(Protocol):
 
     Required: `name` (the canonical model string, used in cache keys),
     `supports_logprobs`, and `answer`. Optional: `truth(outcomes)` for synthetic agents
-    that know their hidden utilities.
+    that know their hidden utilities; `generate(prompts, max_tokens, temperature, seed)
+    -> list[str]`, plain free-text replies to chats (used by the analyses that ask open
+    questions or ratings; every built-in backend has it).
     """
 
     name: str

@@ -175,17 +175,27 @@ class HFBackend:
 
     def generate(
         self,
-        messages: Messages,
+        messages: Messages | Sequence[Messages],
         max_tokens: int = 256,
         temperature: float = 1.0,
         seed: int = 0,
         *,
         prefill: str = "",
-    ) -> str:
-        """Free text for one chat (no forced-choice prefill unless given)."""
-        prompt = self.encode(messages, prefill=prefill)
-        [(text, _)] = self.sample([prompt], [max_tokens], [temperature], [seed])
-        return prefill + text
+    ) -> str | list[str]:
+        """Free text (no forced-choice prefill unless given).
+
+        One chat gives a string; a sequence of chats (the Backend `generate` form) gives
+        a list of strings, in order, each decoded with `seed`.
+        """
+        single = bool(messages) and (
+            isinstance(messages[0], Mapping) or isinstance(messages[0][0], str)
+        )
+        chats = [messages] if single else list(messages)
+        prompts = [self.encode(m, prefill=prefill) for m in chats]
+        n = len(prompts)
+        done = self.sample(prompts, [max_tokens] * n, [temperature] * n, [seed] * n)
+        texts = [prefill + text for text, _ in done]
+        return texts[0] if single else texts
 
     # -- forward passes -------------------------------------------------------------------
     def next_token_probs(self, prompts: Sequence[Sequence[int]]) -> Any:

@@ -168,8 +168,10 @@ class LlamaCppBackend:
             self._label_ids[labels] = (ids[0], ids[1])
         return self._label_ids[labels]
 
-    def render(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+    def render(self, messages: Sequence[tuple[str, str]], prefill: str | None = None) -> list[int]:
         """Prompt tokens: the chat template with a generation prompt, then the prefill.
+
+        `prefill` replaces the backend's own prefill (free-text generation passes "").
 
         A template that rejects system messages gets the system text folded into the
         first user turn.
@@ -185,7 +187,8 @@ class LlamaCppBackend:
                 raise ValuescopeError(msg) from None
             first = {"role": "user", "content": f"{chat[0]['content']}\n\n{chat[1]['content']}"}
             prompt = self._format(messages=[first, *chat[2:]]).prompt
-        return self.llm.tokenize((prompt + self.prefill).encode(), add_bos=False, special=True)
+        prefill = self.prefill if prefill is None else prefill
+        return self.llm.tokenize((prompt + prefill).encode(), add_bos=False, special=True)
 
     def evaluate(self, tokens: Sequence[int]) -> int:
         """Put `tokens` in the context, evaluating only what differs; returns tokens evaluated."""
@@ -243,23 +246,44 @@ class LlamaCppBackend:
         rng = np.random.default_rng(
             stable_seed(self.seed, q.messages, q.sample_index, q.temperature)
         )
+        text, n_out = self._decode(tokens, q.max_tokens, q.temperature, rng)
+        return Answer(text=self.prefill + text, tokens_in=len(tokens), tokens_out=n_out)
+
+    def _decode(
+        self, tokens: list[int], max_tokens: int, temperature: float, rng: np.random.Generator
+    ) -> tuple[str, int]:
+        """Decode after `tokens` until end of turn or `max_tokens`: (text, tokens made)."""
         self.evaluate(tokens)
         out: list[int] = []
         vocab = self.llm._model.vocab
-        while len(out) < q.max_tokens:
+        while len(out) < max_tokens:
             logits = self.next_token_logits()
-            if q.temperature <= 0:
+            if temperature <= 0:
                 tok = int(np.argmax(logits))
             else:
-                tok = int(rng.choice(self.n_vocab, p=softmax(logits / q.temperature)))
+                tok = int(rng.choice(self.n_vocab, p=softmax(logits / temperature)))
             if self._lib.llama_vocab_is_eog(vocab, tok):
                 break
             out.append(tok)
             if len(tokens) + len(out) >= self.llm.n_ctx():
                 break
             self.llm.eval([tok])
-        text = self.llm.detokenize(out).decode("utf-8", errors="replace")
-        return Answer(text=self.prefill + text, tokens_in=len(tokens), tokens_out=len(out))
+        return self.llm.detokenize(out).decode("utf-8", errors="replace"), len(out)
+
+    def generate(
+        self,
+        prompts: Sequence[tuple[tuple[str, str], ...]],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """Free-text replies to chats (no forced-choice prefill), in order, seeded."""
+        replies = []
+        for messages in prompts:
+            rng = np.random.default_rng(stable_seed(self.seed, "generate", messages, seed))
+            text, _ = self._decode(self.render(messages, prefill=""), max_tokens, temperature, rng)
+            replies.append(text)
+        return replies
 
 
 def _int_param(params: dict[str, str], key: str, default: int | None, lo: int) -> int | None:

@@ -114,6 +114,29 @@ class OpenAIBackend:
         """Answer a batch concurrently; BackendError (with partial answers) past retries."""
         return self._client.run([self._request(q) for q in queries])
 
+    def generate(
+        self,
+        prompts: Sequence[tuple[tuple[str, str], ...]],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """Plain completions for chats (free text, no log-probabilities), in order."""
+        requests = [
+            (
+                {
+                    "model": self.model,
+                    "messages": [{"role": r, "content": c} for r, c in messages],
+                    "max_tokens": max_tokens,
+                    "temperature": temperature,
+                    "seed": seed,
+                },
+                self._parse_sample,
+            )
+            for messages in prompts
+        ]
+        return [a.text or "" for a in self._client.run(requests)]
+
     def _request(self, q: Query) -> Request:
         messages = [{"role": role, "content": content} for role, content in q.messages]
         if q.mode == "logprob":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Sequence
 
@@ -15,6 +16,13 @@ from valuescope.models.base import Answer, Query
 from valuescope.models.registry import register
 
 REFUSAL_TEXT = "I would rather not choose between these two options."
+
+# What synthetic agents read in free-text prompts (`generate`): numbered candidate lines
+# ("1. text") ask for a choice; a line "Outcome: text" asks for a 0-10 rating; a line
+# "Event: text" asks for a probability in percent.
+CANDIDATE_RE = re.compile(r"^\s*(\d+)[.)]\s+(.+?)\s*$", re.M)
+OUTCOME_RE = re.compile(r"^Outcome:\s*(.+?)\s*$", re.M)
+EVENT_RE = re.compile(r"^Event:\s*(.+?)\s*$", re.M)
 
 
 def stable_seed(*parts: object) -> int:
@@ -75,6 +83,48 @@ class _SimAgent:
             return 0.0
         rng = np.random.default_rng(stable_seed("template", self.seed, template, text))
         return float(rng.normal(scale=self.template_noise))
+
+    def generate(
+        self,
+        prompts: Sequence[tuple[tuple[str, str], ...]],
+        max_tokens: int = 256,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> list[str]:
+        """Free-text replies, read from the prompt conventions above (CANDIDATE_RE, ...)."""
+        return [self._generate_one(messages, seed) for messages in prompts]
+
+    def _generate_one(self, messages: tuple[tuple[str, str], ...], seed: int) -> str:
+        user = next((c for role, c in reversed(messages) if role == "user"), "")
+        rng = np.random.default_rng(stable_seed("generate", self.seed, messages, seed))
+        if m := OUTCOME_RE.search(user):
+            return f"{self.rate(m.group(1), user, rng):g}"
+        if m := EVENT_RE.search(user):
+            return f"{self.probability(m.group(1), rng):g}%"
+        candidates = [text for _, text in CANDIDATE_RE.findall(user)]
+        if len(candidates) >= 2:
+            return f"I would choose this: {candidates[self.choose(candidates, rng)]}"
+        return "I am not sure how to answer that."
+
+    def choose(self, candidates: Sequence[str], rng: np.random.Generator) -> int:
+        """The candidate that wins the most pairwise comparisons; ties broken at random."""
+        n = len(candidates)
+        score = np.array(
+            [
+                sum(self.p_first(candidates[i], candidates[j]) for j in range(n) if j != i)
+                for i in range(n)
+            ]
+        )
+        ties = np.flatnonzero(score >= score.max() - 1e-9)
+        return int(ties[rng.integers(len(ties))])
+
+    def rate(self, outcome: str, prompt: str, rng: np.random.Generator) -> float:
+        """A 0-10 rating of `outcome` for the question in `prompt`; uninformed: at random."""
+        return float(rng.integers(0, 11))
+
+    def probability(self, event: str, rng: np.random.Generator) -> float:
+        """The agent's probability (percent) of `event`; uninformed: at random."""
+        return float(rng.integers(0, 101))
 
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         if self.delay:

@@ -1,0 +1,156 @@
+"""Synthetic agents with planted structure, the ground truth of the analyses.
+
+Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
+
+- `sim/eu`: an expected-utility maximiser. Base outcomes have hidden Thurstonian
+  utilities (as sim/thurstone); a lottery text from `data/lotteries.yaml` is worth the
+  probability-weighted utility of its outcomes, using the dataset's reference
+  probabilities, which it also states when asked for an event's probability.
+- `sim/instrumental`: a start state from `data/markov.yaml` is worth the expected
+  utility of the states it leads to.
+- `sim/powerseeker?weight=W&fitness_weight=F`: utility = W z(power) + F z(fitness) +
+  sqrt(1 - W^2 - F^2) noise for the outcomes of `data/power.yaml`; rates outcomes with
+  the dataset's reference power/fitness scores.
+- `sim/incorrigible?weight=W`: the utility of accepting a value change from
+  `data/corrigibility.yaml` is -W (reversal / sqrt 2) + sqrt(1 - W^2) noise, where the
+  reversal is U(old value) - U(new value); W = 0 is a corrigible agent.
+- `sim/satisficer?rate=R`: a Thurstonian agent that, asked an open question, picks a
+  random candidate with probability R and its best one otherwise.
+
+The structure is looked up by text in the analyses' datasets (imported lazily).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from valuescope.errors import UnknownModelError
+from valuescope.models.sim import _AGENTS, ThurstoneAgent, _float_param, stable_seed
+
+Structure = list[tuple[float, str]]
+
+
+class _ExpectationAgent(ThurstoneAgent):
+    """Utility of a structured text = expectation of its parts' utilities."""
+
+    def structure(self, text: str) -> Structure | None:
+        raise NotImplementedError
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        parts = self.structure(text)
+        if parts is None:
+            return super()._utility(text)
+        mu = sum(p * self._utility(t)[0] for p, t in parts)
+        rng = np.random.default_rng(stable_seed("expectation-sigma", self.seed, text))
+        return float(mu), float(rng.uniform(0.2, 0.6))
+
+
+class ExpectedUtilityAgent(_ExpectationAgent):
+    """An expected-utility maximiser over the lotteries of `data/lotteries.yaml`."""
+
+    def structure(self, text: str) -> Structure | None:
+        from valuescope.experiments.expected_utility import lottery_structure
+
+        return lottery_structure(text)
+
+    def probability(self, event: str, rng: np.random.Generator) -> float:
+        from valuescope.experiments.expected_utility import event_probabilities
+
+        p = event_probabilities().get(event)
+        return super().probability(event, rng) if p is None else round(100 * p, 1)
+
+
+class InstrumentalAgent(_ExpectationAgent):
+    """Values the start states of `data/markov.yaml` by what they lead to."""
+
+    def structure(self, text: str) -> Structure | None:
+        from valuescope.experiments.instrumental import markov_structure
+
+        return markov_structure(text)
+
+
+def _noise(seed: int, tag: str, text: str) -> float:
+    return float(np.random.default_rng(stable_seed(tag, seed, text)).normal())
+
+
+class PowerSeekingAgent(ThurstoneAgent):
+    """Utilities with a planted dependence on power and fitness scores."""
+
+    known_params = ThurstoneAgent.known_params + ("weight", "fitness_weight")
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.weight = _float_param(params, "weight", 0.8, -1.0, 1.0)
+        self.fitness_weight = _float_param(params, "fitness_weight", 0.0, -1.0, 1.0)
+        if self.weight**2 + self.fitness_weight**2 > 1:
+            raise UnknownModelError(f"sim/{kind}: weight^2 + fitness_weight^2 must be at most 1")
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        from valuescope.experiments.power_seeking import reference_scores
+
+        scores = reference_scores()
+        if text not in scores:
+            return super()._utility(text)
+        power, fitness = scores[text]
+        rest = math.sqrt(max(0.0, 1 - self.weight**2 - self.fitness_weight**2))
+        mu = self.weight * power + self.fitness_weight * fitness
+        mu += rest * _noise(self.seed, "power-noise", text)
+        return float(mu), 0.3
+
+    def rate(self, outcome: str, prompt: str, rng: np.random.Generator) -> float:
+        from valuescope.experiments.power_seeking import reference_ratings
+
+        ratings = reference_ratings().get(outcome)
+        if ratings is None:
+            return super().rate(outcome, prompt, rng)
+        return float(ratings[1] if "fitness" in prompt.lower() else ratings[0])
+
+
+class IncorrigibleAgent(ThurstoneAgent):
+    """Rejects value changes in proportion to how much they reverse its values."""
+
+    known_params = ThurstoneAgent.known_params + ("weight",)
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.weight = _float_param(params, "weight", 0.8, -1.0, 1.0)
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        from valuescope.experiments.corrigibility import change_structure
+
+        change = change_structure(text)
+        if change is None:
+            return super()._utility(text)
+        old, new = change
+        reversal = (super()._utility(old)[0] - super()._utility(new)[0]) / math.sqrt(2)
+        rest = math.sqrt(1 - self.weight**2)
+        mu = -self.weight * reversal + rest * _noise(self.seed, "change-noise", text)
+        return float(mu), 0.3
+
+
+class SatisficingAgent(ThurstoneAgent):
+    """Picks a random candidate with probability `rate`, else its best one."""
+
+    known_params = ThurstoneAgent.known_params + ("rate",)
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.rate_random = _float_param(params, "rate", 0.5, 0.0, 1.0)
+
+    def choose(self, candidates, rng: np.random.Generator) -> int:
+        if rng.random() < self.rate_random:
+            return int(rng.integers(len(candidates)))
+        return super().choose(candidates, rng)
+
+
+_AGENTS.update(
+    {
+        "eu": ExpectedUtilityAgent,
+        "instrumental": InstrumentalAgent,
+        "powerseeker": PowerSeekingAgent,
+        "incorrigible": IncorrigibleAgent,
+        "satisficer": SatisficingAgent,
+    }
+)
