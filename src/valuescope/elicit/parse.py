@@ -15,8 +15,11 @@ def _patterns(first: str, second: str) -> tuple[re.Pattern, ...]:
     label = f"({re.escape(first)}|{re.escape(second)})"
     word = r"(?:option|report)"
     exact = re.compile(rf"^\W*{label}\W*$")
+    # each optional piece starts with a non-space, so a whitespace run has one way to match
+    # (adjacent `\s*`s made "answer" + 200 spaces take 20 s of backtracking)
     final = re.compile(
-        rf"answer\s*(?:is)?\s*[:\-]?\s*\**\s*(?:{word}\s*)?\(?{label}(?![\w])", re.IGNORECASE
+        rf"answer\s*(?:is\s*)?(?:[:\-]\s*)?(?:\*+\s*)?(?:{word}\s*)?\(?{label}(?![\w])",
+        re.IGNORECASE,
     )
     leading = re.compile(
         rf"^\W*(?:i\s+(?:would\s+)?(?:prefer|choose|pick)\s+)?(?:{word}\s+)?\(?{label}(?![\w])",
