@@ -246,3 +246,137 @@ def test_coherence_reading(acc: float, phrase: str) -> None:
     metrics = {"heldout_accuracy": acc, "baseline_random": {"heldout_accuracy": 0.5}}
     text = coherence_reading(metrics)
     assert phrase in text and f"{acc:.2f} vs 0.50" in text
+
+
+# --- analysis results (valuescope experiment NAME writes DIR/NAME.json) -----------------
+
+SVG_WITH_SCRIPT = (
+    '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">'
+    '<defs><clipPath id="clip1"><rect width="120" height="80"/></clipPath></defs>'
+    '<script>alert("svg")</script>'
+    '<rect id="box" width="60" height="40" fill="teal" onclick="alert(2)" clip-path="url(#clip1)"/>'
+    '<image href="https://example.invalid/x.png" width="10" height="10"/></svg>'
+)
+# a 1x1 red PNG
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478"
+    "9c63f8cfc000000301010018dd8db00000000049454e44ae426082"
+)
+
+
+def write_experiment(directory: Path, name: str = "expected-utility", n_rows: int = 3) -> dict:
+    """A hand-written analysis result following the write_result contract."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "eu.svg").write_text(SVG_WITH_SCRIPT)
+    (directory / "eu.png").write_bytes(PNG_1PX)
+    result = {
+        "experiment": name,
+        "title": "Expected utility",
+        "summary": "Do lottery utilities match their expected utility?",
+        "model": MODEL,
+        "seed": 0,
+        "quick": True,
+        "headline": {
+            "corr": {"value": 0.9137, "ci_low": 0.851, "ci_high": 0.952, "label": "Correlation"},
+            "mae": {"value": 0.12, "ci_low": None, "ci_high": None, "label": "Mean abs. error"},
+        },
+        "reading": "Lottery utilities track expected utility closely.",
+        "tables": {
+            "lotteries": [
+                {"lottery": f"L{i} <i>odd</i>", "u": i / 7, "eu": None if i == 1 else i / 8}
+                for i in range(n_rows)
+            ]
+        },
+        "figures": ["eu.svg", "eu.png", "gone.svg", "../outside.svg"],
+        "per_lottery": {"L0": [1, 2, 3]},
+    }
+    (directory / f"{name}.json").write_text(json.dumps(result))
+    (directory.parent / "outside.svg").write_text("<svg></svg>")
+    return result
+
+
+def test_analyses_only_directory(tmp_path: Path) -> None:
+    d = tmp_path / "exp"
+    write_experiment(d, n_rows=250)
+    (d / "not-an-analysis.json").write_text('{"hello": 1}')
+    (d / "broken.json").write_text("{not json")
+    html = build_report(d).read_text(encoding="utf-8")
+    _assert_unique_ids(html)
+    assert 'id="coherence"' not in html and 'id="outcome-filter"' not in html
+    assert 'id="x-expected-utility"' in html and "Expected utility" in html
+    assert "0.914" in html and "[0.851, 0.952]" in html and "Mean abs. error" in html
+    assert "Lottery utilities track expected utility closely." in html
+    # figures inlined: SVG (scripts, handlers and external links removed, ids prefixed)
+    assert html.count("<svg") == 1 and 'id="x0f0-box"' in html and "url(#x0f0-clip1)" in html
+    assert "alert" not in html and "onclick" not in html and "example.invalid" not in html
+    assert 'src="data:image/png;base64,' in html
+    assert "gone.svg: file not found" in html and "outside the result directory" in html
+    # table: escaped, capped, missing values as dashes
+    assert "L0 &lt;i&gt;odd&lt;/i&gt;" in html and "<i>odd</i>" not in html
+    assert "First 200 of 250 rows" in html
+    assert "per_lottery" in html  # extra keys are shown as detail
+    assert "hello" not in html
+    no_ns = re.sub(r'xmlns(?::\w+)?="[^"]*"', "", html)
+    assert "http://" not in no_ns and "https://" not in no_ns
+
+
+def test_run_with_analyses(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    make_run_dir(run, n=20, n_pairs=150)
+    write_experiment(run, "exchange-rates")
+    html = build_report(run).read_text(encoding="utf-8")
+    _assert_self_contained(html)
+    _assert_unique_ids(html)
+    assert 'id="coherence"' in html and 'id="x-exchange-rates"' in html
+    assert '<a href="#x-exchange-rates">Expected utility</a>' in html
+
+
+def test_empty_directory_is_a_user_error(tmp_path: Path) -> None:
+    from valuescope.errors import ValuescopeError
+
+    with pytest.raises(ValuescopeError, match="no utilities.csv"):
+        build_report(tmp_path)
+    with pytest.raises(ValuescopeError, match="no such directory"):
+        build_report(tmp_path / "missing")
+
+
+def test_findings() -> None:
+    from valuescope.report.sections import category_extremes, largest_gaps, most_refused
+
+    util = pd.DataFrame(
+        {
+            "outcome": ["a", "b", "c", "d", "e"],
+            "category": ["x", "x", "y", "y", "y"],
+            "mean": [2.0, 1.9, 0.0, -0.1, -0.3],
+            "sigma": [0.5, 0.5, 0.5, 0.5, 1.0],
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "refusal_rate": [0.0, 0.2, 0.0, 0.5, 0.0],
+        }
+    )
+    gaps = largest_gaps(util, k=2)
+    assert [(g["upper"], g["lower"]) for g in gaps] == [("b", "c"), ("d", "e")]
+    assert gaps[0]["gap"] == "1.900"
+    assert gaps[0]["prob"] == f"{norm.cdf(1.9 / np.hypot(0.5, 0.5)):.2f}"
+    ext = category_extremes(util)
+    assert [(e["category"], e["top"], e["bottom"]) for e in ext] == [
+        ("x", "a", "b"),
+        ("y", "c", "e"),
+    ]
+    assert [r["outcome"] for r in most_refused(util)] == ["d", "b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "interval", "phrase"),
+    [
+        (0.62, [0.58, 0.66], "listed first"),
+        (0.40, [0.35, 0.45], "listed second"),
+        (0.51, [0.48, 0.54], "no measurable position bias"),
+        (0.70, None, "leans towards the first-listed"),
+    ],
+)
+def test_position_bias_reading(value: float, interval: list | None, phrase: str) -> None:
+    from valuescope.report.sections import position_bias_reading
+
+    metrics = {"position_bias": value, "intervals": {"position_bias": interval}}
+    assert phrase in position_bias_reading(metrics)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from valuescope.report import plots
+from valuescope.errors import ValuescopeError
+from valuescope.report import plots, sections
 
 DASH = "—"
 NUMERIC = ["mean", "sigma", "ci_low", "ci_high"]
@@ -38,6 +39,10 @@ COHERENCE_ROWS: list[tuple[str, str, str, str]] = [
     ("refusal_rate", "Refusal rate", "↓",
      "Share of answers that were refusals or could not be parsed."),
 ]  # fmt: skip
+
+
+class ReportError(ValuescopeError, FileNotFoundError):
+    """A directory holds nothing a report can be built from."""
 
 
 @dataclass
@@ -119,7 +124,7 @@ def load_run(run_dir: Path) -> RunData:
     """Read utilities, pairs, truth and metrics from ``run_dir`` (only utilities required)."""
     util = _read_csv(run_dir / "utilities.csv", ["id", "outcome", "category"], NUMERIC)
     if util is None:
-        raise FileNotFoundError(f"{run_dir / 'utilities.csv'} not found")
+        raise ReportError(f"{run_dir}: no utilities.csv (is this a run directory?)")
     util["id"] = util["id"] if "id" in util else [str(i) for i in range(len(util))]
     util["outcome"] = util["outcome"] if "outcome" in util else util["id"]
     util["category"] = util.get("category", pd.Series("", index=util.index)).fillna("")
@@ -346,6 +351,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         notes.append("The utility fit did not converge; treat the numbers with caution.")
     truth_extra = _sub(m, "truth")
     return {
+        "has_run": True,
         "title": text(m.get("model")) if m.get("model") else data.name,
         "run_name": data.name,
         "header": header_items(data),
@@ -378,6 +384,29 @@ def build_context(data: RunData) -> dict[str, Any]:
         "refusal_policy_text": REFUSAL_POLICY_TEXT.get(str(m.get("refusal_policy")), ""),
         "refusal_rows": refusal_rows(m),
         "refusal_rate": fmt(m.get("refusal_rate")),
+        "position_bias_reading": sections.position_bias_reading(m),
+        "gaps": sections.largest_gaps(util),
+        "extremes": sections.category_extremes(util),
+        "uncertain": sections.widest_intervals(util),
+        "refused": sections.most_refused(util),
+        "version": _version(),
+    }
+
+
+def analyses_context(directory: Path) -> dict[str, Any]:
+    """Template values for a directory that holds analysis results but no run."""
+    found = sections.load_experiments(directory)
+    models = sorted({x["model"] for x in found if x["model"]})
+    return {
+        "has_run": False,
+        "title": ", ".join(models) if models else directory.resolve().name,
+        "run_name": directory.resolve().name,
+        "header": [
+            ("Model", ", ".join(models) or DASH),
+            ("Analyses", str(len(found))),
+            ("Directory", directory.resolve().name),
+        ],
+        "notes": [],
         "version": _version(),
     }
 
@@ -405,11 +434,21 @@ def _env() -> jinja2.Environment:
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write a self-contained HTML report for ``run_dir``; return its path.
 
-    ``out`` defaults to ``run_dir/report.html``; an existing directory gets
-    ``report.html`` inside it.
+    The page shows the run (from ``utilities.csv`` and friends) and one section per
+    analysis result (``*.json`` with an ``experiment`` key) in the directory; a
+    directory with analysis results only gets a page of those. ``out`` defaults to
+    ``run_dir/report.html``; an existing directory gets ``report.html`` inside it.
     """
     run = Path(run_dir)
-    html = _env().get_template("run.html.j2").render(**build_context(load_run(run)))
+    if not run.is_dir():
+        raise ReportError(f"{run}: no such directory")
+    analyses = sections.load_experiments(run)
+    if (run / "utilities.csv").is_file() or not analyses:
+        context = build_context(load_run(run))
+    else:
+        context = analyses_context(run)
+    context["analyses"] = analyses
+    html = _env().get_template("run.html.j2").render(**context)
     path = Path(out) if out is not None else run / "report.html"
     if path.is_dir():
         path = path / "report.html"

@@ -295,7 +295,11 @@ def figure_to_svg(fig: Figure, prefix: str) -> str:
     buf = io.StringIO()
     with styled():
         fig.savefig(buf, format="svg", metadata={"Date": None}, facecolor="white")
-    svg = buf.getvalue()
+    return inline_svg(buf.getvalue(), prefix)
+
+
+def inline_svg(svg: str, prefix: str) -> str:
+    """An SVG document as an inline ``<svg>`` element with ids namespaced by ``prefix``."""
     svg = _DROP.sub("", svg[svg.index("<svg") :])
     return _IDS.sub(lambda m: m.group(1) + prefix, svg).strip()
 
