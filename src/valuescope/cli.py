@@ -420,7 +420,7 @@ def report_command(
 def _print_comparison(comp, path: Path) -> None:
     table = Table(title=f"{len(comp.labels)} run(s), {len(comp.utilities)} shared outcomes")
     for col in ("run", "held-out accuracy", "random agent", "completeness", "refusals"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+        table.add_column(col, justify="left" if col == "run" else "right", overflow="fold")
     for r in comp.metrics.itertuples():
         table.add_row(
             r.run,
@@ -433,7 +433,9 @@ def _print_comparison(comp, path: Path) -> None:
     if not comp.pairs.empty:
         pairs = Table(title="Convergence (95% intervals over outcomes)")
         for col in ("run A", "run B", "cosine", "interval", "Spearman"):
-            pairs.add_column(col, justify="left" if col.startswith("run") else "right")
+            pairs.add_column(
+                col, justify="left" if col.startswith("run") else "right", overflow="fold"
+            )
         for r in comp.pairs.itertuples():
             pairs.add_row(
                 r.run_a,
