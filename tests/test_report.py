@@ -380,3 +380,51 @@ def test_position_bias_reading(value: float, interval: list | None, phrase: str)
 
     metrics = {"position_bias": value, "intervals": {"position_bias": interval}}
     assert phrase in position_bias_reading(metrics)
+
+
+# --- terminal progress: queries and cost so far ---------------------------------------
+
+
+def test_progress_shows_cost_so_far(tmp_path: Path, monkeypatch) -> None:
+    """Token and USD updates reach the progress bar and add up to the run's totals."""
+    from loopback_server import LoopbackServer
+    from rich.progress import Progress as RichProgress
+
+    from valuescope.cli import _BarProgress
+    from valuescope.config import RunConfig
+    from valuescope.pipeline import run
+
+    class Recorder(_BarProgress):
+        def __init__(self, bar: RichProgress) -> None:
+            super().__init__(bar)
+            self.calls: list[tuple[int, int, float | None]] = []
+
+        def cost(self, tokens_in: int, tokens_out: int, usd: float | None) -> None:
+            self.calls.append((tokens_in, tokens_out, usd))
+            super().cost(tokens_in, tokens_out, usd)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-" + "loopback-report")
+    with LoopbackServer(seed=3, latency=0.0) as server:
+        config = RunConfig(
+            model="openai/test-model?price_in=2&price_out=8",
+            base_url=server.base_url,
+            outcomes="demo",
+            out=tmp_path / "run",
+            mode="sample",
+            samples=2,
+            design="random",
+            budget=40,
+            bootstrap=0,
+        )
+        with RichProgress(disable=True) as bar:
+            progress = Recorder(bar)
+            metrics = run(config, progress=progress).metrics
+    assert len(progress.calls) >= 2  # held-out pairs, then the design's pairs
+    assert sum(c[0] for c in progress.calls) == metrics["tokens_in"] > 0
+    assert sum(c[1] for c in progress.calls) == metrics["tokens_out"] > 0
+    assert sum(c[2] for c in progress.calls) == pytest.approx(metrics["cost_usd"])
+    label = bar.tasks[0].description
+    tokens = metrics["tokens_in"] + metrics["tokens_out"]
+    assert label == (
+        f"asking openai/test-model · {tokens:,} tokens · ${metrics['cost_usd']:.4f}"
+    ), label
