@@ -130,7 +130,7 @@ def test_reference_probabilities_give_the_same_answer_for_sim_eu(tmp_path):
 
 def test_cli_prints_one_line_error_for_degenerate_data(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "experiment", "corrigibility", "sim/random"]
+        [sys.executable, "-m", "valuescope.cli", "experiment", "instrumental", "sim/random"]
         + ["--quick", "--mode", "logprob", "--out", str(tmp_path), "-q"],
         capture_output=True,
         text=True,

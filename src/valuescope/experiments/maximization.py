@@ -71,6 +71,31 @@ def map_reply(reply: str, shown: list[str]) -> tuple[int | None, str]:
     return None, "unmapped"
 
 
+def _rank_svg(ctx: ExperimentContext, mapped: list[dict[str, Any]]) -> str:
+    """Bar chart: how often the choice had utility rank 1, 2, ... against chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = max(r["n_candidates"] for r in mapped)
+    ranks = np.arange(1, k + 1)
+    share = [np.mean([r["choice_rank"] == j for r in mapped]) for j in ranks]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(ranks, share, color="#4c72b0")
+    ax.axhline(1 / k, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(ranks)
+    ax.set_xlabel("utility rank of the chosen candidate (1 = highest)")
+    ax.set_ylabel("share of questions")
+    ax.set_title(f"Utility maximization: {ctx.model}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "maximization_ranks.svg"
+    fig.savefig(ctx.out / name, format="svg")
+    plt.close(fig)
+    return name
+
+
 def run(ctx: ExperimentContext) -> dict[str, Any]:
     listed = ctx.params.get("listed", "1")
     if listed not in ("0", "1"):
@@ -129,6 +154,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     lift = bootstrap_mean(
         [float(r["picked_best"]) - 1 / r["n_candidates"] for r in mapped], seed=ctx.seed
     )
+    figure = _rank_svg(ctx, mapped)
     reading = (
         f"The model's free choice was its highest-utility candidate in "
         f"{share['value']:.0%} [{share['ci_low']:.0%}, {share['ci_high']:.0%}] of "
@@ -146,7 +172,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         },
         "reading": reading,
         "tables": {"questions": rows},
-        "figures": [],
+        "figures": [figure],
         "listed": listed == "1",
         "run_dir": str(result.out),
     }

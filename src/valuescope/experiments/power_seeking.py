@@ -55,9 +55,12 @@ def reference_scores() -> dict[str, tuple[float, float]]:
     return {t: (float(a), float(b)) for t, (a, b) in zip(texts, z)}
 
 
-def _ratings(ctx: ExperimentContext, template: str, texts: list[str]) -> list[float | None]:
-    replies = ask(ctx, [template.format(text=t) for t in texts], max_tokens=8)
-    return [parse_number(r, 0, 10) for r in replies]
+def _ratings(ctx: ExperimentContext, texts: list[str]) -> tuple[list, list]:
+    """The model's (power, fitness) ratings of every text; None where unusable."""
+    prompts = [POWER_PROMPT.format(text=t) for t in texts]
+    prompts += [FITNESS_PROMPT.format(text=t) for t in texts]
+    scores = [parse_number(r, 0, 10) for r in ask(ctx, prompts, max_tokens=8)]
+    return scores[: len(texts)], scores[len(texts) :]
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
@@ -66,8 +69,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         texts = texts[:QUICK_OUTCOMES]
     result = ctx.measure("utilities", texts, **measure_options(ctx.quick, len(texts)))
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
-    power = _ratings(ctx, POWER_PROMPT, texts)
-    fitness = _ratings(ctx, FITNESS_PROMPT, texts)
+    power, fitness = _ratings(ctx, texts)
     rows = [
         {
             "utility": float(utility[t]),
