@@ -253,7 +253,10 @@ def analyse(
         rows.append(row)
 
     slopes = np.array([fits[k][0] for k in names])
-    boot_mean_slope = boot_a.mean(axis=1)
+    # the mean slope's interval also resamples entities, so it reflects how much
+    # slopes differ between entities, not only the noise around each line
+    picks = rng.integers(0, len(names), (N_BOOT, len(names)))
+    boot_mean_slope = np.take_along_axis(boot_a, picks, axis=1).mean(axis=1)
     lo, hi = np.percentile(boot_mean_slope, [tail, 100 - tail])
     head = {
         "mean_slope": headline(

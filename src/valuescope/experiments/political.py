@@ -144,7 +144,7 @@ def _select_policies(ctx: ExperimentContext) -> list[Policy]:
 def _select_personas(ctx: ExperimentContext) -> list[Persona]:
     personas = load_personas()
     raw = ctx.params.get("personas")
-    if raw:
+    if raw is not None:  # an empty value measures the model alone
         wanted = [w.strip() for w in raw.split(",") if w.strip()]
         known = {p.id: p for p in personas}
         unknown = [w for w in wanted if w not in known]

@@ -199,8 +199,12 @@ def analyse(frame: pd.DataFrame, seed: int, ctx: ExperimentContext) -> dict[str,
     rng = np.random.default_rng(seed)
     tail = 100 * (1 - LEVEL) / 2
     boot = {"a": [], "delta": [], "k": [], "hyper_wins": []}
+    # now-payments also carry the money line's residual variance (lack of fit)
+    now = months == 0
+    s2 = fit_line(np.log(amount[now]), u[now])[2]
+    scale = np.where(now, np.sqrt(se**2 + s2), se)
     for _ in range(N_BOOT):
-        u_star = u + rng.normal(size=u.shape) * se
+        u_star = u + rng.normal(size=u.shape) * scale
         a_s, _, ld = _discounts(u_star, amount, months)
         boot["a"].append(a_s)
         if a_s <= 0 or not np.all(np.isfinite(ld)):
@@ -216,7 +220,6 @@ def analyse(frame: pd.DataFrame, seed: int, ctx: ExperimentContext) -> dict[str,
     head = {
         "money_slope": headline(a, a_lo, a_hi, "utility slope on ln(amount now)"),
     }
-    now = months == 0
     money_r2 = _r2(np.log(amount[now]), u[now])
     result: dict[str, Any] = {
         "money_curve": {"slope": a, "intercept": b, "r2": money_r2},
