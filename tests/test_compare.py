@@ -189,8 +189,10 @@ def test_comparison_with_embedded_model(tmp_path: Path) -> None:
     path = tmp_path / "outcomes.yaml"
     import yaml
 
-    chosen = [{"text": t, "category": c} for t, c in list(zip(demo.texts, demo.categories))[:12]]
-    path.write_text(yaml.safe_dump({"outcomes": chosen}))
+    chosen: dict[str, list[str]] = {}
+    for text, category in list(zip(demo.texts, demo.categories))[:12]:
+        chosen.setdefault(category, []).append(text)
+    path.write_text(yaml.safe_dump(chosen))
     runs = [
         sim_run(tmp_path / "a", "sim/thurstone?seed=1", 0, str(path)),
         sim_run(tmp_path / "b", "sim/thurstone?seed=2", 0, str(path)),
