@@ -93,10 +93,14 @@ def table_block(name: str, rows: Any) -> dict[str, Any]:
     columns: list[str] = list(dict.fromkeys(k for r in rows for k in r))
     shown = rows[:MAX_TABLE_ROWS]
     numeric = {c: all(_is_number(r.get(c)) or r.get(c) is None for r in shown) for c in columns}
+    cells = [[cell(r.get(c)) for c in columns] for r in shown]
+    long = {c: any(len(row[i]) > 40 for row in cells) for i, c in enumerate(columns)}
     return {
         "name": name.replace("_", " "),
-        "columns": [{"name": c, "num": numeric[c]} for c in columns],
-        "rows": [[cell(r.get(c)) for c in columns] for r in shown],
+        "columns": [
+            {"name": c.replace("_", " "), "num": numeric[c], "long": long[c]} for c in columns
+        ],
+        "rows": cells,
         "n_rows": len(rows),
         "truncated": len(rows) > len(shown),
     }
