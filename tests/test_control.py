@@ -286,3 +286,30 @@ def test_cli_assemble_train_evaluate(cli, tiny, outcome_file, tmp_path):
     assert "agreement with the assembly" in proc.stdout and "perplexity" in proc.stdout
     bad = cli("control", "train", "embedded/smollm2-135m", "--assembly", str(asm))
     assert bad.returncode == 1 and "cannot be trained" in bad.stderr
+
+
+def test_a_language_model_citizen_argues_in_deliberation(tiny, outcome_file, tmp_path):
+    out = tmp_path / "asm"
+    config = AssembleConfig(
+        model=f"hf/{tiny}?threads=1",
+        out=out,
+        outcomes=str(outcome_file),
+        citizens=3,
+        pairs=3,
+        rounds=2,
+        heldout_topic="none",
+        arguments=2,
+        mode="logprob",
+    )
+    summary = assemble(config)
+    shown = json.loads((out / "arguments.json").read_text())
+    assert len(shown) == 1 and len(shown[0]) == summary["n_pairs"]["train"] + 1
+    assert all(len(args) <= 2 and all(a.strip() for a in args) for args in shown[0])
+    assert sum(len(args) for args in shown[0]) >= 3
+    with ResponseCache(out / "responses.sqlite") as cache:  # votes and arguments are kept
+        assert cache.count() >= 2 * 3 * 3 * 2 + sum(len(a) for a in shown[0])
+    again = assemble(config)
+    assert again["n_queries_new"] == 0
+    assert json.loads((out / "arguments.json").read_text()) == shown
+    with pytest.raises(ControlError, match="--heldout-fraction"):
+        assemble(AssembleConfig(out=out, outcomes=str(outcome_file), heldout_fraction=1.5))

@@ -89,6 +89,7 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
     from valuescope.models import get_backend
     from valuescope.pipeline import resolve_mode
 
+    _check(config)
     texts, topics, set_name = load_assembly_outcomes(config.outcomes)
     topic = _pick_topic(topics, config.heldout_topic, config.seed)
     design = design_pairs(
@@ -138,6 +139,19 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         (out / "arguments.json").write_text(json.dumps(votes.arguments, indent=1))
     write_json(out / "assembly.json", summary)
     return summary
+
+
+def _check(config: AssembleConfig) -> None:
+    """Settings out of range fail here, before any question is asked."""
+    if config.mode not in ("auto", "logprob", "sample"):
+        raise ControlError(f"--mode {config.mode!r}: use auto, logprob or sample")
+    if not 0 <= config.heldout_fraction < 1:
+        raise ControlError(f"--heldout-fraction {config.heldout_fraction} must lie in [0, 1)")
+    for key in ("samples", "rounds", "batch_size"):
+        if getattr(config, key) < 1:
+            raise ControlError(f"--{key.replace('_', '-')} must be at least 1")
+    if config.arguments < 0 or config.topic_pairs < 0:
+        raise ControlError("--arguments and --topic-pairs must be 0 or more")
 
 
 @dataclass

@@ -201,12 +201,13 @@ def _collect_arguments(
     rng = np.random.default_rng([r, len(personas), len(pairs)])
     for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
         votes = to_votes(prev[:, e])
-        sides = [np.flatnonzero(votes == 1.0), np.flatnonzero(votes == 0.0)]
-        picked = []
+        sides = [list(rng.permutation(np.flatnonzero(votes == v))) for v in (1.0, 0.0)]
+        picked = []  # distinct members, alternating sides while both have some left
         for i in range(n_arguments):
-            side = sides[i % 2] if len(sides[i % 2]) else sides[(i + 1) % 2]
-            if len(side):
-                picked.append((int(rng.choice(side)), i % 2 if len(sides[i % 2]) else (i + 1) % 2))
+            s = i % 2 if sides[i % 2] else (i + 1) % 2
+            if not sides[s]:
+                break
+            picked.append((int(sides[s].pop()), s))
         for c, s in picked:
             user = ARGUMENT_REQUEST.format(
                 option_a=texts[a], option_b=texts[b], choice="A" if s == 0 else "B"

@@ -144,6 +144,9 @@ def train_command(
     lr: float = typer.Option(5e-4, help="AdamW learning rate"),
     lora_rank: int = typer.Option(8, help="LoRA rank"),
     lora_alpha: float = typer.Option(16.0, help="LoRA scale numerator (alpha / rank)"),
+    lora_layers: int | None = typer.Option(
+        None, help="LoRA on the last N transformer layers only (default: all; faster backward)"
+    ),
     full: bool = typer.Option(False, "--full", help="train every weight instead of LoRA"),
     max_length: int = typer.Option(512, help="longest prompt allowed, in tokens"),
     save_every: int = typer.Option(20, help="checkpoint every this many steps"),
@@ -169,6 +172,7 @@ def train_command(
         lr=lr,
         lora_rank=lora_rank,
         lora_alpha=lora_alpha,
+        lora_layers=lora_layers,
         full=full,
         max_length=max_length,
         save_every=save_every,

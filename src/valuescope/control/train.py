@@ -17,10 +17,13 @@ interrupted run resume; the data order and LoRA initialisation are seeded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ class TrainConfig:
     lr: float = 5e-4
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    lora_layers: int | None = None
     full: bool = False
     max_length: int = 512
     template: str = "default"
@@ -63,7 +67,8 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed."""
-        keep = ("model", "epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "full")
+        keep = ("model", "epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "lora_layers")
+        keep += ("full",)
         keep += ("max_length", "template", "seed")
         return {k: getattr(self, k) for k in keep} | {"assembly": str(Path(self.assembly))}
 
@@ -198,7 +203,11 @@ def precheck_memory(config: TrainConfig, name: str, params: dict, device: str) -
     with torch.device("meta"):
         meta = transformers.AutoModelForCausalLM.from_config(cfg)
     n_params = sum(p.numel() for p in meta.parameters())
-    n_train = n_params if config.full else lora_size(torch, meta, config.lora_rank)
+    n_train = (
+        n_params
+        if config.full
+        else lora_size(torch, meta, config.lora_rank, top_layers(cfg, config))
+    )
     est = estimate(
         cfg,
         n_params,
@@ -210,12 +219,26 @@ def precheck_memory(config: TrainConfig, name: str, params: dict, device: str) -
     return check_memory(est, device, config.memory_limit_gb)
 
 
-def lora_size(torch, model, rank: int) -> int:
-    """Trainable weights of rank-`rank` LoRA on every linear layer but the output head."""
+def top_layers(model_config, config: TrainConfig) -> list[int] | None:
+    """Indices of the last `--lora-layers` transformer layers (None: every layer)."""
+    if not config.lora_layers:
+        return None
+    n = int(getattr(model_config, "num_hidden_layers", 0) or 0)
+    if not 1 <= config.lora_layers <= n:
+        raise ControlError(f"--lora-layers {config.lora_layers}: the model has {n} layers")
+    return list(range(n - config.lora_layers, n))
+
+
+def lora_size(torch, model, rank: int, layers: list[int] | None = None) -> int:
+    """Trainable weights of rank-`rank` LoRA on the linear layers but the output head."""
     total = 0
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and not name.endswith("lm_head"):
-            total += rank * (mod.in_features + mod.out_features)
+        if not isinstance(mod, torch.nn.Linear) or name.endswith("lm_head"):
+            continue
+        index = re.search(r"\.layers\.(\d+)\.", name)
+        if layers is not None and (index is None or int(index.group(1)) not in layers):
+            continue
+        total += rank * (mod.in_features + mod.out_features)
     return total
 
 
@@ -241,10 +264,32 @@ def wrap_lora(peft, torch, model, config: TrainConfig):
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=0.0,
-        target_modules="all-linear",
+        target_modules=_linear_names(torch, model),
+        layers_to_transform=top_layers(model.config, config),
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(model, lora)
+    with _quiet_peft():
+        return peft.get_peft_model(model, lora)
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Hide transformers' deprecation warning that peft's model wrapping triggers."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
+
+
+def _linear_names(torch, model) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (all but the output head)."""
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.Linear) and re.search(r"\.layers\.\d+\.", name)
+    }
+    if not names:
+        raise ControlError("found no linear layers inside transformer blocks to put LoRA on")
+    return sorted(names)
 
 
 # ---------------------------------------------------------------------------- training
@@ -446,7 +491,8 @@ def load_trained(train_dir: Path, threads: int | None = None):
     if not weights:
         raise ControlError(f"{train_dir}/adapter holds no adapter weights")
     digest = hashlib.sha256(weights[0].read_bytes()).hexdigest()[:12]
-    merged = peft.PeftModel.from_pretrained(backend.model, train_dir / "adapter")
+    with _quiet_peft():
+        merged = peft.PeftModel.from_pretrained(backend.model, train_dir / "adapter")
     backend.model = merged.merge_and_unload().eval()
     backend.name = f"{backend.name}#control={digest}"
     return backend, info
