@@ -43,12 +43,10 @@ def three_runs(tmp_path_factory) -> list[Path]:
     ]
 
 
-def test_three_run_comparison(three_runs: list[Path], tmp_path: Path, cli) -> None:
+def test_three_run_comparison(three_runs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = cli("report", *map(str, three_runs), "--out", str(out), check=True)
-    assert "wrote" in proc.stdout and "report.html" in proc.stdout
-
-    comp = compare(three_runs)
+    comp, path = build_comparison(three_runs, out)  # the CLI is tested below
+    assert path == out / "report.html"
     a, b, c = comp.labels
     assert a == "sim/thurstone?seed=1 (same-a)" and c == "sim/thurstone?seed=2"
     # the same hidden utilities measured twice agree; a different agent does not
@@ -68,7 +66,8 @@ def test_three_run_comparison(three_runs: list[Path], tmp_path: Path, cli) -> No
     wide = pd.read_csv(out / "tables" / "utilities.csv")
     assert {"outcome", "category", a, f"{a} ci_low", b, c}.issubset(wide.columns)
     assert len(pd.read_csv(out / "tables" / "run_pairs.csv")) == 3
-    for name in FIGURES:
+    run_figures = [f"run-sim-thurstone-seed-2-{kind}" for kind in ("utilities", "calibration")]
+    for name in FIGURES + run_figures:
         assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -96,16 +95,19 @@ def test_coherence_against_size(three_runs: list[Path], tmp_path: Path, cli) -> 
         "same-b=1.5b",
         "--size",
         "sim/thurstone?seed=2=7e9",
+        "--no-figures",
         "--json",
         check=True,
     )
     import json
 
     data = json.loads(proc.stdout)
+    assert data["report"] == str(out / "report.html")
     assert [r["n_params"] for r in data["runs"]] == [135e6, 1.5e9, 7e9]
     assert len(data["pairs"]) == 3 and data["shared_outcomes"] == 36
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Coherence vs model size" in html and "1.5B" in html
+    assert not (out / "figures").exists() and (out / "tables" / "metrics.csv").is_file()
 
 
 def test_alignment_by_outcome_text(tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_alignment_by_outcome_text(tmp_path: Path) -> None:
 
 
 def test_single_run_is_allowed(three_runs: list[Path], tmp_path: Path) -> None:
-    comp, path = build_comparison([three_runs[0]], tmp_path / "one")
+    comp, path = build_comparison([three_runs[0]], tmp_path / "one", figure_files=False)
     assert comp.pairs.empty and len(comp.labels) == 1
     html = path.read_text(encoding="utf-8")
     assert "One run only" in html and html.count("<svg") == 2  # no heatmap

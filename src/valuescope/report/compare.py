@@ -26,6 +26,7 @@ from valuescope.errors import ValuescopeError
 from valuescope.report import compare_plots, plots
 from valuescope.report.html import (
     RunData,
+    _calibration,
     _env,
     _version,
     fmt,
@@ -36,6 +37,13 @@ from valuescope.report.html import (
 )
 
 N_BOOT = 1000
+
+
+def calibration_figure(pairs: pd.DataFrame | None) -> Any:
+    """The run page's calibration figure (held-out pairs), or ``None``."""
+    return _calibration(pairs)[0]
+
+
 SIZE_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
 _SIZE_IN_NAME = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([mb])(?![a-z0-9])", re.I)
 _SIZE_VALUE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmbt]?)\s*$", re.I)
@@ -377,6 +385,23 @@ def figures(comp: Comparison) -> dict[str, Any]:
     }
 
 
+def run_figures(comp: Comparison) -> dict[str, Any]:
+    """Each run's own utility, category and calibration figures, as on its run page.
+
+    File stems are ``run-SLUG-utilities`` etc., SLUG from the run's label.
+    """
+    figs: dict[str, Any] = {}
+    for run, label in zip(comp.runs, comp.labels, strict=True):
+        slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+        util = run.utilities
+        order = util.groupby("category")["mean"].mean().sort_values(ascending=False).index
+        colors = plots.category_colors(order)
+        figs[f"run-{slug}-utilities"] = plots.utility_chart(util, colors)
+        figs[f"run-{slug}-categories"] = plots.category_chart(util, colors)
+        figs[f"run-{slug}-calibration"] = calibration_figure(run.pairs)
+    return figs
+
+
 def write_figures(figs: dict[str, Any], out: Path) -> list[Path]:
     """``out/figures/NAME.svg`` and ``NAME.png`` for every figure."""
     folder = out / "figures"
@@ -494,8 +519,12 @@ def build_comparison(
     out: str | Path,
     sizes: dict[str, float] | None = None,
     seed: int = 0,
+    figure_files: bool = True,
 ) -> tuple[Comparison, Path]:
-    """Compare runs and write ``out/report.html``, ``out/tables/`` and ``out/figures/``."""
+    """Compare runs and write ``out/report.html``, ``out/tables/`` and ``out/figures/``.
+
+    ``figure_files=False`` skips ``out/figures/`` (the page carries its own figures).
+    """
     comp = compare(run_dirs, sizes, seed)
     folder = Path(out)
     try:
@@ -504,7 +533,8 @@ def build_comparison(
         raise ComparisonError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     write_tables(comp, folder)
     figs = figures(comp)
-    write_figures(figs, folder)
+    if figure_files:
+        write_figures(figs | run_figures(comp), folder)
     svg = {k: (None if f is None else plots.figure_to_svg(f, f"{k[:3]}-")) for k, f in figs.items()}
     sized = comp.metrics["n_params"].notna().all() and comp.metrics["n_params"].nunique() > 1
     context = {
