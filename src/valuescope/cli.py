@@ -398,13 +398,17 @@ def report_command(
         [], "--size", help="model size NAME=VALUE, e.g. embedded/smollm2-135m=135m (repeatable)"
     ),
     seed: int = typer.Option(0, help="seed for the bootstrap intervals"),
+    figures: bool = typer.Option(
+        True, help="also write figures/*.svg|png for papers (the page has its own)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing"),
 ) -> None:
     """Compare runs: convergence, coherence vs size, rankings; CSV/Parquet exports."""
     from valuescope.report.compare import build_comparison, parse_size_options
 
-    comp, path = build_comparison(run_dirs, out, parse_size_options(size), seed)
+    sizes = parse_size_options(size)
+    comp, path = build_comparison(run_dirs, out, sizes, seed, figure_files=figures)
     if as_json:
         summary = {
             "report": str(path),
