@@ -132,8 +132,8 @@ def run_command(
         config = RunConfig(**json.loads(saved.read_text()))
         moved = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
         moved = {k: v for k, v in moved.items() if v is not None}  # resume on another engine
-        if moved:
-            config = _build_config(**{**config.model_dump(), **moved})
+        # the directory may have moved (copied off a cluster, off a full disk): write it here
+        config = _build_config(**{**config.model_dump(), **moved, "out": out})
     else:
         config = _build_config(
             model=model,

@@ -44,7 +44,7 @@ from valuescope.fit import (
 )
 from valuescope.models import get_backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
-from valuescope.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
 
 
 class Progress:
@@ -161,10 +161,18 @@ def plan(config: RunConfig) -> RunPlan:
 
 
 def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunResult:
-    """Run the whole pipeline and write the run directory."""
-    progress = progress or Progress()
+    """Run the whole pipeline and write the run directory.
+
+    The run directory is locked while the run lasts: a second run on the same directory
+    fails at once instead of mixing its files with this one's (see `run_dir_lock`).
+    """
     t0 = time.perf_counter()
     the_plan = config if isinstance(config, RunPlan) else plan(config)
+    with run_dir_lock(the_plan.out):
+        return _run(the_plan, progress or Progress(), t0)
+
+
+def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
     mode, templates, out, budget = the_plan.mode, the_plan.templates, the_plan.out, the_plan.budget
     settings = the_plan.settings
@@ -390,4 +398,11 @@ def _write_report(out: Path) -> None:
         from valuescope.report import build_report
     except ImportError:  # the report package is optional while it is being built
         return
-    build_report(out)
+    try:
+        build_report(out)
+    except OSError as exc:  # disk full, read-only file system: the tables are written
+        reason = exc.strerror or str(exc)
+        raise ValuescopeError(
+            f"cannot write the report in {out}: {reason} (utilities.csv and metrics.json "
+            "are saved; `valuescope report` rebuilds it)"
+        ) from None

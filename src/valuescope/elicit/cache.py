@@ -25,6 +25,19 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 """
 
+COLUMNS = ["key", "model", "mode", "sample_index", "prompt", "answer", "created"]
+
+
+def _answer(blob: str, key: str, path: Path) -> Answer:
+    """The Answer a cache row stores; a row that does not hold one is an error."""
+    try:
+        return Answer(**json.loads(blob))
+    except (TypeError, ValueError) as exc:
+        raise ValuescopeError(
+            f"the response cache {path} is corrupt: row {key[:12]}... holds no answer "
+            f"({type(exc).__name__}); delete the file to start over"
+        ) from None
+
 
 def query_key(model: str, query: Query, base_url: str | None = None) -> str:
     """Hash of what changes the answer: model, endpoint, prompt, sampling settings."""
@@ -57,6 +70,11 @@ class ResponseCache:
             status = self._conn.execute("PRAGMA quick_check").fetchone()[0]
             if status != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed ({status})")
+            columns = [r[1] for r in self._conn.execute("PRAGMA table_info(responses)")]
+            if columns != COLUMNS:
+                raise sqlite3.DatabaseError(
+                    f"not a valuescope response cache (table responses has columns {columns})"
+                )
         except sqlite3.DatabaseError as exc:
             raise ValuescopeError(f"cannot use the response cache {self.path}: {exc}") from None
         except OSError as exc:
@@ -68,11 +86,15 @@ class ResponseCache:
         for start in range(0, len(keys), 900):
             chunk = list(keys[start : start + 900])
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk
-            )
-            for key, blob in rows:
-                found[key] = Answer(**json.loads(blob))
+            try:
+                rows = self._conn.execute(
+                    f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk
+                )
+                for key, blob in rows:
+                    found[key] = _answer(blob, key, self.path)
+            except sqlite3.Error as exc:
+                message = f"cannot read the response cache {self.path}: {exc}"
+                raise ValuescopeError(message) from None
         return found
 
     def put_many(self, items: Iterable[tuple[str, str, Query, Answer]]) -> int:
@@ -90,10 +112,16 @@ class ResponseCache:
             )
             for key, model, q, a in items
         ]
-        with self._conn:
-            cur = self._conn.executemany(
-                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-            )
+        try:
+            with self._conn:
+                cur = self._conn.executemany(
+                    "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                )
+        except sqlite3.Error as exc:  # disk full, read-only file system, ...
+            raise ValuescopeError(
+                f"cannot save {len(rows)} answers to the response cache {self.path}: {exc} "
+                "(answers saved before are kept; rerun to ask the rest)"
+            ) from None
         return cur.rowcount
 
     def count(self) -> int:

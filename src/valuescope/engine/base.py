@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -49,7 +50,10 @@ def make_engine(
     ray_address: str | None = None,
     ray_workers: int | None = None,
 ) -> Engine:
-    """The engine a run asks for; `model` and `options` rebuild the backend in workers."""
+    """The engine a run asks for; `model` and `options` rebuild the backend in workers.
+
+    `VALUESCOPE_RAY_STRATEGY=data` makes the Ray engine feed its workers through Ray Data.
+    """
     check_engine(engine)
     if engine == "local":
         from valuescope.engine.local import LocalEngine
@@ -57,4 +61,5 @@ def make_engine(
         return LocalEngine()
     from valuescope.engine.ray_engine import RayEngine
 
-    return RayEngine(model, options, address=ray_address, workers=ray_workers)
+    strategy = os.environ.get("VALUESCOPE_RAY_STRATEGY", "actors")
+    return RayEngine(model, options, address=ray_address, workers=ray_workers, strategy=strategy)

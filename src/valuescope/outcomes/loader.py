@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,6 +66,7 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
         ) from None
     except OSError as exc:
         raise OutcomeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    raw = raw.removeprefix("\ufeff")  # the byte-order mark spreadsheets write
     suffix = path.suffix.lower()
     name = path.stem
     if suffix == ".json":
@@ -74,6 +76,8 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
             raise OutcomeFileError(
                 f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            raise OutcomeFileError(f"{path}: JSON nested too deeply") from None
         return _from_structure(name, data, str(path))
     if suffix in (".yaml", ".yml"):
         try:
@@ -82,6 +86,8 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
             raise OutcomeFileError(f"{path}: invalid YAML{where}") from None
+        except RecursionError:
+            raise OutcomeFileError(f"{path}: YAML nested too deeply") from None
         return _from_structure(name, data, str(path))
     if suffix == ".csv":
         return _from_csv(name, raw, str(path))
@@ -149,6 +155,11 @@ def _validated(name: str, entries: list[tuple[str, object, str]], where: str) ->
         text = " ".join(value.split())
         if not text:
             raise OutcomeFileError(f"{where}: {location} is empty")
+        control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+        if control is not None:  # NUL and the like: C libraries would cut the prompt there
+            raise OutcomeFileError(
+                f"{where}: {location} holds the control character U+{ord(control):04X}"
+            )
         if len(text) > MAX_LENGTH:
             raise OutcomeFileError(
                 f"{where}: {location} is {len(text)} characters long; the limit is {MAX_LENGTH}"
