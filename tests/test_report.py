@@ -428,3 +428,13 @@ def test_progress_shows_cost_so_far(tmp_path: Path, monkeypatch) -> None:
     assert label == (
         f"asking openai/test-model · {tokens:,} tokens · ${metrics['cost_usd']:.4f}"
     ), label
+
+
+def test_usage_in_header() -> None:
+    from valuescope.report.html import usage_items
+
+    assert usage_items({"tokens_in": 0, "tokens_out": 0, "cost_usd": None}) == []
+    assert usage_items({"tokens_in": 12345, "tokens_out": 678, "cost_usd": 0.01234}) == [
+        ("Tokens", "12,345 in · 678 out"),
+        ("Cost", "$0.0123"),
+    ]

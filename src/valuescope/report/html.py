@@ -234,7 +234,19 @@ def header_items(data: RunData) -> list[tuple[str, str]]:
         ("Refusal policy", text(m.get("refusal_policy"))),
         ("Fit", " · ".join(b for b in fit_bits if b != DASH) or DASH),
         ("Elapsed", fmt_duration(m.get("elapsed_seconds"))),
-    ]
+    ] + usage_items(m)
+
+
+def usage_items(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """Tokens and cost, where the backend reported them (none for synthetic agents)."""
+    items = []
+    t_in, t_out = num(m.get("tokens_in")) or 0, num(m.get("tokens_out")) or 0
+    if t_in + t_out > 0:
+        items.append(("Tokens", f"{fmt_int(t_in)} in · {fmt_int(t_out)} out"))
+    cost = num(m.get("cost_usd"))
+    if cost is not None:
+        items.append(("Cost", f"${cost:,.4f}"))
+    return items
 
 
 def outcome_rows(util: pd.DataFrame) -> list[dict[str, str]]:
