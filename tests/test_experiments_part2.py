@@ -110,7 +110,7 @@ def test_exchange_rates_recover_planted_rates(tmp_path):
         assert 1 / 1.3 < row["rate"] / planted < 1.3, (row["entity"], row["rate"], planted)
         assert row["rate_ci_low"] <= row["rate"] <= row["rate_ci_high"]
     assert result["headline"]["mean_slope"]["ci_low"] > 0
-    assert (tmp_path / "exchange_rates.svg").exists()
+    assert (tmp_path / "exchange-rates_chart.svg").exists()
     assert (tmp_path / "quantities" / "truth.csv").exists()
 
 
@@ -141,7 +141,7 @@ def test_time_discounting_recovers_hyperbolic_k(tmp_path):
     assert abs(k - 0.05) / 0.05 < 0.25
     assert result["better_fit"] == "hyperbolic"
     assert result["curves"]["hyperbolic"]["r2"] > 0.95
-    assert (tmp_path / "time_discounting.svg").exists()
+    assert (tmp_path / "time-discounting_curves.svg").exists()
 
 
 def test_time_discounting_recovers_exponential_delta(tmp_path):
@@ -233,7 +233,7 @@ def test_convergence_same_agent_agrees_different_agents_do_not(tmp_path, runs):
     )
     assert abs(differ["headline"]["mean_similarity"]["value"]) < 0.4
     assert differ["n_shared_outcomes"] >= 30
-    assert (tmp_path / "b" / "convergence.svg").exists()
+    assert (tmp_path / "b" / "convergence_matrix.svg").exists()
 
 
 def test_convergence_capability_trend(tmp_path, runs):

@@ -197,6 +197,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "headline": head,
         "n_runs": k,
         "n_shared_outcomes": n,
+        "run_dirs": [str(p) for p in paths],
         "similarity_matrix": {
             "labels": labels,
             "values": [[float(x) for x in row] for row in matrix],
@@ -260,7 +261,7 @@ def _heatmap(ctx: ExperimentContext, matrix: np.ndarray, labels: list[str]) -> s
 
     from valuescope.report.plots import styled
 
-    name = "convergence.svg"
+    name = "convergence_matrix.svg"
     k = len(labels)
     with styled():
         fig = Figure(figsize=(1.0 + 0.7 * k + 2, 0.7 * k + 1.5))
@@ -282,6 +283,6 @@ def _heatmap(ctx: ExperimentContext, matrix: np.ndarray, labels: list[str]) -> s
 EXPERIMENT = Experiment(
     name="convergence",
     title="Convergence across models",
-    summary="Cosine similarity of utilities across runs; coherence and agreement vs capability.",
+    summary="similarity of utilities across runs; coherence and agreement vs capability",
     run=run,
 )

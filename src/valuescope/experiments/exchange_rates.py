@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from valuescope.experiments._stats import headline, load_data
+from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
 Z95 = 1.959964  # the pipeline's per-outcome intervals are 95% intervals
@@ -106,6 +106,12 @@ def parse_quantity(text: str) -> tuple[str, int] | None:
     return None
 
 
+def shuffled(items: list, seed: int) -> list:
+    """The items in a seeded random order (no structure of the list leaks into the design)."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in order]
+
+
 def utility_se(utilities: pd.DataFrame) -> np.ndarray:
     """Per-outcome standard errors from the pipeline's 95% intervals (0 where absent)."""
     se = (utilities["ci_high"].to_numpy(float) - utilities["ci_low"].to_numpy(float)) / (2 * Z95)
@@ -170,7 +176,8 @@ def _select(ctx: ExperimentContext) -> tuple[list[Entity], list[int], Entity]:
 def run(ctx: ExperimentContext) -> dict[str, Any]:
     entities, grid, reference = _select(ctx)
     outcomes = [{"text": e.text(n), "category": e.family} for e in entities for n in grid]
-    result = ctx.measure("quantities", outcomes)
+    outcomes = shuffled(outcomes, ctx.seed)
+    result = ctx.measure("quantities", outcomes, **measure_options(ctx.quick, len(outcomes)))
     frame = result.utilities
     parsed = [parse_quantity(t) for t in frame["outcome"]]
     frame = frame.assign(
@@ -183,7 +190,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             "exchange-rates: every outcome got the same utility (the model is indifferent "
             "between all of them); there is no rate to measure"
         )
-    return analyse(frame, entities, reference, ctx)
+    return {**analyse(frame, entities, reference, ctx), "run_dir": str(result.out)}
 
 
 def analyse(
@@ -315,6 +322,12 @@ def _reading(rows: list[dict], reference: str, slope_lo: float, slope_hi: float)
     )
     if undefined:
         text += f" Rates are undefined for {', '.join(undefined)} (utility not rising with N)."
+    ref_row = next(r for r in rows if r["entity"] == reference)
+    if not ref_row["slope_ci_low"] > 0:
+        text += (
+            f" Utility of {reference} itself does not reliably rise with N, so rates against "
+            "it are fragile; choose another with --param reference=NAME."
+        )
     return text
 
 
@@ -324,7 +337,7 @@ def _chart(ctx: ExperimentContext, rows: list[dict], reference: str) -> str:
     from valuescope.report.plots import styled
 
     shown = sorted((r for r in rows if r["worth"] is not None), key=lambda r: r["worth"])
-    name = "exchange_rates.svg"
+    name = "exchange-rates_chart.svg"
     with styled():
         fig = Figure(figsize=(7, 0.35 * max(len(shown), 3) + 1.2))
         ax = fig.subplots()
@@ -346,6 +359,6 @@ def _chart(ctx: ExperimentContext, rows: list[dict], reference: str) -> str:
 EXPERIMENT = Experiment(
     name="exchange-rates",
     title="Exchange rates",
-    summary="How many units of X the model values like one unit of Y (U = a ln N + b per entity).",
+    summary="how many units of X the model values like one unit of Y (U = a ln N + b per entity)",
     run=run,
 )

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from valuescope.experiments._stats import bootstrap_corr, headline, headline_from, load_data
+from valuescope.experiments._stats import (
+    bootstrap_corr,
+    headline,
+    headline_from,
+    load_data,
+    measure_options,
+)
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
 
@@ -186,7 +192,10 @@ def _position(pc1: np.ndarray, persona_leans: np.ndarray) -> float:
 def run(ctx: ExperimentContext) -> dict[str, Any]:
     policies = _select_policies(ctx)
     personas = _select_personas(ctx)
-    outcomes = [{"text": p.text, "category": p.topic} for p in policies]
+    from valuescope.experiments.exchange_rates import shuffled
+
+    outcomes = shuffled([{"text": p.text, "category": p.topic} for p in policies], ctx.seed)
+    options = measure_options(ctx.quick, len(outcomes))
     texts = [p.text for p in policies]
     leans = np.array([p.lean for p in policies])
 
@@ -194,10 +203,10 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         by_text = dict(zip(result.utilities["outcome"], result.utilities["mean"], strict=True))
         return np.array([float(by_text[t]) for t in texts])
 
-    model_u = utilities_of(ctx.measure("model", outcomes))
-    persona_u = [
-        utilities_of(ctx.measure(f"persona-{p.id}", outcomes, persona=p.text)) for p in personas
-    ]
+    runs = [ctx.measure("model", outcomes, **options)]
+    runs += [ctx.measure(f"persona-{p.id}", outcomes, persona=p.text, **options) for p in personas]
+    model_u = utilities_of(runs[0])
+    persona_u = [utilities_of(r) for r in runs[1:]]
     if np.std(model_u) == 0:
         raise ExperimentError(
             "political: the model gave every policy the same utility (it is indifferent "
@@ -225,6 +234,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "n_policies": len(policies),
         "n_topics": len(set(p.topic for p in policies)),
         "personas": [p.id for p in personas],
+        "run_dirs": [str(r.out) for r in runs],
     }
     persona_leans = np.array([p.lean for p in personas])
     position = None
@@ -391,6 +401,6 @@ def _lean_figure(ctx, leans: np.ndarray, model_u: np.ndarray) -> str:
 EXPERIMENT = Experiment(
     name="political",
     title="Political values",
-    summary="Lean of utilities over coded policies; PCA beside simulated politicians.",
+    summary="left/right lean of utilities over coded policies; PCA beside simulated politicians",
     run=run,
 )

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from valuescope.experiments._stats import headline, load_data
+from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.experiments.exchange_rates import fit_line, utility_se
+from valuescope.experiments.exchange_rates import fit_line, shuffled, utility_se
 
 N_BOOT = 500
 LEVEL = 0.9
@@ -116,7 +116,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     texts = [o["text"] for o in outcomes]
     if len(set(texts)) != len(texts):
         raise ExperimentError("time-discounting: the grid produces duplicate payments")
-    result = ctx.measure("payments", outcomes)
+    outcomes = shuffled(outcomes, ctx.seed)
+    result = ctx.measure("payments", outcomes, **measure_options(ctx.quick, len(outcomes)))
     frame = result.utilities
     parsed = [parse_payment(t) for t in frame["outcome"]]
     frame = frame.assign(
@@ -127,7 +128,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             "time-discounting: every payment got the same utility (the model is indifferent "
             "between all of them); there is nothing to discount"
         )
-    return analyse(frame, ctx.seed, ctx)
+    return {**analyse(frame, ctx.seed, ctx), "run_dir": str(result.out)}
 
 
 def _discounts(u: np.ndarray, amount: np.ndarray, months: np.ndarray) -> tuple:
@@ -346,7 +347,7 @@ def _chart(ctx: ExperimentContext, t: np.ndarray, log_d: np.ndarray, curves: dic
 
     from valuescope.report.plots import styled
 
-    name = "time_discounting.svg"
+    name = "time-discounting_curves.svg"
     grid = np.linspace(0, t.max(), 200)
     with styled():
         fig = Figure(figsize=(6, 4))
@@ -372,6 +373,6 @@ def _chart(ctx: ExperimentContext, t: np.ndarray, log_d: np.ndarray, curves: dic
 EXPERIMENT = Experiment(
     name="time-discounting",
     title="Time discounting",
-    summary="Money now vs later: exponential and hyperbolic discount curves, which fits better.",
+    summary="money now vs later: do exponential or hyperbolic discount curves fit better",
     run=run,
 )
