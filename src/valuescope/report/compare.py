@@ -550,6 +550,7 @@ def build_comparison(
         "coherence_svg": svg["coherence"],
         "coherence_by_size": bool(sized),
         "side_svg": svg["utilities_side_by_side"],
+        "side_truncated": len(comp.utilities.dropna(subset=comp.labels)) > 50,
         "rank_columns": _rank_columns(comp),
         "tables": list(tables(comp)),
         "version": _version(),
