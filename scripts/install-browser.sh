@@ -20,4 +20,4 @@ if ! apt_install; then
   $SUDO apt-get update -q
   apt_install
 fi
-/usr/bin/chromium --version
+dpkg-query -W chromium chromium-driver
