@@ -11,8 +11,9 @@ active-design rounds included, the same for every engine):
 
 Ray runs on a local instance started once (`ray.init(num_cpus=2)`, timed separately),
 with the actor-pool strategy (one pool per run) and, for the sim rows, the Ray Data
-strategy (a new `map_batches` actor pool per elicitation round). Prints a markdown table
-and a one-line JSON summary with the Ray/local ratios.
+strategy (a new `map_batches` actor pool per elicitation round). A second table times the
+engines alone with the actors already started (steady state). Prints markdown tables and a
+one-line JSON summary with the Ray/local ratios.
 
     python benchmarks/engine_overhead.py            # about 3 minutes on 2 cores
     python benchmarks/engine_overhead.py --quick    # demo set instead of main for sim
@@ -27,9 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from valuescope.config import RunConfig
+from valuescope.elicit import ElicitSettings, ResponseCache, get_template
+from valuescope.elicit.elicit import ask, build_queries
+from valuescope.engine.ray_engine import RayEngine
+from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import Progress, plan, run
+from valuescope.pipeline import Progress, backend_options, plan, run
 
 
 class Timer(Progress):
@@ -58,6 +65,58 @@ def measure(config: RunConfig, strategy: str = "actors") -> dict:
         "total_queries": m["n_queries"],
         "utilities": result.utilities["mean"].to_numpy(),
     }
+
+
+def steady(model: str, n_queries: int, workers: int, batch: int, tmp: Path) -> dict:
+    """Engine-level timing with the Ray actors already started (no start-up in the figure).
+
+    The same `n_queries` queries (random `main` pairs, both orders) are answered through
+    `elicit.ask` into a fresh cache by the local engine, then by a warm Ray engine.
+    """
+    texts = load_outcomes("main").texts
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, len(texts), n_queries)
+    b = (a + rng.integers(1, len(texts), n_queries)) % len(texts)
+    pairs = np.stack([a, b], axis=1)[: n_queries // 2]
+    queries = build_queries(texts, pairs, get_template("default"), ElicitSettings())
+    options = backend_options(RunConfig(model=model))
+    backend = get_backend(model, **options)
+    with ResponseCache(tmp / f"steady-local-{n_queries}.sqlite") as cache:
+        t = time.perf_counter()
+        ask(backend, queries, cache, batch_size=batch)
+        local = time.perf_counter() - t
+    engine = RayEngine(model, options, workers=workers)
+    try:
+        with ResponseCache(tmp / f"steady-warmup-{n_queries}.sqlite") as cache:
+            t = time.perf_counter()  # starts the actors (and loads the model in each)
+            ask(backend, queries[:workers], cache, batch_size=1, engine=engine)
+            start = time.perf_counter() - t
+        with ResponseCache(tmp / f"steady-ray-{n_queries}.sqlite") as cache:
+            t = time.perf_counter()
+            answers, _ = ask(backend, queries, cache, batch_size=batch, engine=engine)
+            remote = time.perf_counter() - t
+    finally:
+        engine.close()
+    return {
+        "model": model,
+        "queries": len(queries),
+        "local_s": round(local, 3),
+        "ray_warm_s": round(remote, 3),
+        "ratio": round(remote / local, 2),
+        "overhead_ms_per_query": round(1000 * (remote - local) / len(queries), 3),
+        "actor_start_s": round(start, 2),
+        "same_answers": [x.p_a for x in answers] == [x.p_a for x in backend.answer(queries)]
+        if len(queries) <= 200
+        else None,
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = list(rows[0])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in cols) + " |")
 
 
 def main() -> None:
@@ -116,18 +175,25 @@ def main() -> None:
                     "same_utilities": same,
                 }
             )
+    warm = [steady("sim/thurstone", 4000 if args.quick else 20000, args.workers, 256, tmp)]
+    if not args.no_embedded:
+        warm.append(steady("embedded/smollm2-135m", 64, args.workers, 256, tmp))
     ray.shutdown()
 
-    cols = list(rows[0])
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    print("Full runs (elicitation phase, Ray start-up excluded, actor start-up included):\n")
+    print_table(rows)
+    print("\nSteady state (actors already started), the same queries through `elicit.ask`:\n")
+    print_table(warm)
     ratio = {f"{r['model'].split('/')[1]}:{r['engine']}": r["ratio"] for r in rows}
     summary = {
         "ray_init_seconds": round(ray_init, 2),
         "ratio_ray_to_local": ratio,
+        "ratio_warm": {r["model"].split("/")[1]: r["ratio"] for r in warm},
+        "overhead_ms_per_query_warm": {
+            r["model"].split("/")[1]: r["overhead_ms_per_query"] for r in warm
+        },
         "same_utilities": all(r["same_utilities"] for r in rows),
+        "same_answers_warm": all(r["same_answers"] in (True, None) for r in warm),
         "load_start": round(load0, 2),
         "load_end": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
