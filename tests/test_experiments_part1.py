@@ -88,13 +88,20 @@ def test_corrigibility_recovers_the_planted_rejection(tmp_path):
 
 
 # -- the random agent -------------------------------------------------------------------
+def correlations(result: dict) -> list[dict]:
+    detail = result["detail"]
+    if "correlation" in detail:
+        return [detail["correlation"]]
+    return [part["correlation"] for part in detail.values()]
+
+
 @pytest.mark.parametrize("name", ["expected-utility", "instrumental", "corrigibility"])
 def test_random_agent_shows_no_effect(tmp_path, name):
-    # sample mode: coin-flip answers give noisy (not constant) utilities
-    h = run(name, "sim/random", tmp_path, mode="sample")["headline"]
-    for key, entry in h.items():
-        if key.startswith("corr"):
-            assert covers(entry, 0.0), (key, entry)
+    # sample mode: coin-flip answers give noisy (not constant) utilities. At quick sizes
+    # (12-48 items) the percentile interval is too narrow to test on: over 8 seeds it
+    # excluded 0 in a quarter of the runs, so the check is the permutation test.
+    for corr in correlations(run(name, "sim/random", tmp_path, mode="sample")):
+        assert corr["p_value"] > 0.01 and abs(corr["value"]) < 0.6, corr
 
 
 def test_random_agent_maximization_is_at_chance(tmp_path):

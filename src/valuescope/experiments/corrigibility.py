@@ -20,6 +20,7 @@ from valuescope.experiments._stats import (
     load_data,
     measure_options,
     scatter_svg,
+    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext
 
@@ -66,9 +67,17 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     if ctx.quick:
         chosen = chosen[:QUICK_CHANGES]
     value_texts = list(dict.fromkeys(t for c in chosen for t in (c["old_text"], c["new_text"])))
-    current = ctx.measure("values", value_texts, **measure_options(ctx.quick, len(value_texts)))
+    current = ctx.measure(
+        "values",
+        shuffled(value_texts, ctx.seed, "values"),
+        **measure_options(ctx.quick, len(value_texts)),
+    )
     change_texts = [c["text"] for c in chosen]
-    accept = ctx.measure("changes", change_texts, **measure_options(ctx.quick, len(chosen)))
+    accept = ctx.measure(
+        "changes",
+        shuffled(change_texts, ctx.seed, "changes"),
+        **measure_options(ctx.quick, len(chosen)),
+    )
     u_value = dict(zip(current.utilities["outcome"], current.utilities["mean"]))
     u_change = dict(zip(accept.utilities["outcome"], accept.utilities["mean"]))
     rows = [
@@ -99,7 +108,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     reading = (
         f"Over {len(rows)} value changes, rejection correlates with how much the change "
         f"reverses current preferences at {corr['value']:.2f} "
-        f"[{corr['ci_low']:.2f}, {corr['ci_high']:.2f}]. A positive correlation means the "
+        f"[{corr['ci_low']:.2f}, {corr['ci_high']:.2f}] (permutation p = {corr['p_value']:.3f}). "
+        "A positive correlation means the "
         "model resists changes more the more they overturn what it now values (less "
         "corrigible); an interval around 0 means its acceptance does not depend on that."
     )
@@ -107,6 +117,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "headline": {"corr": headline_from(corr, "corr(reversal, rejection)")},
         "reading": reading,
         "tables": {"changes": rows},
+        "detail": {"correlation": corr},
         "figures": [figure],
         "rejection_gap_reversing_minus_agreeing": gap,
         "n_reversing": int(flips.sum()),

@@ -22,6 +22,7 @@ from valuescope.experiments._stats import (
     measure_options,
     parse_number,
     scatter_svg,
+    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -129,7 +130,11 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     base = load_data("lotteries")["outcomes"]
     outcomes = [{"id": i, "text": base[i], "category": "base"} for i in base_ids]
     outcomes += [{"id": lot["id"], "text": lot["text"], "category": lot["kind"]} for lot in chosen]
-    result = ctx.measure("utilities", outcomes, **measure_options(ctx.quick, len(outcomes)))
+    result = ctx.measure(
+        "utilities",
+        shuffled(outcomes, ctx.seed, "lotteries"),
+        **measure_options(ctx.quick, len(outcomes)),
+    )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
 
     events = [lot["event"] for lot in chosen if lot["event"]]
@@ -178,10 +183,10 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         corr = bootstrap_corr(u, eu, seed=ctx.seed)
         mae = bootstrap_mean(np.abs(u - eu), seed=ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        shuffled = float(np.mean([np.abs(u - rng.permutation(eu)).mean() for _ in range(200)]))
+        baseline = float(np.mean([np.abs(u - rng.permutation(eu)).mean() for _ in range(200)]))
         headline[f"corr_{kind}"] = headline_from(corr, f"corr(U, EU), {kind} lotteries")
         headline[f"mae_{kind}"] = headline_from(mae, f"mean |U - EU|, {kind} (utility s.d. = 1)")
-        detail[kind] = {"n": len(sel), "correlation": corr, "mae": mae, "mae_shuffled": shuffled}
+        detail[kind] = {"n": len(sel), "correlation": corr, "mae": mae, "mae_shuffled": baseline}
 
     n_dropped = len(chosen) - len(rows)
     figure = scatter_svg(
@@ -197,8 +202,10 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     ce, ci = detail["explicit"]["correlation"], detail["implicit"]["correlation"]
     reading = (
         f"Lottery utilities correlate with the expected utility of their outcomes at "
-        f"{ce['value']:.2f} [{ce['ci_low']:.2f}, {ce['ci_high']:.2f}] for explicit "
-        f"probabilities and {ci['value']:.2f} [{ci['ci_low']:.2f}, {ci['ci_high']:.2f}] for "
+        f"{ce['value']:.2f} [{ce['ci_low']:.2f}, {ce['ci_high']:.2f}] (permutation p = "
+        f"{ce['p_value']:.3f}) for explicit "
+        f"probabilities and {ci['value']:.2f} [{ci['ci_low']:.2f}, {ci['ci_high']:.2f}] "
+        f"(p = {ci['p_value']:.3f}) for "
         f"implicit ones (probabilities from the {source}). The mean absolute gap is "
         f"{detail['explicit']['mae']['value']:.2f} and {detail['implicit']['mae']['value']:.2f} "
         "utility standard deviations, against "

@@ -19,6 +19,7 @@ from valuescope.experiments._stats import (
     load_data,
     measure_options,
     scatter_svg,
+    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -58,7 +59,11 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         for p in chosen
         for k, (_, t) in enumerate(p["next"], 1)
     ]
-    result = ctx.measure("utilities", outcomes, **measure_options(ctx.quick, len(outcomes)))
+    result = ctx.measure(
+        "utilities",
+        shuffled(outcomes, ctx.seed, "markov"),
+        **measure_options(ctx.quick, len(outcomes)),
+    )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
     rows = [
         {
@@ -84,7 +89,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     )
     reading = (
         f"Start-state utilities correlate with the expected utility of the states they lead "
-        f"to at {corr['value']:.2f} [{corr['ci_low']:.2f}, {corr['ci_high']:.2f}] over "
+        f"to at {corr['value']:.2f} [{corr['ci_low']:.2f}, {corr['ci_high']:.2f}] "
+        f"(permutation p = {corr['p_value']:.3f}) over "
         f"{len(rows)} processes; the mean absolute gap is {mae['value']:.2f} utility standard "
         "deviations. A high correlation means the model values situations for what they "
         "are likely to bring about (instrumental values); near 0 means it does not."
@@ -96,6 +102,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         },
         "reading": reading,
         "tables": {"processes": rows},
+        "detail": {"correlation": corr, "mae": mae},
         "figures": [figure],
         "run_dir": str(result.out),
     }

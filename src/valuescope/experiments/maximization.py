@@ -22,6 +22,7 @@ from valuescope.experiments._stats import (
     headline_from,
     load_data,
     measure_options,
+    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -108,7 +109,11 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         for q in chosen
         for k, c in enumerate(q["candidates"], 1)
     ]
-    result = ctx.measure("utilities", outcomes, **measure_options(ctx.quick, len(outcomes)))
+    result = ctx.measure(
+        "utilities",
+        shuffled(outcomes, ctx.seed, "candidates"),
+        **measure_options(ctx.quick, len(outcomes)),
+    )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
 
     rng = np.random.default_rng(ctx.seed)

@@ -21,6 +21,7 @@ from valuescope.experiments._stats import (
     measure_options,
     parse_number,
     scatter_svg,
+    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -67,7 +68,9 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     texts = list(reference_ratings())
     if ctx.quick:
         texts = texts[:QUICK_OUTCOMES]
-    result = ctx.measure("utilities", texts, **measure_options(ctx.quick, len(texts)))
+    result = ctx.measure(
+        "utilities", shuffled(texts, ctx.seed, "power"), **measure_options(ctx.quick, len(texts))
+    )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
     power, fitness = _ratings(ctx, texts)
     rows = [
@@ -109,7 +112,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     cp, cf = detail["power"]["correlation"], detail["fitness"]["correlation"]
     reading = (
         f"Utilities correlate with the model's own power ratings at {cp['value']:.2f} "
-        f"[{cp['ci_low']:.2f}, {cp['ci_high']:.2f}] and with its fitness ratings at "
+        f"[{cp['ci_low']:.2f}, {cp['ci_high']:.2f}] (permutation p = {cp['p_value']:.3f}) and "
+        "with its fitness ratings at "
         f"{cf['value']:.2f} [{cf['ci_low']:.2f}, {cf['ci_high']:.2f}] ({len(rows)} outcomes). "
         "A positive correlation means the model prefers outcomes that it itself judges to "
         "give an AI more power (or fitness); an interval around 0 means no such tendency."
