@@ -246,6 +246,12 @@ def test_convergence_capability_trend(tmp_path, runs):
     # the two runs of one agent agree with each other, the third with neither
     agreement = [r["mean_agreement"] for r in result["tables"]["runs"]]
     assert agreement[0] > agreement[2] and agreement[1] > agreement[2]
+    # equal capabilities carry no ranking: no trend, whatever the run order
+    tied = _run(
+        "convergence", "sim/random", tmp_path / "t", run_dirs=dirs, params={"capability": "5,5,5"}
+    )
+    assert "agreement_vs_capability" not in tied["headline"]
+    assert "no trend" in tied["reading"]
     assert model_size("embedded/smollm2-135m") == pytest.approx(1.35e8)
     assert model_size("openai/qwen2.5-1.5b-instruct") == pytest.approx(1.5e9)
     assert model_size("sim/thurstone") is None

@@ -216,21 +216,29 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
 
 
 def _trends(rows: list[dict], seed: int) -> dict[str, dict]:
+    """Spearman correlations with log capability (average ranks, so ties are handled)."""
+    from scipy.stats import rankdata
+
     known = [r for r in rows if r["capability"] is not None]
     out: dict[str, dict] = {}
-    if len(known) < 3:
-        return out
-    log_cap = np.log10([r["capability"] for r in known])
+    if len({r["capability"] for r in known}) < 3:
+        return out  # fewer than 3 distinct capabilities: no trend to speak of
+    cap_rank = rankdata(np.log10([r["capability"] for r in known]))
     pairs = {
         "coherence_vs_capability": ([r["coherence"] for r in known], "coherence"),
         "agreement_vs_capability": ([r["mean_agreement"] for r in known], "agreement"),
     }
     for key, (values, what) in pairs.items():
         y = np.array([np.nan if v is None else float(v) for v in values])
+        ok = np.isfinite(y)
+        if ok.sum() < 3:
+            continue
         try:
-            stat = bootstrap_corr(log_cap, y, seed=seed, n_boot=N_BOOT, method="spearman")
+            stat = bootstrap_corr(
+                cap_rank[ok], rankdata(y[ok]), seed=seed, n_boot=N_BOOT, method="pearson"
+            )
         except ExperimentError:
-            continue  # fewer than 3 known values, or constant: no trend to report
+            continue  # constant values: no trend to report
         stat["label"] = f"Spearman correlation of {what} with log capability"
         out[key] = stat
     return out
@@ -251,8 +259,10 @@ def _reading(mean_sim: float, lo, hi, n: int, rows: list[dict], trends: dict[str
         coh = ", ".join(
             f"{r['run']} {r['coherence']:.2f}" for r in rows if r["coherence"] is not None
         )
-        text += " Capability is known for fewer than 3 runs, so no trend with capability is "
-        text += "reported" + (f"; held-out accuracy per run: {coh}." if coh else ".")
+        text += (
+            " Fewer than 3 runs have distinct known capabilities, so no trend with "
+            "capability is reported" + (f"; held-out accuracy per run: {coh}." if coh else ".")
+        )
     return text
 
 

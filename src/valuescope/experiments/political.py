@@ -333,9 +333,9 @@ def _reading(score: dict, position: dict | None, persona_rows: list[dict]) -> st
         ordered = sorted(persona_rows, key=lambda r: r["coded_lean"])
         sep = ordered[-1]["lean_score"] - ordered[0]["lean_score"]
         text += (
-            f" The simulated politicians range from {ordered[0]['lean_score']:+.2f} "
-            f"({ordered[0]['persona']}) to {ordered[-1]['lean_score']:+.2f} "
-            f"({ordered[-1]['persona']})"
+            f" The most left persona ({ordered[0]['persona']}) scores "
+            f"{ordered[0]['lean_score']:+.2f} and the most right ({ordered[-1]['persona']}) "
+            f"{ordered[-1]['lean_score']:+.2f}"
         )
         text += (
             "."

@@ -138,7 +138,9 @@ class PartisanAgent(_PlantedAgent):
 
     L is the planted `lean` (-1 left .. +1 right), or the coded lean of the persona in
     the system message when it is one of the dataset's personas. The idiosyncratic part
-    is drawn from the seed and the text, so it is shared by all personas.
+    is drawn from the seed and the text, so it is shared by all personas. `truth()` uses
+    the persona of the last query answered (the run's persona; a fully cached rerun
+    answers none, and then the agent's own lean is used).
     """
 
     known_params = _SimAgent.known_params + ("lean", "strength")
