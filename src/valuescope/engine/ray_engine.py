@@ -171,8 +171,9 @@ class RayEngine:
 
     def close(self) -> None:
         """Stop the workers, and Ray itself if this engine started it."""
-        for actor in self._actors:
-            self.ray.kill(actor)
+        if self.ray.is_initialized():
+            for actor in self._actors:
+                self.ray.kill(actor)
         self._actors = []
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
