@@ -277,10 +277,12 @@ def analyse(
         boot = -boot_log_rate[:, defined_idx] / np.log(10)
         spread_reps = np.nanstd(boot, axis=1)
         s_lo, s_hi = np.nanpercentile(spread_reps, [tail, 100 - tail])
+        spread = float(log_worth.std())
+        # the interval holds its estimate (refits of a few entities are biased low)
         head["log10_worth_spread"] = headline(
-            float(log_worth.std()),
-            float(s_lo),
-            float(s_hi),
+            spread,
+            min(float(s_lo), spread),
+            max(float(s_hi), spread),
             "spread (s.d.) of log10 relative worth across entities",
         )
     figures = [_chart(ctx, rows, reference.name)]
