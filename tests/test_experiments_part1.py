@@ -237,3 +237,15 @@ def test_embedded_generate_is_free_text_and_reproducible():
     first = model.generate([chat, chat], max_tokens=6, temperature=1.0, seed=4)
     assert first[0] == first[1] and first == model.generate([chat], 6, 1.0, 4) * 2
     assert not first[0].startswith(model.prefill)  # no forced-choice prefill
+
+
+def test_hf_generate_takes_a_batch_and_keeps_the_single_chat_form(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from valuescope.models.hf import save_tiny_model
+
+    model = get_backend(f"hf/{save_tiny_model(tmp_path / 'tiny', ['hello there'])}?threads=1")
+    chat = (("user", "hello"),)
+    batch = model.generate([chat, chat], max_tokens=5, temperature=1.0, seed=2)
+    assert isinstance(batch, list) and len(batch) == 2 and batch[0] == batch[1]
+    assert model.generate(chat, max_tokens=5, temperature=1.0, seed=2) == batch[0]

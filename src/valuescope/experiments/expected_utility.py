@@ -131,7 +131,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     outcomes = [{"id": i, "text": base[i], "category": "base"} for i in base_ids]
     outcomes += [{"id": lot["id"], "text": lot["text"], "category": lot["kind"]} for lot in chosen]
     result = ctx.measure(
-        "utilities",
+        "lotteries",
         shuffled(outcomes, ctx.seed, "lotteries"),
         **measure_options(ctx.quick, len(outcomes)),
     )

@@ -60,7 +60,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         for k, (_, t) in enumerate(p["next"], 1)
     ]
     result = ctx.measure(
-        "utilities",
+        "markov",
         shuffled(outcomes, ctx.seed, "markov"),
         **measure_options(ctx.quick, len(outcomes)),
     )

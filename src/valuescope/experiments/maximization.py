@@ -110,7 +110,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         for k, c in enumerate(q["candidates"], 1)
     ]
     result = ctx.measure(
-        "utilities",
+        "candidates",
         shuffled(outcomes, ctx.seed, "candidates"),
         **measure_options(ctx.quick, len(outcomes)),
     )

@@ -69,7 +69,9 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     if ctx.quick:
         texts = texts[:QUICK_OUTCOMES]
     result = ctx.measure(
-        "utilities", shuffled(texts, ctx.seed, "power"), **measure_options(ctx.quick, len(texts))
+        "power-outcomes",
+        shuffled(texts, ctx.seed, "power"),
+        **measure_options(ctx.quick, len(texts)),
     )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
     power, fitness = _ratings(ctx, texts)
