@@ -14,6 +14,9 @@ C. adaptive stopping: the same loop at the default budget (2 N log2 N pairs) wit
    `information.estimated_spearman` checked after every round; where it would stop.
 D. fewer samples where the answer is decisive (sample mode, K up to 10): one sample per
    order first, nine more per order only where those two answers disagree.
+E. shipped defaults: `valuescope run sim/thurstone --outcomes main` exactly as a user
+   gets it (logprob mode, active design, default budget, adaptive stopping at an
+   estimated Spearman of 0.99) against the reference protocol's whole default budget.
 
 Budgets count unordered training pairs; queries count model calls for training pairs
 (2 per pair in logprob mode, 2 K in sample mode). Every run also asks 1,000 held-out pairs,
@@ -96,7 +99,13 @@ def protocol_rows(name: str, extra: dict, grid: list[int], seeds: list[int], roo
         out = root / f"{name}-seed{seed}"
         for budget in grid:
             cfg = RunConfig(
-                model=MODEL, outcomes=OUTCOMES, out=out, budget=budget, seed=seed, bootstrap=0
+                model=MODEL,
+                outcomes=OUTCOMES,
+                out=out,
+                budget=budget,
+                seed=seed,
+                bootstrap=0,
+                stop_at=None,  # the sweep fixes the budget; section E measures stopping
             )
             res = run(cfg.model_copy(update=extra))
             m = res.metrics
@@ -444,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, coarser grids")
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3, quick 2)")
-    parser.add_argument("--sections", default="ABCD", help="which experiments to run")
+    parser.add_argument("--sections", default="ABCDE", help="which experiments to run")
     parser.add_argument("--root", type=Path, default=Path("/tmp/valuescope-bench/query_efficiency"))
     args = parser.parse_args(argv)
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
@@ -492,9 +501,50 @@ def main(argv: list[str] | None = None) -> None:
     if "D" in args.sections:
         rows = decisive_rows(subjects, [1000, 1500, 2000, 2500, 3000])
         summary["D"] = print_curves("D. fewer samples where decisive (active design)", rows)
+    if "E" in args.sections:
+        summary["E"] = shipped_defaults(seeds, args.root)
     summary["seconds"] = round(time.perf_counter() - t0)
     summary["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(_rounded(summary)))
+
+
+def shipped_defaults(seeds: list[int], root: Path) -> dict:
+    """Queries and Spearman of the shipped defaults, against the reference's full budget."""
+    rows = []
+    for seed in seeds:
+        out = root / f"shipped-{seed}"
+        m = run(RunConfig(model=MODEL, outcomes=OUTCOMES, out=out, seed=seed)).metrics
+        rows.append(
+            {
+                "seed": seed,
+                "queries": m["n_queries"],
+                "train_queries": 2 * m["n_pairs"],
+                "spearman": m["truth"]["spearman"],
+                "stopped_early": m["stopping"]["stopped_early"],
+            }
+        )
+        shutil.rmtree(out, ignore_errors=True)
+    n = 503
+    budget = default_budget(n)
+    reference = (budget + heldout_size(n)) * 2 * 10  # K=10 samples in both orders
+    print("\n### E. shipped defaults (valuescope run, no options) vs the reference budget\n")
+    _row("seed", "queries", "training queries", "Spearman", "stopped early")
+    _row(*["---"] * 5)
+    for r in rows:
+        _row(
+            r["seed"], r["queries"], r["train_queries"], f"{r['spearman']:.4f}", r["stopped_early"]
+        )
+    mean_q = float(np.mean([r["queries"] for r in rows]))
+    print(
+        f"\nreference protocol at its default budget: {reference:,} queries; "
+        f"ratio {reference / mean_q:.1f}x"
+    )
+    return {
+        "mean_queries": mean_q,
+        "min_spearman": min(r["spearman"] for r in rows),
+        "reference_queries": reference,
+        "ratio_vs_reference_budget": reference / mean_q,
+    }
 
 
 def _rounded(value):
