@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Everything the test suite needs on a fresh machine (CI runs this too):
+# valuescope with its test, local-model, Ray and utility-control extras; headless Chromium
+# for the report's browser test; llama.cpp and the small SmolLM2 model the tests use.
+# Idempotent; needs no stdin. PYTHON picks the interpreter (default: python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$PY" -m pip install -q -e ".[dev,hf,ray,control]"
+bash scripts/install-browser.sh
+PYTHON="$PY" bash scripts/install-models.sh smollm2-135m
