@@ -168,6 +168,7 @@ def test_bootstrap_corr_and_mean():
 def test_map_reply():
     shown = ["The city builds a new library.", "The city builds a stadium.", "Nothing changes."]
     assert map_reply("I choose: the city builds a new library!", shown) == (0, "exact")
+    assert map_reply("Nothing changes. The city builds a stadium.", shown) == (2, "exact")
     assert map_reply("2", shown) == (1, "number")
     assert map_reply("Option 3.", shown) == (2, "number")
     assert map_reply("city builds a new stadium", shown) == (1, "fuzzy")

@@ -54,14 +54,16 @@ def _words(text: str) -> list[str]:
 def map_reply(reply: str, shown: list[str]) -> tuple[int | None, str]:
     """Index into `shown` that a free-text reply names, and how it was matched.
 
-    Tries, in order: a candidate's full text inside the reply; a lone answer number
+    Tries, in order: a candidate's full text inside the reply (the first one named, if
+    several are); a lone answer number
     ("2", "Option 2"); the candidate whose words best match the reply (difflib ratio
     at least MIN_FUZZY). (None, "unmapped") when nothing fits.
     """
-    low = " ".join(_words(reply))
-    hits = [i for i, c in enumerate(shown) if " ".join(_words(c)) in low]
-    if len(hits) == 1:
-        return hits[0], "exact"
+    low = " " + " ".join(_words(reply)) + " "
+    at = {i: low.find(" " + " ".join(_words(c)) + " ") for i, c in enumerate(shown)}
+    hits = sorted((pos, i) for i, pos in at.items() if pos >= 0)
+    if hits:  # several named: the first one named is the choice
+        return hits[0][1], "exact"
     number = re.fullmatch(r"\W*(?:option|answer)?\s*(\d+)\W*", reply.strip().lower())
     if number and 1 <= int(number.group(1)) <= len(shown):
         return int(number.group(1)) - 1, "number"
