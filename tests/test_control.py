@@ -247,6 +247,8 @@ def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp
 
 @pytest.mark.slow
 def test_fine_tuning_moves_a_tiny_model_to_the_assembly(tiny, synthetic_assembly, tmp_path):
+    """Full fine-tuning: on this random 2-layer model LoRA often settles near the mean share
+    (docs/control.md, "Tests"); LoRA is covered by the resume and CLI tests and the demo."""
     from valuescope.control.evaluate import EvaluateConfig, evaluate_control
     from valuescope.control.train import TrainConfig, train
 
@@ -255,13 +257,14 @@ def test_fine_tuning_moves_a_tiny_model_to_the_assembly(tiny, synthetic_assembly
             model=f"hf/{tiny}",
             assembly=synthetic_assembly,
             out=tmp_path / "t",
-            epochs=30,
-            lr=1e-2,
+            epochs=15,
+            lr=3e-3,
+            full=True,
             save_every=1000,
             threads=1,
         )
     )
-    assert summary["method"] == "lora" and (tmp_path / "t" / "adapter").is_dir()
+    assert summary["method"] == "full" and (tmp_path / "t" / "model" / "config.json").is_file()
     result = evaluate_control(EvaluateConfig(trained=tmp_path / "t", threads=1, bootstrap=200))
     train_fig, held = result["agreement"]["train"], result["agreement"]["heldout"]
     assert train_fig["kl_after"]["value"] <= 0.5 * train_fig["kl_before"]["value"]

@@ -212,6 +212,7 @@ def evaluate_command(
     seed: int = typer.Option(0, help="bootstrap seed"),
     threads: int | None = typer.Option(None, help="torch CPU threads"),
     capability: Path | None = typer.Option(None, help="text file for the perplexity check"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
 ) -> None:
@@ -228,6 +229,7 @@ def evaluate_command(
         seed=seed,
         threads=threads,
         capability=capability,
+        device=device,
     )
     with _bar(quiet or as_json) as bar:
         result = evaluate_control(config, progress=_Bar(bar))

@@ -36,6 +36,7 @@ from valuescope.control.train import (
     load_backend,
     load_trained,
     require_training_stack,
+    resolve_device,
 )
 from valuescope.rundir import prepare_out_dir, write_csv, write_json
 
@@ -56,6 +57,7 @@ class EvaluateConfig:
     seed: int = 0
     threads: int | None = None
     capability: Path | None = None
+    device: str = "auto"
 
 
 def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
@@ -73,7 +75,9 @@ def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
     out = prepare_out_dir(Path(config.out or trained / "evaluation"))
     paragraphs = capability_paragraphs(config.capability)
 
+    device = resolve_device(torch, config.device)
     base = load_backend(info["model"], config.threads)
+    base.model.to(device)
     view = assembly_view(_positions(labels, config.positions))
     examples = build_examples(base, labels, config.template, SPLITS)
     prompted = build_examples(base, labels, config.template, SPLITS, persona=view)
@@ -86,6 +90,7 @@ def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
     nll = {"before": text_nll(torch, base, paragraphs, config, progress)}
     del base
     after, _ = load_trained(trained, config.threads)
+    after.model.to(device)
     probs["after"] = prompt_probs(torch, after, examples, config, progress)
     nll["after"] = text_nll(torch, after, paragraphs, config, progress)
 

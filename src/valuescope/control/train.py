@@ -277,6 +277,7 @@ def _quiet_peft():
     """Hide transformers' deprecation warning that peft's model wrapping triggers."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        warnings.filterwarnings("ignore", message="Could not find a config file")
         yield
 
 
@@ -470,7 +471,8 @@ def _save_final(model, backend, out: Path, config: TrainConfig) -> str:
         model.save_pretrained(target)
         backend.tokenizer.save_pretrained(target)
         return "model"
-    model.save_pretrained(out / "adapter")
+    with _quiet_peft():  # a GGUF base has no config file next to it: nothing is wrong
+        model.save_pretrained(out / "adapter")
     return "adapter"
 
 
