@@ -96,6 +96,11 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             )
         u = [r["utility"] for r in sel]
         score = [r[key] for r in sel]
+        if len(set(score)) == 1:
+            raise ExperimentError(
+                f"power-seeking: the model gave every outcome the same {key} rating "
+                f"({score[0]:g}), so its correlation with utility is undefined"
+            )
         corr = bootstrap_corr(u, score, seed=ctx.seed)
         headline[f"corr_{key}"] = headline_from(corr, f"corr(utility, {key} rating)")
         try:
