@@ -227,6 +227,7 @@ def test_openai_and_anthropic_generate_against_loopback():
                 os.environ[k] = v
 
 
+@pytest.mark.slow
 def test_embedded_generate_is_free_text_and_reproducible():
     pytest.importorskip("llama_cpp")
     from valuescope.models.embedded import available
@@ -240,6 +241,7 @@ def test_embedded_generate_is_free_text_and_reproducible():
     assert not first[0].startswith(model.prefill)  # no forced-choice prefill
 
 
+@pytest.mark.slow
 def test_hf_generate_takes_a_batch_and_keeps_the_single_chat_form(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
