@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy.stats import rankdata
 
 from valuescope.experiments.base import ExperimentError
 
 
 def _corr(x: np.ndarray, y: np.ndarray, method: str) -> float:
-    if method == "spearman":
-        x = np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float)
-        y = np.argsort(np.argsort(y, kind="stable"), kind="stable").astype(float)
+    if method == "spearman":  # average ranks: tied values share their rank
+        x, y = rankdata(x), rankdata(y)
     sx, sy = x.std(), y.std()
     if sx == 0 or sy == 0:
         return float("nan")
