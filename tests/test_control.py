@@ -234,6 +234,7 @@ def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp
     run(tmp_path / "b", 4)
     resumed = run(tmp_path / "b", 7)
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 7
+    assert 20 < resumed["memory"]["seq_len"] < 512  # the longest real prompt, not the cap
     a = torch.load(tmp_path / "a" / "checkpoints" / "step-000007" / "trainable.pt")
     b = torch.load(tmp_path / "b" / "checkpoints" / "step-000007" / "trainable.pt")
     assert a.keys() == b.keys() and len(a) > 0

@@ -18,6 +18,7 @@ interrupted run resume; the data order and LoRA initialisation are seeded.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import re
@@ -185,8 +186,13 @@ def resolve_device(torch, device: str) -> str:
     return device
 
 
-def precheck_memory(config: TrainConfig, name: str, params: dict, device: str) -> dict:
-    """Estimate training memory from the model config alone (nothing loaded) and check it."""
+def precheck_memory(config: TrainConfig, name: str, params: dict, device: str, labels=None) -> dict:
+    """Estimate training memory before loading the weights, and check it.
+
+    The parameter count comes from the config (a model on the meta device); the prompt
+    length is that of the longest training prompt, tokenised with the model's own
+    tokenizer and chat template, and must not exceed --max-length.
+    """
     from valuescope.models.hf import _parse_params, _resolve
 
     torch, transformers, _ = require_training_stack()
@@ -200,6 +206,9 @@ def precheck_memory(config: TrainConfig, name: str, params: dict, device: str) -
     except (OSError, ValueError, KeyError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise ControlError(f"hf/{name}: cannot read the model config: {reason}") from None
+    seq_len = config.max_length
+    if labels is not None:
+        seq_len = _longest_prompt(transformers, source, kwargs, opts["prefill"], labels, config)
     with torch.device("meta"):
         meta = transformers.AutoModelForCausalLM.from_config(cfg)
     n_params = sum(p.numel() for p in meta.parameters())
@@ -213,10 +222,36 @@ def precheck_memory(config: TrainConfig, name: str, params: dict, device: str) -
         n_params,
         n_train,
         batch_size=config.batch_size,
-        seq_len=config.max_length,
+        seq_len=seq_len,
         dtype=opts["dtype"],
     )
-    return check_memory(est, device, config.memory_limit_gb)
+    return check_memory(est, device, config.memory_limit_gb) | {"seq_len": seq_len}
+
+
+def _longest_prompt(transformers, source, kwargs, prefill, labels, config: TrainConfig) -> int:
+    """Tokens in the longest training prompt (tokenizer only; the weights stay unloaded)."""
+    from types import SimpleNamespace
+
+    from valuescope.models.hf import HFBackend
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # GGUF parsing prints progress bars
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ControlError(f"cannot load the tokenizer of {config.model}: {reason}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    shim = SimpleNamespace(tokenizer=tokenizer, prefill=prefill)
+    encoder = SimpleNamespace(encode=lambda messages: HFBackend.encode(shim, messages))
+    longest = max(len(e.ids) for e in build_examples(encoder, labels, config.template))
+    if longest > config.max_length:
+        raise ControlError(
+            f"a training prompt has {longest} tokens, more than --max-length {config.max_length}"
+        )
+    return longest
 
 
 def top_layers(model_config, config: TrainConfig) -> list[int] | None:
@@ -308,7 +343,7 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
         raise ControlError("--batch-size and --epochs must be at least 1 and --lr positive")
     torch, _, peft = require_training_stack()
     device = resolve_device(torch, config.device)
-    memory = precheck_memory(config, name, params, device)
+    memory = precheck_memory(config, name, params, device, labels)
     out = prepare_out_dir(Path(config.out))
     resume = _find_resume(out, config)
     backend = load_backend(config.model, config.threads)
