@@ -317,3 +317,14 @@ def test_a_language_model_citizen_argues_in_deliberation(tiny, outcome_file, tmp
     assert json.loads((out / "arguments.json").read_text()) == shown
     with pytest.raises(ControlError, match="--heldout-fraction"):
         assemble(AssembleConfig(out=out, outcomes=str(outcome_file), heldout_fraction=1.5))
+
+
+def test_a_fully_trained_model_keeps_the_base_answer_settings(tiny, synthetic_assembly, tmp_path):
+    from valuescope.control.train import TrainConfig, load_trained, train
+
+    model = f"hf/{tiny}?prefill=I%20pick%20Option"
+    train(TrainConfig(model=model, assembly=synthetic_assembly, out=tmp_path, max_steps=1,
+                      full=True, threads=1))  # fmt: skip
+    backend, info = load_trained(tmp_path)
+    assert info["method"] == "full" and backend.prefill == "I pick Option"
+    assert backend.name != model and backend.name.startswith(f"hf/{tmp_path / 'model'}")

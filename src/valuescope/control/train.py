@@ -521,8 +521,16 @@ def load_trained(train_dir: Path, threads: int | None = None):
         raise ControlError(f"{train_dir} is not a training directory (no train.json)")
     info = json.loads(info_path.read_text())
     _, _, peft = require_training_stack()
-    if info["output"] == "model":
-        return load_backend(f"hf/{train_dir / 'model'}", threads), info
+    if info["output"] == "model":  # keep the answer settings (prefill, dtype) of the base
+        from urllib.parse import urlencode
+
+        from valuescope.models.registry import parse_model_string
+
+        params = parse_model_string(info["model"])[2]
+        params.pop("gguf_file", None)
+        query = urlencode(params)
+        model = f"hf/{train_dir / 'model'}" + (f"?{query}" if query else "")
+        return load_backend(model, threads), info
     backend = load_backend(info["model"], threads)
     weights = sorted((train_dir / "adapter").glob("adapter_model.*"))
     if not weights:
