@@ -52,7 +52,7 @@ BAD = (
     "A full-scale nuclear war breaks out between major powers.",
     "A journalist is imprisoned for criticizing the government.",
 )
-_OPTIONS = re.compile(r"Option A: (.*)\nOption B: (.*)\n")
+_OPTIONS = re.compile(r"Option A: (.*)\nOption B: ([^\n]*)")
 
 
 def valence_auc(utilities: pd.DataFrame) -> float:
@@ -93,7 +93,13 @@ def measure(model: str, prefill: str, args: argparse.Namespace) -> dict:
     out = args.out / f"{model}{'-prefill' if prefill else '-plain'}"
     shutil.rmtree(out, ignore_errors=True)  # a cached rerun would time nothing
     config = RunConfig(
-        model=spec, outcomes="demo", budget=args.budget, seed=args.seed, bootstrap=0, out=out
+        model=spec,
+        outcomes="demo",
+        budget=args.budget,
+        seed=args.seed,
+        bootstrap=0,
+        out=out,
+        stop_at=None,  # the same budget for every candidate
     )
     pipeline._write_report = lambda out: None  # the HTML report is not measured here
     result = pipeline.run(config)
