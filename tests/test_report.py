@@ -390,11 +390,11 @@ def test_progress_shows_cost_so_far(tmp_path: Path, monkeypatch) -> None:
     from loopback_server import LoopbackServer
     from rich.progress import Progress as RichProgress
 
-    from valuescope.cli import _BarProgress
     from valuescope.config import RunConfig
     from valuescope.pipeline import run
+    from valuescope.terminal import BarProgress
 
-    class Recorder(_BarProgress):
+    class Recorder(BarProgress):
         def __init__(self, bar: RichProgress) -> None:
             super().__init__(bar)
             self.calls: list[tuple[int, int, float | None]] = []

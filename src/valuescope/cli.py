@@ -7,22 +7,14 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from valuescope.config import DEFAULT_MODEL, RunConfig
 from valuescope.control.cli import control_app
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
+from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
 
 app = typer.Typer(
     add_completion=False,
@@ -32,43 +24,6 @@ app = typer.Typer(
 outcomes_app = typer.Typer(no_args_is_help=True, help="Inspect outcome sets.")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(control_app, name="control")
-out_console = Console()
-err_console = Console(stderr=True)
-
-
-class _BarProgress:
-    """Pipeline progress shown as a rich progress bar: queries done/total, ETA, cost so far."""
-
-    def __init__(self, bar: Progress) -> None:
-        self.bar = bar
-        self.task = None
-        self.description = ""
-        self.tokens = 0
-        self.usd: float | None = None
-
-    def start(self, total: int, description: str) -> None:
-        self.description = description
-        self.task = self.bar.add_task(self._label(), total=total)
-
-    def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, n)
-
-    def cost(self, tokens_in: int, tokens_out: int, usd: float | None) -> None:
-        """Add the tokens and USD of answers just received (cumulative over the command)."""
-        self.tokens += tokens_in + tokens_out
-        if usd is not None:
-            self.usd = (self.usd or 0.0) + usd
-        if self.task is not None:
-            self.bar.update(self.task, description=self._label())
-
-    def _label(self) -> str:
-        parts = [self.description]
-        if self.tokens:
-            parts.append(f"{self.tokens:,} tokens")
-        if self.usd is not None:
-            parts.append(f"${self.usd:.4f}")
-        return " · ".join(parts)
 
 
 @app.command("run")
@@ -161,8 +116,8 @@ def run_command(
             ray_workers=ray_workers,
         )
     run_plan = plan(config)
-    with _progress_bar(quiet or as_json) as bar:
-        result = run(run_plan, progress=_BarProgress(bar))
+    with progress_bar(quiet or as_json) as bar:
+        result = run(run_plan, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.metrics), indent=2))
     elif not quiet:
@@ -206,8 +161,8 @@ def sensitivity_command(
         bootstrap=0,
     )
     names = [t.strip() for t in templates.split(",") if t.strip()] if templates else None
-    with _progress_bar(quiet or as_json) as bar:
-        result = sensitivity(config, names, progress=_BarProgress(bar))
+    with progress_bar(quiet or as_json) as bar:
+        result = sensitivity(config, names, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.summary), indent=2))
         return
@@ -343,7 +298,7 @@ def experiment_command(
     run_options = _build_config(
         model=model, mode=mode, samples=samples, base_url=base_url, concurrency=concurrency
     ).model_dump(include={"mode", "samples", "base_url", "concurrency"})
-    with _progress_bar(quiet or as_json) as bar:
+    with progress_bar(quiet or as_json) as bar:
         ctx = ExperimentContext(
             model=model,
             out=prepare_out_dir(out),
@@ -352,7 +307,7 @@ def experiment_command(
             run_options=run_options,
             params=params,
             run_dirs=list(run_dir),
-            progress=_BarProgress(bar),
+            progress=BarProgress(bar),
         )
         result = experiment.run(ctx)
     path = write_result(ctx, experiment, result)
@@ -474,18 +429,6 @@ def models_command() -> None:
         out_console.print(
             f"  embedded/{name}{default}  {model.description}; {mark}", highlight=False
         )
-
-
-def _progress_bar(disable: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=disable,
-    )
 
 
 def _build_config(**kwargs) -> RunConfig:

@@ -6,43 +6,15 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from valuescope.rundir import to_jsonable
+from valuescope.terminal import BarProgress, out_console, progress_bar
 
 control_app = typer.Typer(
     no_args_is_help=True,
     help="Align a model's utilities with a simulated citizens' assembly (METHOD.md section 6).",
 )
-out_console = Console()
-err_console = Console(stderr=True)
-
-
-class _Bar:
-    """Progress events shown as a rich bar (the API's Progress protocol)."""
-
-    def __init__(self, bar: Progress) -> None:
-        self.bar, self.task = bar, None
-
-    def start(self, total: int, description: str) -> None:
-        self.task = self.bar.add_task(description, total=total)
-
-    def advance(self, n: int) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, n)
-
-
-def _bar(disable: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=disable,
-    )
 
 
 def _fmt(item, digits: int = 3) -> str:
@@ -102,8 +74,8 @@ def assemble_command(
         arguments=arguments,
         seed=seed,
     )
-    with _bar(quiet or as_json) as bar:
-        summary = assemble(config, progress=_Bar(bar))
+    with progress_bar(quiet or as_json) as bar:
+        summary = assemble(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
         return
@@ -181,8 +153,8 @@ def train_command(
         threads=threads,
         memory_limit_gb=memory_limit_gb,
     )
-    with _bar(quiet or as_json) as bar:
-        summary = train(config, progress=_Bar(bar))
+    with progress_bar(quiet or as_json) as bar:
+        summary = train(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
     elif not quiet:
@@ -231,8 +203,8 @@ def evaluate_command(
         capability=capability,
         device=device,
     )
-    with _bar(quiet or as_json) as bar:
-        result = evaluate_control(config, progress=_Bar(bar))
+    with progress_bar(quiet or as_json) as bar:
+        result = evaluate_control(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(result), indent=2))
         return
