@@ -26,8 +26,8 @@ from valuescope.experiments._stats import (
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
-QUICK_EXPLICIT = 20
-QUICK_IMPLICIT = 12
+QUICK_EXPLICIT = 14
+QUICK_IMPLICIT = 10
 PROBABILITY_PROMPT = (
     "Estimate the probability of the event below. Reply with a single number: "
     "the probability in percent, from 0 to 100.\n\nEvent: {event}"
