@@ -18,6 +18,7 @@ from valuescope.fit import (
     fit_thurstonian,
     pair_metrics,
 )
+from valuescope.fit.bootstrap import percentile_interval
 from valuescope.fit.metrics import triad_cycle_values
 
 BootstrapOver = Literal["pairs", "answers", "both"]
@@ -103,7 +104,7 @@ def evaluate(
         per_outcome["ci_low"] = fit.mean - widen * np.maximum(fit.mean - q_lo, 0.0)
         per_outcome["ci_high"] = fit.mean + widen * np.maximum(q_hi - fit.mean, 0.0)
         metrics["intervals"] = {
-            name: _percentile_interval(values, lo, metrics.get(name))
+            name: percentile_interval(values, lo, metrics.get(name))
             for name, values in stats.items()
         }
         metrics["bootstrap"] = {
@@ -170,25 +171,6 @@ def _bootstrap(train, held, n, policy, n_boot, over, seed, fit, cycles):
     return means, {k: np.asarray(v, dtype=float) for k, v in stats.items() if v}
 
 
-def _percentile_interval(
-    values: np.ndarray, lo: float, estimate: float | None = None
-) -> list[float] | None:
-    """Percentile interval, stretched to hold the point estimate.
-
-    Refits on resampled pairs are biased for some statistics (a refit on fewer distinct
-    pairs scores a worse held-out KL than the fit on all of them), so the bootstrap
-    distribution can sit beside the estimate; an interval that excludes its own estimate
-    would mislead, so it is anchored there, as the utility intervals are.
-    """
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None
-    low, high = float(np.percentile(values, lo)), float(np.percentile(values, 100 - lo))
-    if estimate is not None and np.isfinite(estimate):
-        low, high = min(low, float(estimate)), max(high, float(estimate))
-    return [low, high]
-
-
 def category_breakdown(
     mean: np.ndarray,
     categories: tuple[str, ...],
@@ -209,7 +191,7 @@ def category_breakdown(
         }
         if boot_means is not None:
             cat_means = boot_means[:, members].mean(axis=1)
-            entry["mean_utility_interval"] = _percentile_interval(
+            entry["mean_utility_interval"] = percentile_interval(
                 cat_means, 2.5, entry["mean_utility"]
             )
         touches = np.isin(every.pairs, members).any(axis=1)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.fit.bootstrap import percentile_interval
 
 Z95 = 1.959964  # the pipeline's per-outcome intervals are 95% intervals
 N_BOOT = 1000
@@ -276,13 +277,13 @@ def analyse(
         log_worth = np.array([-np.log10(rows[j]["rate"]) for j in defined_idx])
         boot = -boot_log_rate[:, defined_idx] / np.log(10)
         spread_reps = np.nanstd(boot, axis=1)
-        s_lo, s_hi = np.nanpercentile(spread_reps, [tail, 100 - tail])
         spread = float(log_worth.std())
         # the interval holds its estimate (refits of a few entities are biased low)
+        s_lo, s_hi = percentile_interval(spread_reps, tail, spread) or (np.nan, np.nan)
         head["log10_worth_spread"] = headline(
             spread,
-            min(float(s_lo), spread),
-            max(float(s_hi), spread),
+            s_lo,
+            s_hi,
             "spread (s.d.) of log10 relative worth across entities",
         )
     figures = [_chart(ctx, rows, reference.name)]
