@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -24,6 +29,28 @@ app = typer.Typer(
 outcomes_app = typer.Typer(no_args_is_help=True, help="Inspect outcome sets.")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(control_app, name="control")
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("valuescope")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from valuescope import __version__ as number
+    print(f"valuescope {number}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """Measure, analyse and control the value systems of language models."""
 
 
 @app.command("run")
@@ -115,13 +142,21 @@ def run_command(
             ray_address=ray_address,
             ray_workers=ray_workers,
         )
-    run_plan = plan(config)
-    with progress_bar(quiet or as_json) as bar:
-        result = run(run_plan, progress=BarProgress(bar))
+    with interruptible(config.out, lambda: _resume_line(config.out)):
+        run_plan = plan(config)
+        with progress_bar(quiet or as_json) as bar:
+            result = run(run_plan, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.metrics), indent=2))
     elif not quiet:
         _print_summary(result)
+
+
+def _resume_line(out: Path) -> str | None:
+    """The command that resumes the run in `out`, once it has recorded its settings."""
+    if not (out / "run_config.json").exists():
+        return None
+    return f"valuescope run --resume --out {shlex.quote(str(out))}"
 
 
 @app.command("sensitivity")
@@ -484,31 +519,110 @@ def _print_summary(result) -> None:
     out_console.print(f"wrote {result.out}/ (utilities.csv, metrics.json, report.html)")
 
 
-def main() -> None:
-    """Entry point: user errors print one line on stderr; Ctrl-C exits 130."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process stands, so that cleanup runs as for Ctrl-C.
+
+    A subclass of KeyboardInterrupt: every path that keeps answers on Ctrl-C (the cache
+    commits, the engines' `finally`) keeps them on SIGTERM too; the exit code differs.
+    """
+
+
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C or SIGTERM: the line to print and the exit code.
+
+    An Exception (not a KeyboardInterrupt) so that typer lets it through to `main`.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+_signals: list[int] = []  # signals received, so main() can tell SIGTERM from Ctrl-C
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _signals.append(signum)
+    raise Terminated()
+
+
+def saved_answers(out: Path) -> int:
+    """Answers stored in the response caches under `out` (its own and its sub-runs')."""
+    import sqlite3
+
+    total = 0
+    caches = [out / "responses.sqlite", *sorted(out.glob("*/responses.sqlite"))]
+    for path in caches:
+        if not path.is_file():
+            continue
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            ) as db:
+                total += int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        except sqlite3.Error:
+            continue  # not a cache (or a corrupt one): the next run reports it
+    return total
+
+
+@contextlib.contextmanager
+def interruptible(out: Path, resume: Callable[[], str | None] | None = None) -> Iterator[None]:
+    """Turn Ctrl-C / SIGTERM inside the block into one line: answers saved, how to resume.
+
+    `resume` gives the command that continues the work (None: rerun the same command).
+    """
     try:
-        app(standalone_mode=False)
+        yield
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        line = resume() if resume else None
+        how = f"resume with: {line}" if line else "rerun the same command to resume"
+        n = saved_answers(out)
+        message = (
+            f"interrupted: {n} answer{'s' if n != 1 else ''} saved in {out}; {how} "
+            "(saved answers are not asked again)"
+        )
+        raise Interrupted(message, code) from None
+
+
+def _click_exception_types() -> tuple[type, type]:
+    """(ClickException, Abort) as the installed typer raises them.
+
+    Old typer re-exports click's classes, new typer vendors its own click: find the base
+    class through typer's own BadParameter rather than importing click.
+    """
+    base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return base, typer.Abort
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: usage errors exit 2, user errors 1 (one line each); Ctrl-C 130, SIGTERM 143."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    click_error, abort = _click_exception_types()
+    try:
+        code = app(args=args, prog_name="valuescope", standalone_mode=False)
     except ValuescopeError as exc:
         # escape: messages hold pip lines like valuescope[ray] that rich would read as markup
         message = escape(str(exc))
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except Interrupted as exc:
+        err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Terminated:
+        sys.exit(143)
     except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: answers so far are saved in the cache; rerun the same command to resume"
-        )
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except click_error as exc:  # usage errors: typer's short usage message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except abort:
+        sys.exit(130)
+    # typer turns a Ctrl-C (or SIGTERM) outside a command into the return value 130
+    if code == 130 and signal.SIGTERM in _signals:
+        code = 143
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
