@@ -40,7 +40,14 @@ def _answer(blob: str, key: str, path: Path) -> Answer:
 
 
 def query_key(model: str, query: Query, base_url: str | None = None) -> str:
-    """Hash of what changes the answer: model, endpoint, prompt, sampling settings."""
+    """Hash of what changes the answer: model, endpoint, prompt, sampling settings.
+
+    The model string carries the weights' fingerprint where a backend has one (file size,
+    adapter digest). Labels pick the tokens a logprob answer compares; the template name
+    and persona reach synthetic agents directly, not only through the messages.
+    Temperature and token limit matter only when sampling (logprob mode reads one
+    next-token distribution). Concurrency, batch size, timeouts and keys are left out.
+    """
     payload = json.dumps(
         [
             model,
@@ -50,6 +57,9 @@ def query_key(model: str, query: Query, base_url: str | None = None) -> str:
             query.sample_index,
             query.temperature if query.mode == "sample" else None,
             query.max_tokens if query.mode == "sample" else None,
+            list(query.labels),
+            query.template,
+            query.persona,
         ],
         ensure_ascii=False,
     )
