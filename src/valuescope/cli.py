@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -19,6 +16,15 @@ from valuescope.config import DEFAULT_MODEL, RunConfig
 from valuescope.control.cli import control_app
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
+from valuescope.interrupts import (
+    SIGINT_EXIT,
+    SIGTERM_EXIT,
+    Interrupted,
+    exit_code,
+    install_sigterm_handler,
+    interruptible,
+    received,
+)
 from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
 
 app = typer.Typer(
@@ -196,7 +202,7 @@ def sensitivity_command(
         bootstrap=0,
     )
     names = [t.strip() for t in templates.split(",") if t.strip()] if templates else None
-    with progress_bar(quiet or as_json) as bar:
+    with interruptible(out), progress_bar(quiet or as_json) as bar:
         result = sensitivity(config, names, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.summary), indent=2))
@@ -333,7 +339,7 @@ def experiment_command(
     run_options = _build_config(
         model=model, mode=mode, samples=samples, base_url=base_url, concurrency=concurrency
     ).model_dump(include={"mode", "samples", "base_url", "concurrency"})
-    with progress_bar(quiet or as_json) as bar:
+    with interruptible(out), progress_bar(quiet or as_json) as bar:
         ctx = ExperimentContext(
             model=model,
             out=prepare_out_dir(out),
@@ -391,6 +397,9 @@ def report_command(
     figures: bool = typer.Option(
         True, help="also write figures/*.svg|png for papers (the page has its own)"
     ),
+    overwrite: bool = typer.Option(
+        False, help="allow --out to be a run directory (its report.html is replaced)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing"),
 ) -> None:
@@ -398,7 +407,9 @@ def report_command(
     from valuescope.report.compare import build_comparison, parse_size_options
 
     sizes = parse_size_options(size)
-    comp, path = build_comparison(run_dirs, out, sizes, seed, figure_files=figures)
+    comp, path = build_comparison(
+        run_dirs, out, sizes, seed, figure_files=figures, overwrite=overwrite
+    )
     if as_json:
         summary = {
             "report": str(path),
@@ -519,72 +530,6 @@ def _print_summary(result) -> None:
     out_console.print(f"wrote {result.out}/ (utilities.csv, metrics.json, report.html)")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process stands, so that cleanup runs as for Ctrl-C.
-
-    A subclass of KeyboardInterrupt: every path that keeps answers on Ctrl-C (the cache
-    commits, the engines' `finally`) keeps them on SIGTERM too; the exit code differs.
-    """
-
-
-class Interrupted(Exception):
-    """A command stopped by Ctrl-C or SIGTERM: the line to print and the exit code.
-
-    An Exception (not a KeyboardInterrupt) so that typer lets it through to `main`.
-    """
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-_signals: list[int] = []  # signals received, so main() can tell SIGTERM from Ctrl-C
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    _signals.append(signum)
-    raise Terminated()
-
-
-def saved_answers(out: Path) -> int:
-    """Answers stored in the response caches under `out` (its own and its sub-runs')."""
-    import sqlite3
-
-    total = 0
-    caches = [out / "responses.sqlite", *sorted(out.glob("*/responses.sqlite"))]
-    for path in caches:
-        if not path.is_file():
-            continue
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            ) as db:
-                total += int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-        except sqlite3.Error:
-            continue  # not a cache (or a corrupt one): the next run reports it
-    return total
-
-
-@contextlib.contextmanager
-def interruptible(out: Path, resume: Callable[[], str | None] | None = None) -> Iterator[None]:
-    """Turn Ctrl-C / SIGTERM inside the block into one line: answers saved, how to resume.
-
-    `resume` gives the command that continues the work (None: rerun the same command).
-    """
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, Terminated) else 130
-        line = resume() if resume else None
-        how = f"resume with: {line}" if line else "rerun the same command to resume"
-        n = saved_answers(out)
-        message = (
-            f"interrupted: {n} answer{'s' if n != 1 else ''} saved in {out}; {how} "
-            "(saved answers are not asked again)"
-        )
-        raise Interrupted(message, code) from None
-
-
 def _click_exception_types() -> tuple[type, type]:
     """(ClickException, Abort) as the installed typer raises them.
 
@@ -597,8 +542,7 @@ def _click_exception_types() -> tuple[type, type]:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point: usage errors exit 2, user errors 1 (one line each); Ctrl-C 130, SIGTERM 143."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    install_sigterm_handler()
     click_error, abort = _click_exception_types()
     try:
         code = app(args=args, prog_name="valuescope", standalone_mode=False)
@@ -610,18 +554,16 @@ def main(args: list[str] | None = None) -> None:
     except Interrupted as exc:
         err_console.print(escape(str(exc)), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except Terminated:
-        sys.exit(143)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # outside any command's `interruptible`
+        sys.exit(exit_code(exc))
     except click_error as exc:  # usage errors: typer's short usage message, exit 2
         exc.show()
         sys.exit(exc.exit_code)
-    except abort:
-        sys.exit(130)
+    except abort:  # old typer's Ctrl-C
+        sys.exit(SIGTERM_EXIT if signal.SIGTERM in received else SIGINT_EXIT)
     # typer turns a Ctrl-C (or SIGTERM) outside a command into the return value 130
-    if code == 130 and signal.SIGTERM in _signals:
-        code = 143
+    if code == SIGINT_EXIT and signal.SIGTERM in received:
+        code = SIGTERM_EXIT
     sys.exit(code if isinstance(code, int) else 0)
 
 

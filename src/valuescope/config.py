@@ -5,10 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from valuescope.errors import ValuescopeError
 
 # The embedded default: the best of the shipped candidates on `demo` (docs/embedded.md).
 DEFAULT_MODEL = "embedded/qwen2.5-coder-1.5b"
+
+# `--protocol paper`: the reference protocol. Sample mode with K = 10 answers per order at
+# temperature 1 (both orders are always asked), the reference's active design over
+# 2 N log2 N pairs (budget None) without early stopping, and held-out pairs
+# min(5% of pairs, 1000). Setting any of these to another value is refused.
+PAPER_PROTOCOL: dict[str, object] = {
+    "mode": "sample",
+    "samples": 10,
+    "temperature": 1.0,
+    "design": "reference",
+    "budget": None,
+    "stop_at": None,
+    "heldout_fraction": 0.05,
+    "max_heldout": 1000,
+}
 
 
 class RunConfig(BaseModel):
@@ -22,17 +39,37 @@ class RunConfig(BaseModel):
     mode: Literal["auto", "logprob", "sample"] = "auto"
     samples: int = Field(10, ge=1, le=1000, description="answers per order in sample mode")
     temperature: float = Field(1.0, ge=0.0, le=5.0)
-    design: Literal["active", "random", "full"] = "active"
+    design: Literal["active", "reference", "random", "full"] = Field(
+        "active",
+        description="active: two independent adaptive half-designs (their agreement is the "
+        "stopping rule) with a uniform share; reference: the reference's single adaptive "
+        "design (never stops early); random: uniform pairs; full: every pair",
+    )
     budget: int | None = Field(None, ge=1, description="training pairs (unordered)")
     stop_at: float | None = Field(
         0.99,
         gt=0.0,
         lt=1.0,
-        description="active design: stop once the estimated Spearman with the full-budget "
-        "utilities reaches this (None: spend the whole budget)",
+        description="active design: stop once the split-half reliability of the utilities "
+        "reaches this (None: spend the whole budget)",
+    )
+    uniform_share: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="active design: share of each batch drawn as uniform random pairs "
+        "(they identify the sigmas; 0 is the reference's pure active design)",
+    )
+    protocol: Literal["default", "paper"] = Field(
+        "default", description="paper: the reference protocol's settings (PAPER_PROTOCOL)"
     )
     seed: int = Field(0, ge=0)
-    template: str = "default"
+    template: str = Field(
+        "default", description="built-in template names or template files, comma-separated"
+    )
+    template_files: dict[str, str] | None = Field(
+        None, description="recorded by the run: sha256 of each template file, by path"
+    )
     refusals: Literal["indifference", "drop", "separate"] = "indifference"
     bootstrap: int = Field(50, ge=0, le=10_000)
     bootstrap_over: Literal["pairs", "answers", "both"] = "pairs"
@@ -52,3 +89,30 @@ class RunConfig(BaseModel):
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     ray_workers: int | None = Field(None, ge=1, description="Ray model workers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_protocol(cls, data: object) -> object:
+        """`protocol="paper"` fills in PAPER_PROTOCOL and refuses settings that contradict it."""
+        if not isinstance(data, dict) or data.get("protocol") != "paper":
+            return data
+        for key, value in PAPER_PROTOCOL.items():
+            given = data.get(key, value)
+            if given != value and not _same_number(given, value):
+                flag = "--" + key.replace("_", "-")
+                raise ValuescopeError(
+                    f"--protocol paper sets {flag} {_show(value)}; drop {flag} {_show(given)} "
+                    "or use --protocol default"
+                )
+        return {**data, **PAPER_PROTOCOL}
+
+
+def _same_number(a: object, b: object) -> bool:
+    try:
+        return a is not None and b is not None and float(a) == float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,11 @@ from valuescope.design import (
     select_batch,
     split_start,
 )
-from valuescope.design.information import estimated_spearman
+from valuescope.design.information import (
+    Reliability,
+    reliability_of_halves,
+    split_half_reliability,
+)
 from valuescope.elicit import (
     ElicitSettings,
     PairAnswers,
@@ -39,12 +44,17 @@ from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import evaluate, random_baseline
 from valuescope.fit import (
+    ConvergenceWarning,
     coin_completeness,
     fit_thurstonian,
 )
 from valuescope.models import get_backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
 from valuescope.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
+
+# Below this split-half reliability of the sigmas, metrics.json and the report say the
+# sigmas are poorly identified (a reliability of 0.5 means r of about 0.7 with the truth).
+SIGMA_RELIABILITY = 0.5
 
 
 class Progress:
@@ -142,6 +152,25 @@ def check_templates(templates: list, mode: str) -> None:
             )
 
 
+def record_template_files(config: RunConfig, templates: list) -> RunConfig:
+    """Template files named by absolute path, with the sha256 of each file's text.
+
+    A run that recorded other hashes (a resumed run whose file changed since) is refused:
+    its answers would mix two prompts.
+    """
+    files = {str(Path(t.source).resolve()): t.source_sha256 for t in templates if t.source}
+    if not files:
+        return config
+    for path, digest in (config.template_files or {}).items():
+        if path in files and files[path] != digest:
+            raise ValuescopeError(
+                f"template file {path} changed since this run started; restore it or start "
+                "a new run in another --out"
+            )
+    names = [str(Path(t.source).resolve()) if t.source else t.name for t in templates]
+    return config.model_copy(update={"template": ",".join(names), "template_files": files})
+
+
 def plan(config: RunConfig) -> RunPlan:
     """Validate settings, outcomes, model, budget and output directory (no model calls)."""
     check_engine(config.engine)
@@ -152,6 +181,7 @@ def plan(config: RunConfig) -> RunPlan:
     if not templates:
         raise ValuescopeError("--template: name at least one template")
     check_templates(templates, mode)
+    config = record_template_files(config, templates)
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))
@@ -223,6 +253,7 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     fit = evaluation.fit
     metrics = _run_info(config, outcomes, backend.name, mode, budget, train, held)
     metrics["stopping"] = stopping
+    metrics["sigma_identified"] = sigma_identification(stopping)
     metrics.update(evaluation.metrics)
     metrics["fit"] = {
         "method": "thurstonian",
@@ -271,42 +302,135 @@ def _elicit_design(
 ) -> tuple[PairAnswers, dict]:
     """Ask the training pairs the design calls for; also say whether and why it stopped early.
 
-    With `stop_at`, the active design stops at the first round where the estimated
-    Spearman of the fit with the model's full-budget utilities (from how far the
-    ranking still moves, `design.information.estimated_spearman`) reaches it.
+    The active design runs as two independent half-designs (`_two_half_design`); with
+    `stop_at` it stops at the first round where their agreement, Spearman-Brown corrected
+    (the test-retest reliability of the utilities), reaches it. The reference design is
+    one adaptive stream and spends its whole budget. Every design ends with the
+    reliability of its final answers in the returned record.
     """
     held_codes = pair_codes(heldout, n)
-    stopping = {"stop_at": config.stop_at, "stopped_early": False, "estimated_spearman": None}
+    stopping: dict = {
+        "stop_at": config.stop_at if config.design == "active" else None,
+        "rule": "split-half reliability of the mean utilities (Spearman-Brown corrected)",
+        "stopped_early": False,
+        "history": [],
+    }
+    split_rng = np.random.default_rng([config.seed, 0x5EED])
     if config.design == "full":
         codes = np.setdiff1d(np.arange(n * n).reshape(n, n)[np.triu_indices(n, 1)], held_codes)
-        return ask(decode(codes, n)), stopping
+        return _with_reliability(ask(decode(codes, n)), n, stopping, split_rng)
     start = start[:budget]
     if config.design == "random":
         exclude = np.concatenate([pair_codes(start, n), held_codes])
         extra = decode(sample_new_codes(n, budget - len(start), exclude, rng), n)
-        return ask(np.concatenate([start, extra])), stopping
+        return _with_reliability(ask(np.concatenate([start, extra])), n, stopping, split_rng)
+    if config.design == "active":
+        return _two_half_design(config, n, budget, start, held_codes, rng, ask, stopping)
+    stopping["reliability_note"] = (
+        "one adaptive stream: its pairs depend on every answer, so a split over pairs "
+        "overstates the reliability (a coin scores above 0)"
+    )
     parts = [ask(start)]
     asked = start
     init = None
-    previous: tuple[np.ndarray, int] | None = None
     step = batch_size(n, budget)
     while len(asked) < budget:
         so_far = merge_answers(parts)
         fit = fit_thurstonian(so_far.pairs, so_far.p, n, init=init, check_input=False)
         init = fit.raw_params
-        if previous is not None and config.stop_at is not None:
-            estimate = estimated_spearman(previous[0], fit.mean, previous[1], len(asked))
-            stopping["estimated_spearman"] = estimate
-            if estimate >= config.stop_at:
-                stopping["stopped_early"] = True
-                break
-        previous = (fit.mean, len(asked))
         batch = select_batch(fit.mean, asked, held_codes, min(step, budget - len(asked)), rng)
         if len(batch) == 0:
             break
         parts.append(ask(batch))
         asked = np.concatenate([asked, batch])
-    return merge_answers(parts), stopping
+    return _with_reliability(merge_answers(parts), n, stopping, split_rng)
+
+
+def _two_half_design(
+    config: RunConfig,
+    n: int,
+    budget: int,
+    start: np.ndarray,
+    held_codes: np.ndarray,
+    rng: np.random.Generator,
+    ask: Callable[[np.ndarray], PairAnswers],
+    stopping: dict,
+) -> tuple[PairAnswers, dict]:
+    """Two adaptive designs that never see each other's answers, asked as one run.
+
+    The start cycle is dealt alternately to halves A and B; every round each half fits its
+    own answers and picks its share of the batch from that fit alone (a share
+    `uniform_share` of it uniform). The two fits are then independent replications of a
+    half-size run, even for a coin (whose halves share no answer they were chosen on), so
+    the Spearman between them, Spearman-Brown corrected, is the test-retest reliability
+    of the pooled utilities. The pooled answers are what the run fits.
+    """
+    halves = [[ask(start[0::2])], [ask(start[1::2])]]
+    asked = [start[0::2], start[1::2]]
+    inits: list = [None, None]
+    step = batch_size(n, budget)
+    while True:
+        answers = [merge_answers(h) for h in halves]
+        fits = []
+        for i, part in enumerate(answers):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # a half is a probe
+                fits.append(
+                    fit_thurstonian(part.pairs, part.p, n, init=inits[i], check_input=False)
+                )
+            inits[i] = fits[-1].raw_params
+        rel = reliability_of_halves(fits[0], fits[1], sum(len(a) for a in asked))
+        stopping["history"].append([rel.n_pairs, rel.mean])
+        if config.stop_at is not None and rel.mean >= config.stop_at:
+            stopping["stopped_early"] = True
+            break
+        k = min(step, budget - rel.n_pairs)
+        if k <= 0:
+            break
+        batches = []
+        for i, share in enumerate(((k + 1) // 2, k // 2)):
+            other = np.concatenate([asked[1 - i], *batches])
+            exclude = np.concatenate([held_codes, pair_codes(other, n)])
+            batches.append(
+                select_batch(
+                    fits[i].mean, asked[i], exclude, share, rng, uniform_share=config.uniform_share
+                )
+            )
+        if sum(len(b) for b in batches) == 0:
+            break
+        for i, batch in enumerate(batches):
+            if len(batch):
+                halves[i].append(ask(batch))
+                asked[i] = np.concatenate([asked[i], batch])
+    return merge_answers(halves[0] + halves[1]), _stopping_record(stopping, rel)
+
+
+def _with_reliability(
+    train: PairAnswers, n: int, stopping: dict, split_rng: np.random.Generator
+) -> tuple[PairAnswers, dict]:
+    """The design's answers with the split-half reliability of their fit recorded."""
+    rel = split_half_reliability(train.pairs, train.p, n, split_rng)
+    return train, _stopping_record(stopping, rel)
+
+
+def _stopping_record(stopping: dict, rel: Reliability) -> dict:
+    stopping["reliability"] = rel.mean
+    stopping["reliability_sigma"] = rel.sigma
+    stopping["n_pairs"] = rel.n_pairs
+    return stopping
+
+
+def sigma_identification(stopping: dict, threshold: float = SIGMA_RELIABILITY) -> dict:
+    """Whether the fitted sigmas can be read: their split-half reliability against a bar."""
+    value = stopping.get("reliability_sigma")
+    return {
+        "identified": value is not None and value >= threshold,
+        "split_half_reliability": value,
+        "threshold": threshold,
+        "definition": "Spearman between the sigmas fitted on two random halves of the "
+        "training pairs, Spearman-Brown corrected; below the threshold a rerun would "
+        "reorder the sigmas substantially, so read them with care",
+    }
 
 
 def _note_cost(progress: Progress, backend, parts: list[PairAnswers]) -> None:
@@ -344,6 +468,7 @@ def _run_info(
         "outcomes_set": outcomes.name,
         "mode": mode,
         "samples": config.samples if mode == "sample" else 1,
+        "protocol": config.protocol,
         "design": config.design,
         "template": config.template,
         "refusal_policy": config.refusals,

@@ -13,12 +13,13 @@ from scipy.stats import spearmanr
 from valuescope.config import RunConfig
 from valuescope.design import decode, pair_codes, sample_new_codes, split_start
 from valuescope.elicit import ResponseCache, elicit_pairs, get_template
-from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
+from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES, Template
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import position_share
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
-from valuescope.outcomes import load_outcomes
+from valuescope.models.base import Backend
+from valuescope.outcomes import OutcomeSet, load_outcomes
 from valuescope.pipeline import (
     Progress,
     backend_options,
@@ -27,7 +28,7 @@ from valuescope.pipeline import (
     plan_budget,
     resolve_mode,
 )
-from valuescope.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
 
 # A template whose utilities agree with the others this much less than the typical
 # template does (in Spearman correlation) is flagged as noisy.
@@ -63,6 +64,22 @@ def sensitivity(
     n = len(outcomes)
     budget = plan_budget(config.model_copy(update={"design": "random"}), n, 0)
     out = prepare_out_dir(Path(config.out))
+    with run_dir_lock(out):  # a second run on the same directory fails at once
+        return _ask_and_compare(config, outcomes, backend, chosen, mode, budget, out, progress)
+
+
+def _ask_and_compare(
+    config: RunConfig,
+    outcomes: OutcomeSet,
+    backend: Backend,
+    chosen: list[Template],
+    mode: str,
+    budget: int,
+    out: Path,
+    progress: Progress,
+) -> SensitivityResult:
+    """The asking, fitting and writing of `sensitivity`, under the directory lock."""
+    n = len(outcomes)
     rng = np.random.default_rng(config.seed)
     start, _ = split_start(n, rng, 0)
     extra = decode(sample_new_codes(n, budget - len(start), pair_codes(start, n), rng), n)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope.atomic import write_text
 from valuescope.control.assembly import (
     SPLITS,
     AssemblyVotes,
@@ -136,7 +137,7 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
     write_csv(out / "labels.csv", labels_table(design, votes, texts, topics))
     write_csv(out / "votes.csv", _votes_table(votes))
     if votes.arguments:
-        (out / "arguments.json").write_text(json.dumps(votes.arguments, indent=1))
+        write_text(out / "arguments.json", json.dumps(votes.arguments, indent=1))
     write_json(out / "assembly.json", summary)
     return summary
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from valuescope.rundir import to_jsonable
+from valuescope.interrupts import interruptible
+from valuescope.rundir import prepare_out_dir, run_dir_lock, to_jsonable
 from valuescope.terminal import BarProgress, out_console, progress_bar
 
 control_app = typer.Typer(
@@ -28,6 +31,28 @@ def _fmt(item, digits: int = 3) -> str:
     if item is None:
         return "—"
     return f"{item:.{digits}f}" if isinstance(item, float) else str(item)
+
+
+@contextlib.contextmanager
+def _working_in(out: Path, **interrupt: Callable[[Path], str]) -> Iterator[None]:
+    """Lock `out` for this command (a second one there fails at once, as for `run`) and
+    turn Ctrl-C / SIGTERM into one line saying what was kept."""
+    with run_dir_lock(prepare_out_dir(out)), interruptible(out, **interrupt):
+        yield
+
+
+@contextlib.contextmanager
+def _interruptible_only(out: Path, **interrupt: Callable[[Path], str]) -> Iterator[None]:
+    with interruptible(out, **interrupt):
+        yield
+
+
+def _checkpoint_line(out: Path) -> str:
+    return f"training in {out} continues from its last checkpoint"
+
+
+def _nothing_line(out: Path) -> str:
+    return f"the evaluation in {out} was not finished"
 
 
 @control_app.command("assemble")
@@ -74,7 +99,7 @@ def assemble_command(
         arguments=arguments,
         seed=seed,
     )
-    with progress_bar(quiet or as_json) as bar:
+    with _working_in(out), progress_bar(quiet or as_json) as bar:
         summary = assemble(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
@@ -153,7 +178,7 @@ def train_command(
         threads=threads,
         memory_limit_gb=memory_limit_gb,
     )
-    with progress_bar(quiet or as_json) as bar:
+    with _working_in(out, saved=_checkpoint_line), progress_bar(quiet or as_json) as bar:
         summary = train(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
@@ -203,7 +228,10 @@ def evaluate_command(
         capability=capability,
         device=device,
     )
-    with progress_bar(quiet or as_json) as bar:
+    where = out or trained / "evaluation"
+    # a missing training directory is evaluate_control's error to report: create nothing
+    guard = _working_in if trained.is_dir() else _interruptible_only
+    with guard(where, saved=_nothing_line), progress_bar(quiet or as_json) as bar:
         result = evaluate_control(config, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(to_jsonable(result), indent=2))
@@ -237,5 +265,4 @@ def evaluate_command(
         f"(change in nats/token {_fmt(cap['nll_change_per_token'])})",
         highlight=False,
     )
-    where = out or trained / "evaluation"
     out_console.print(f"wrote {where}/ (evaluation.json, answers.csv)")

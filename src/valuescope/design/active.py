@@ -29,12 +29,16 @@ def select_batch(
     *,
     gap_quantile: float = 0.10,
     degree_quantile: float = 0.20,
+    uniform_share: float = 0.0,
 ) -> np.ndarray:
     """Choose k new pairs among those not asked and not held out.
 
-    Prefers pairs in the lowest `gap_quantile` of utility gap |mu_a - mu_b| and the
-    lowest `degree_quantile` of degree sum; when that set is smaller than k, the rest
-    comes from the best combined rank of the two scores.
+    A share `uniform_share` of the k pairs is drawn uniformly from the candidates (pairs
+    far apart in utility are what pin down the sigmas, and near-ties alone leave them
+    poorly identified; docs/benchmarks.md). The others are chosen actively: pairs in the
+    lowest `gap_quantile` of utility gap |mu_a - mu_b| and the lowest `degree_quantile`
+    of degree sum; when that set is smaller than needed, the rest comes from the best
+    combined rank of the two scores. Rows come back sorted.
     """
     n = len(mean)
     asked = np.asarray(asked, dtype=np.int64).reshape(-1, 2)
@@ -45,7 +49,28 @@ def select_batch(
         cand = sample_new_codes(n, CANDIDATES, used, rng)
     if len(cand) <= k:
         return decode(cand, n)
-    pairs = decode(cand, n)
+    n_uniform = int(round(np.clip(uniform_share, 0.0, 1.0) * k))
+    if n_uniform == 0:
+        return _active(mean, asked, decode(cand, n), k, rng, gap_quantile, degree_quantile)
+    uniform = rng.choice(len(cand), size=n_uniform, replace=False)
+    rest = decode(np.delete(cand, uniform), n)
+    chosen = _active(mean, asked, rest, k - n_uniform, rng, gap_quantile, degree_quantile)
+    return decode(np.sort(np.concatenate([cand[uniform], _codes(chosen, n)])), n)
+
+
+def _active(
+    mean: np.ndarray,
+    asked: np.ndarray,
+    pairs: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    gap_quantile: float,
+    degree_quantile: float,
+) -> np.ndarray:
+    """The reference rule: k of `pairs` with small utility gaps and few comparisons."""
+    n = len(mean)
+    if k <= 0:
+        return pairs[:0]
     degree = np.bincount(asked.ravel(), minlength=n)
     gap = np.abs(mean[pairs[:, 0]] - mean[pairs[:, 1]])
     deg = degree[pairs[:, 0]] + degree[pairs[:, 1]]

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from scipy.stats import rankdata
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments.base import ExperimentError
 
 
@@ -165,7 +166,7 @@ def scatter_svg(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="svg")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="svg"))
     plt.close(fig)
     return Path(path).name
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from valuescope.atomic import write_text
 from valuescope.config import RunConfig
 from valuescope.errors import ValuescopeError
 from valuescope.pipeline import Progress, RunResult, run
@@ -59,8 +60,8 @@ class ExperimentContext:
             raise ExperimentError(f"{name}: needs at least 2 outcomes, got {len(outcomes)}")
         sub = prepare_out_dir(self.out / name)
         path = sub / "outcomes.yaml"
-        path.write_text(
-            yaml.safe_dump(_outcome_file(outcomes), sort_keys=False, allow_unicode=True)
+        write_text(
+            path, yaml.safe_dump(_outcome_file(outcomes), sort_keys=False, allow_unicode=True)
         )
         options = {"bootstrap": 20, **self.run_options, **overrides}
         config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)

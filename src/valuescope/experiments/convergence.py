@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import bootstrap_corr, headline, headline_from
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -286,7 +287,7 @@ def _heatmap(ctx: ExperimentContext, matrix: np.ndarray, labels: list[str]) -> s
         fig.colorbar(image, ax=ax, label="cosine similarity (centred)")
         ax.set_title("Agreement between runs")
         fig.tight_layout()
-        fig.savefig(ctx.out / name, format="svg")
+        atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 from valuescope.fit.bootstrap import percentile_interval
@@ -355,7 +356,7 @@ def _chart(ctx: ExperimentContext, rows: list[dict], reference: str) -> str:
         ax.set_xlabel(f"worth of one unit, in units of {reference} (log scale; 90% intervals)")
         ax.set_title("Implied exchange rates")
         fig.tight_layout()
-        fig.savefig(ctx.out / name, format="svg")
+        atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import (
     ask,
     bootstrap_mean,
@@ -94,7 +95,7 @@ def _rank_svg(ctx: ExperimentContext, mapped: list[dict[str, Any]]) -> str:
     ax.legend(fontsize=8)
     fig.tight_layout()
     name = "maximization_ranks.svg"
-    fig.savefig(ctx.out / name, format="svg")
+    atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     plt.close(fig)
     return name
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import (
     bootstrap_corr,
     headline,
@@ -375,7 +376,7 @@ def _pca_figure(ctx, scores: np.ndarray, labels: list[str], leans: list) -> str:
         ax.set_title("Utility vectors over policies")
         fig.tight_layout()
         name = "political_pca.svg"
-        fig.savefig(ctx.out / name, format="svg")
+        atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 
@@ -394,7 +395,7 @@ def _lean_figure(ctx, leans: np.ndarray, model_u: np.ndarray) -> str:
         ax.set_title("Model utility by policy lean")
         fig.tight_layout()
         name = "political_lean.svg"
-        fig.savefig(ctx.out / name, format="svg")
+        atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 from valuescope.experiments.exchange_rates import fit_line, shuffled, utility_se
@@ -366,7 +367,7 @@ def _chart(ctx: ExperimentContext, t: np.ndarray, log_d: np.ndarray, curves: dic
         ax.set_title("Discount curve")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(ctx.out / name, format="svg")
+        atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 

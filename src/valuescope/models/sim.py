@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
+from scipy.special import expit, ndtr
 
 from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
@@ -53,6 +53,7 @@ class _SimAgent:
         "delay",
         "template_noise",
         "noisy_template",
+        "logprob_noise",
     )
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
@@ -67,6 +68,7 @@ class _SimAgent:
         self.delay = _float_param(params, "delay", 0.0, 0.0, 60.0)
         self.template_noise = _float_param(params, "template_noise", 0.0, 0.0, 100.0)
         self.noisy_template = params.get("noisy_template")
+        self.logprob_noise = _float_param(params, "logprob_noise", 0.0, 0.0, 100.0)
         self.params = params
         query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "seed")
         self.name = f"sim/{kind}" + (f"?{query}" if query else "") + f"#seed={self.seed}"
@@ -131,12 +133,24 @@ class _SimAgent:
             time.sleep(self.delay)
         return [self._answer_one(q) for q in queries]
 
+    def _prompt_noise(self, p: float, q: Query) -> float:
+        """P(A) with `logprob_noise`: N(0, s^2) noise added to its logit, fixed per prompt.
+
+        The noise depends on the prompt (not on the sample index), so repeated samples of
+        one prompt share it and only new prompts average it out, as with a real model.
+        """
+        if not self.logprob_noise:
+            return p
+        rng = np.random.default_rng(stable_seed("logprob_noise", self.seed, q.messages))
+        logit = np.log(max(p, 1e-12)) - np.log(max(1.0 - p, 1e-12))
+        return float(expit(logit + rng.normal(scale=self.logprob_noise)))
+
     def _answer_one(self, q: Query) -> Answer:
         rng = np.random.default_rng(
             stable_seed(self.seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
         )
         refused = rng.random() < self.refusal_rate
-        p_true = self.p_first(q.option_a, q.option_b, q.template)
+        p_true = self._prompt_noise(self.p_first(q.option_a, q.option_b, q.template), q)
         p_a = self.position_bias + (1 - self.position_bias) * p_true
         if q.mode == "logprob":
             if refused:

@@ -12,6 +12,7 @@ the Pearson correlation of the utilities); scale does not affect it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from valuescope.atomic import atomic_write, write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import compare_plots, plots
 from valuescope.report.html import (
@@ -360,7 +362,7 @@ def write_tables(comp: Comparison, out: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, frame in tables(comp).items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
+        atomic_write(folder / f"{name}.csv", functools.partial(frame.to_csv, index=False))
         # parquet needs one type per column: text columns that mix None and str are fine,
         # object columns that mix numbers and text are written as text
         clean = frame.copy()
@@ -369,7 +371,7 @@ def write_tables(comp: Comparison, out: Path) -> list[Path]:
                 kinds = {type(v) for v in clean[col] if v is not None}
                 if len(kinds) > 1:
                     clean[col] = clean[col].map(lambda v: None if v is None else str(v))
-        clean.to_parquet(folder / f"{name}.parquet", index=False)
+        atomic_write(folder / f"{name}.parquet", functools.partial(clean.to_parquet, index=False))
         written += [folder / f"{name}.csv", folder / f"{name}.parquet"]
     return written
 
@@ -411,8 +413,11 @@ def write_figures(figs: dict[str, Any], out: Path) -> list[Path]:
         if fig is None:
             continue
         with plots.styled():
-            fig.savefig(folder / f"{name}.svg", metadata={"Date": None}, facecolor="white")
-        plots.figure_to_png(fig, str(folder / f"{name}.png"), dpi=200)
+            atomic_write(
+                folder / f"{name}.svg",
+                functools.partial(fig.savefig, metadata={"Date": None}, facecolor="white"),
+            )
+        atomic_write(folder / f"{name}.png", functools.partial(plots.figure_to_png, fig, dpi=200))
         written += [folder / f"{name}.svg", folder / f"{name}.png"]
     return written
 
@@ -514,19 +519,38 @@ def _undefined_note(comp: Comparison) -> str:
     )
 
 
+RUN_MARKERS = ("run_config.json", "metrics.json")  # files that make a directory a run's
+
+
+def check_comparison_out(folder: Path, overwrite: bool = False) -> None:
+    """Refuse to write a comparison into a run directory, whose report.html it would replace."""
+    marker = next((m for m in RUN_MARKERS if (folder / m).is_file()), None)
+    if marker is None or overwrite:
+        return
+    raise ComparisonError(
+        f"--out {folder} is a run directory (it holds {marker}): the comparison would "
+        "replace that run's report.html; choose another --out (default runs/compare), "
+        "or add --overwrite to replace it"
+    )
+
+
 def build_comparison(
     run_dirs: list[str | Path],
     out: str | Path,
     sizes: dict[str, float] | None = None,
     seed: int = 0,
     figure_files: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Comparison, Path]:
     """Compare runs and write ``out/report.html``, ``out/tables/`` and ``out/figures/``.
 
     ``figure_files=False`` skips ``out/figures/`` (the page carries its own figures).
+    ``out`` must not be a run directory (its own report.html would be replaced by the
+    comparison) unless ``overwrite=True``.
     """
-    comp = compare(run_dirs, sizes, seed)
     folder = Path(out)
+    check_comparison_out(folder, overwrite)
+    comp = compare(run_dirs, sizes, seed)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -555,6 +579,7 @@ def build_comparison(
         "tables": list(tables(comp)),
         "version": _version(),
     }
-    path = folder / "report.html"
-    path.write_text(_env().get_template("compare.html.j2").render(**context), encoding="utf-8")
+    path = write_text(
+        folder / "report.html", _env().get_template("compare.html.j2").render(**context)
+    )
     return comp, path

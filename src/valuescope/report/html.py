@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from valuescope.atomic import write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import plots, sections
 
@@ -465,5 +466,5 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if path.is_dir():
         path = path / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    write_text(path, html)
     return path

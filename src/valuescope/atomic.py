@@ -1,0 +1,59 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every output (report.html, tables, figures, JSON) is written to a hidden temporary file
+in the same directory and renamed over the target (`os.replace`, atomic on POSIX). A
+failure or an interrupt mid-write leaves the old file as it was and removes the partial
+one. The temporary name keeps the target's suffix, so writers that read the format from
+the name (matplotlib's `savefig`) work unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from valuescope.errors import ValuescopeError
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden sibling `path` is first written to (unique per process)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` on a temporary sibling of `path`, then rename it to `path`.
+
+    An OSError (disk full, read-only file system) becomes one ValuescopeError naming the
+    file; any other failure (a bug, Ctrl-C) propagates unchanged. Either way the old
+    file is intact and no temporary file is left behind.
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        reason = exc.strerror or str(exc)
+        raise ValuescopeError(f"cannot write {path}: {reason}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink()
