@@ -8,7 +8,8 @@ tokens) or a sampled label. Faults can be injected: a fraction of requests, a sc
 or everything after the N-th request fails with 429 (+ Retry-After), 5xx, a dropped
 connection, a reply slower than the client's timeout, a malformed JSON body, or a 4xx.
 It counts requests per prompt, records headers, arrival times and the most requests in
-flight, so tests can check what a client did.
+flight, so tests can check what a client did. `slow_every = N` makes every N-th request
+a slow success (it waits `slow_latency` seconds, then answers normally).
 
 Run it alone with `python tests/loopback_server.py --port 8000 --latency 0.02`.
 """
@@ -104,6 +105,8 @@ class LoopbackServer:
         self.faults = Faults()
         self.stats = Stats()
         self.record_headers = True
+        self.slow_every: int | None = None  # every N-th request answers late (but answers)
+        self.slow_latency = 2.0
         self._rng = random.Random(0)
         self._fault_rng = random.Random(0)
         self._utility = lru_cache(maxsize=None)(self.agent._utility)
@@ -203,6 +206,8 @@ class LoopbackServer:
             fault = self._pick_fault(number)
             if self.latency:
                 await asyncio.sleep(self.latency)
+            if self.slow_every and number % self.slow_every == 0:
+                await asyncio.sleep(self.slow_latency)
             if fault != "ok":
                 stats.faults[fault] += 1
                 return await self._fault(request, fault)
@@ -354,9 +359,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--slow-every", type=int, default=0, help="every N-th reply is slow")
+    parser.add_argument("--slow-latency", type=float, default=2.0, help="seconds of a slow reply")
     args = parser.parse_args()
     server = LoopbackServer(seed=args.seed, latency=args.latency).start(args.port)
     server.record_headers = False
+    server.slow_every = args.slow_every or None
+    server.slow_latency = args.slow_latency
     server.reset(Faults(rate=args.fault_rate))
     print(f"serving on {server.base_url} (Ctrl-C to stop)", flush=True)
     try:

@@ -25,6 +25,7 @@ from valuescope.interrupts import (
     interruptible,
     received,
 )
+from valuescope.models._http import restore_credentials
 from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
 
 app = typer.Typer(
@@ -91,6 +92,9 @@ def run_command(
     base_url: str | None = typer.Option(
         None, help="OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, Ollama, ...)"
     ),
+    api_key_env: str | None = typer.Option(
+        None, help="environment variable holding the key for a --base-url host (its name)"
+    ),
     concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
     timeout: float = typer.Option(60.0, help="seconds before a request is abandoned"),
     max_retries: int = typer.Option(6, help="retries per request on errors and rate limits"),
@@ -120,6 +124,7 @@ def run_command(
         config = RunConfig(**json.loads(saved.read_text()))
         moved = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
         moved = {k: v for k, v in moved.items() if v is not None}  # resume on another engine
+        moved["base_url"] = restore_credentials(config.base_url, base_url)  # never saved
         # the directory may have moved (copied off a cluster, off a full disk): write it here
         config = _build_config(**{**config.model_dump(), **moved, "out": out})
     else:
@@ -140,6 +145,7 @@ def run_command(
             bootstrap_over=bootstrap_over,
             batch_size=batch_size,
             base_url=base_url,
+            api_key_env=api_key_env,
             concurrency=concurrency,
             timeout=timeout,
             max_retries=max_retries,
@@ -181,6 +187,9 @@ def sensitivity_command(
     budget: int | None = typer.Option(None, help="pairs asked under every template"),
     seed: int = typer.Option(0, help="seed for the pairs and synthetic agents"),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
+    api_key_env: str | None = typer.Option(
+        None, help="environment variable holding the key for a --base-url host (its name)"
+    ),
     concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
@@ -198,6 +207,7 @@ def sensitivity_command(
         seed=seed,
         design="random",
         base_url=base_url,
+        api_key_env=api_key_env,
         concurrency=concurrency,
         bootstrap=0,
     )
@@ -312,6 +322,9 @@ def experiment_command(
         [], "--run", help="an existing run directory (repeatable; for convergence)"
     ),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
+    api_key_env: str | None = typer.Option(
+        None, help="environment variable holding the key for a --base-url host (its name)"
+    ),
     concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
@@ -337,8 +350,13 @@ def experiment_command(
             raise ValuescopeError(f"--param {item!r}: expected key=value")
         params[key.strip()] = value.strip()
     run_options = _build_config(
-        model=model, mode=mode, samples=samples, base_url=base_url, concurrency=concurrency
-    ).model_dump(include={"mode", "samples", "base_url", "concurrency"})
+        model=model,
+        mode=mode,
+        samples=samples,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+    ).model_dump(include={"mode", "samples", "base_url", "api_key_env", "concurrency"})
     with interruptible(out), progress_bar(quiet or as_json) as bar:
         ctx = ExperimentContext(
             model=model,

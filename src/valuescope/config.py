@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from valuescope.errors import ValuescopeError
 
@@ -80,7 +80,12 @@ class RunConfig(BaseModel):
     heldout_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     max_heldout: int = Field(1000, ge=0)
     # backend options (passed to the backend factory; never part of cache keys)
-    base_url: str | None = None
+    base_url: str | None = Field(
+        None, description="API endpoint; credentials in it are redacted in every saved file"
+    )
+    api_key_env: str | None = Field(
+        None, description="environment variable whose key goes to the API host (its name only)"
+    )
     concurrency: int = Field(16, ge=1, le=4096)
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(6, ge=0, le=100)
@@ -89,6 +94,13 @@ class RunConfig(BaseModel):
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     ray_workers: int | None = Field(None, ge=1, description="Ray model workers")
+
+    @field_serializer("base_url", when_used="json")
+    def _redact_base_url(self, url: str | None) -> str | None:
+        """Saved files (run_config.json) show `http://user:***@host`, never the password."""
+        from valuescope.models._http import redact_url
+
+        return redact_url(url)
 
     @model_validator(mode="before")
     @classmethod

@@ -124,6 +124,7 @@ def backend_options(config: RunConfig) -> dict:
     return {
         "seed": config.seed,
         "base_url": config.base_url,
+        "api_key_env": config.api_key_env,
         "concurrency": config.concurrency,
         "timeout": config.timeout,
         "max_retries": config.max_retries,

@@ -52,6 +52,7 @@ class AssembleConfig:
     arguments: int = 0
     seed: int = 0
     batch_size: int = 256
+    api_key_env: str | None = None  # the variable's name, never the key
 
 
 def load_assembly_outcomes(source: str) -> tuple[list[str], list[str], str]:
@@ -102,7 +103,7 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         seed=config.seed,
     )
     citizens = sample_citizens(config.citizens, config.seed)
-    backend = get_backend(config.model, seed=config.seed)
+    backend = get_backend(config.model, seed=config.seed, api_key_env=config.api_key_env)
     mode = resolve_mode(_ModeView(config.mode, config.model), backend.supports_logprobs)
     settings = ElicitSettings(
         mode=mode,

@@ -76,6 +76,9 @@ def assemble_command(
         0, help="short arguments by members shown in each deliberation round (generating models)"
     ),
     seed: int = typer.Option(0, help="seed for citizens, pairs and synthetic agents"),
+    api_key_env: str | None = typer.Option(
+        None, help="environment variable holding the API key for the model's host (its name)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
 ) -> None:
@@ -98,6 +101,7 @@ def assemble_command(
         template=template,
         arguments=arguments,
         seed=seed,
+        api_key_env=api_key_env,
     )
     with _working_in(out), progress_bar(quiet or as_json) as bar:
         summary = assemble(config, progress=BarProgress(bar))

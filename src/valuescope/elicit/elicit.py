@@ -109,8 +109,10 @@ def ask(
     """Answers for every query: from the cache where present, else from the backend.
 
     Only the queries missing from the cache go to the engine (default: the backend in
-    this process). New answers are written to the cache batch by batch as the engine
-    streams them back, so an interrupted call loses at most the batches in flight.
+    this process). New answers are written to the cache as the engine streams them back
+    (API backends: as each one arrives; batched backends: batch by batch), so an
+    interrupted call loses only the requests still in flight. The answers returned are
+    looked up by query, so the order in which they arrive changes nothing downstream.
     Returns (answers, number newly asked).
     """
     keys = [query_key(backend.name, q, getattr(backend, "base_url", None)) for q in queries]
@@ -124,8 +126,9 @@ def ask(
         unique.setdefault(keys[i], i)
     todo = list(unique.values())
     engine = engine or LocalEngine()
+    stream = engine.stream(backend, [queries[i] for i in todo], batch_size)
     try:
-        for got in engine.stream(backend, [queries[i] for i in todo], batch_size):
+        for got in stream:
             batch = [(todo[j], a) for j, a in got]
             cache.put_many((keys[i], backend.name, queries[i], a) for i, a in batch)
             for i, a in batch:
@@ -137,6 +140,10 @@ def ask(
         kept = [(todo[j], a) for j, a in exc.partial if 0 <= j < len(todo)]
         cache.put_many((keys[i], backend.name, queries[i], a) for i, a in kept)
         raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stop requests still in flight at once, whatever ended the loop
     if progress and len(missing) > len(todo):
         progress(len(missing) - len(todo))
     return [found[k] for k in keys], len(todo)

@@ -1,4 +1,9 @@
-"""The local engine: the backend in this process answers one batch after another."""
+"""The local engine: the backend in this process answers the queries.
+
+A backend with `answer_stream` (the HTTP API backends) gets every query at once and keeps
+a fixed number of requests in flight, yielding answers as they arrive; any other backend
+answers one batch of `batch_size` queries after another.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,18 @@ from valuescope.models.base import Backend, Query
 
 
 class LocalEngine:
-    """Answers in the driver process, `batch_size` queries per `backend.answer` call."""
+    """Answers in the driver process: streamed where the backend can, else in batches."""
 
     name = "local"
 
     def stream(
         self, backend: Backend, queries: Sequence[Query], batch_size: int
     ) -> Iterator[AnswerBatch]:
+        streaming = getattr(backend, "answer_stream", None)
+        if streaming is not None:
+            # positions already index `queries`; so does a BackendError's `partial`
+            yield from streaming(list(queries))
+            return
         for start in range(0, len(queries), batch_size):
             chunk = queries[start : start + batch_size]
             try:

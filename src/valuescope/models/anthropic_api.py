@@ -1,12 +1,13 @@
 """`anthropic/<model>`: Claude models through the Messages API (sample mode only).
 
 The Messages API returns no log-probabilities, so runs use `--mode sample`. Model
-parameters: `?price_in=&price_out=` (USD per 1M tokens) for costs.
+parameters: `?price_in=&price_out=` (USD per 1M tokens) for costs, `?api_key_env=NAME`
+for the variable whose key this host gets (see `_http.resolve_key`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from valuescope.errors import ValuescopeError
 from valuescope.models._http import (
@@ -15,12 +16,14 @@ from valuescope.models._http import (
     Request,
     parse_params,
     parse_prices,
+    request_headers,
     require_transport,
     resolve_base_url,
     resolve_key,
     strip_userinfo,
+    url_credentials,
 )
-from valuescope.models.base import Answer, Query
+from valuescope.models.base import Answer, BadNumber, Query, bad_answer, token_count
 from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -52,11 +55,12 @@ def parse_message(data: dict) -> Answer:
         raise TypeError("content is not a list of blocks")
     text = "".join(b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text")
     usage = data.get("usage") or {}
-    return Answer(
-        text=text,
-        tokens_in=int(usage.get("input_tokens") or 0),
-        tokens_out=int(usage.get("output_tokens") or 0),
-    )
+    try:
+        tokens_in = token_count(usage.get("input_tokens"))
+        tokens_out = token_count(usage.get("output_tokens"))
+    except BadNumber as exc:  # an impossible reply: unreadable, the batch goes on
+        return bad_answer(str(exc))
+    return Answer(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
 
 
 class AnthropicBackend:
@@ -70,12 +74,16 @@ class AnthropicBackend:
         Model-string parameters: `price_in`, `price_out`.
     base_url : str, default=None
         Endpoint root (without `/v1`); else `ANTHROPIC_BASE_URL`, else Anthropic's API.
+        Credentials in it are sent as HTTP Basic auth, never shown.
     options : HttpOptions, default=None
         Concurrency, timeout, retries and rate limit.
+    api_key_env : str, default=None
+        The environment variable whose key goes to this host (as `x-api-key`). Without it
+        only api.anthropic.com (`ANTHROPIC_API_KEY`) or another known host gets a key.
     """
 
     supports_logprobs = False
-    known_params = ("price_in", "price_out")
+    known_params = ("price_in", "price_out", "api_key_env")
 
     def __init__(
         self,
@@ -84,6 +92,7 @@ class AnthropicBackend:
         *,
         base_url: str | None = None,
         options: HttpOptions | None = None,
+        api_key_env: str | None = None,
     ) -> None:
         params = parse_params("anthropic", model, params or {}, self.known_params)
         self.model = model
@@ -92,11 +101,20 @@ class AnthropicBackend:
         url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = strip_userinfo(url)
         self.prices = parse_prices("anthropic", model, params)
-        key = resolve_key(KEY_ENV, url, "api.anthropic.com", self.name)
-        endpoint = url + ("/messages" if url.endswith("/v1") else "/v1/messages")
-        headers = {"x-api-key": key, "anthropic-version": API_VERSION}
+        key, key_env = resolve_key(url, params.get("api_key_env", api_key_env), self.name)
+        root = self.base_url
+        endpoint = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
+        key_headers = {"x-api-key": key} if key else {}
+        headers, auth = request_headers(url, key_headers, key_env)
+        headers["anthropic-version"] = API_VERSION
         self._client = ApiClient(
-            self.name, endpoint, headers, KEY_ENV, options or HttpOptions(), secret=key
+            self.name,
+            endpoint,
+            headers,
+            key_env,
+            options or HttpOptions(),
+            secrets=(key or "", (url_credentials(url) or ("", ""))[1]),
+            auth=auth,
         )
 
     def __repr__(self) -> str:
@@ -105,6 +123,10 @@ class AnthropicBackend:
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Answer a batch concurrently; BackendError (with partial answers) past retries."""
         return self._client.run([self._request(q) for q in queries])
+
+    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
+        """(position, answer) lists as answers arrive, `concurrency` requests in flight."""
+        return self._client.stream([self._request(q) for q in queries])
 
     def generate(
         self,
@@ -145,10 +167,13 @@ def make_anthropic(
     timeout: float = 60.0,
     max_retries: int = 6,
     rate_limit: float | None = None,
+    api_key_env: str | None = None,
     **_: object,
 ) -> AnthropicBackend:
     """Factory for `anthropic/<model>`."""
     options = HttpOptions(
         concurrency=concurrency, timeout=timeout, max_retries=max_retries, rate_limit=rate_limit
     )
-    return AnthropicBackend(name, params, base_url=base_url, options=options)
+    return AnthropicBackend(
+        name, params, base_url=base_url, options=options, api_key_env=api_key_env
+    )

@@ -4,14 +4,15 @@ Logprob mode asks for one token at temperature 0 with the top 20 log-probabiliti
 reads P(first label) from the tokens that strip to the query's labels ("A" and " A", ...
 are summed; labels are "A"/"B" unless the template asks for others). Sample
 mode asks for a completion per query. Model parameters: `?logprobs=0` for servers that
-do not return log-probabilities, `?price_in=&price_out=` (USD per 1M tokens) for costs.
+do not return log-probabilities, `?price_in=&price_out=` (USD per 1M tokens) for costs,
+`?api_key_env=NAME` for the variable whose key this host gets (see `_http.resolve_key`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from valuescope.models._http import (
     ApiClient,
@@ -21,12 +22,14 @@ from valuescope.models._http import (
     parse_flag,
     parse_params,
     parse_prices,
+    request_headers,
     require_transport,
     resolve_base_url,
     resolve_key,
     strip_userinfo,
+    url_credentials,
 )
-from valuescope.models.base import Answer, Query
+from valuescope.models.base import Answer, BadNumber, Query, bad_answer, check_logprob, token_count
 from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -59,8 +62,9 @@ def choice_probabilities(
 
 
 def _usage(data: dict) -> tuple[int, int]:
+    """(prompt, completion) tokens; BadNumber for an infinite or negative count."""
     usage = data.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
 
 
 class OpenAIBackend:
@@ -73,12 +77,16 @@ class OpenAIBackend:
     params : dict, default=None
         Model-string parameters: `logprobs` (1/0), `price_in`, `price_out`.
     base_url : str, default=None
-        Endpoint ending in `/v1`; else `OPENAI_BASE_URL`, else OpenAI's API.
+        Endpoint ending in `/v1`; else `OPENAI_BASE_URL`, else OpenAI's API. Credentials
+        in it (`http://user:pw@host/v1`) are sent as HTTP Basic auth, never shown.
     options : HttpOptions, default=None
         Concurrency, timeout, retries and rate limit.
+    api_key_env : str, default=None
+        The environment variable whose key goes to this host. Without it only a known
+        service's host gets a key (`OPENAI_API_KEY` for api.openai.com, ...); others none.
     """
 
-    known_params = ("logprobs", "price_in", "price_out")
+    known_params = ("logprobs", "price_in", "price_out", "api_key_env")
 
     def __init__(
         self,
@@ -87,6 +95,7 @@ class OpenAIBackend:
         *,
         base_url: str | None = None,
         options: HttpOptions | None = None,
+        api_key_env: str | None = None,
     ) -> None:
         params = parse_params("openai", model, params or {}, self.known_params)
         self.model = model
@@ -96,15 +105,18 @@ class OpenAIBackend:
         self.base_url = strip_userinfo(url)
         self.supports_logprobs = parse_flag("openai", model, params, "logprobs", True)
         self.prices = parse_prices("openai", model, params)
-        key = resolve_key(KEY_ENV, url, "api.openai.com", self.name)
+        key, key_env = resolve_key(url, params.get("api_key_env", api_key_env), self.name)
+        key_headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers, auth = request_headers(url, key_headers, key_env)
         self._client = ApiClient(
             self.name,
-            url + "/chat/completions",
-            {"Authorization": f"Bearer {key}"},
-            KEY_ENV,
+            self.base_url + "/chat/completions",
+            headers,
+            key_env,
             options or HttpOptions(),
-            secret=key,
+            secrets=(key or "", (url_credentials(url) or ("", ""))[1]),
             not_found_hint=" (is the model name right, and does the base URL end in /v1?)",
+            auth=auth,
         )
 
     def __repr__(self) -> str:
@@ -113,6 +125,10 @@ class OpenAIBackend:
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Answer a batch concurrently; BackendError (with partial answers) past retries."""
         return self._client.run([self._request(q) for q in queries])
+
+    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
+        """(position, answer) lists as answers arrive, `concurrency` requests in flight."""
+        return self._client.stream([self._request(q) for q in queries])
 
     def generate(
         self,
@@ -169,15 +185,22 @@ class OpenAIBackend:
         first = content[0]
         tops = {first["token"]: first["logprob"]}
         tops.update((t["token"], t["logprob"]) for t in first.get("top_logprobs") or [])
+        try:
+            tops = {token: check_logprob(lp) for token, lp in tops.items() if lp is not None}
+            tokens_in, tokens_out = _usage(data)
+        except BadNumber as exc:  # an impossible reply: unreadable, the batch goes on
+            return bad_answer(str(exc))
         p_a, mass = choice_probabilities(tops, labels)
-        tokens_in, tokens_out = _usage(data)
         return Answer(p_a=p_a, mass=mass, tokens_in=tokens_in, tokens_out=tokens_out)
 
     def _parse_sample(self, data: dict) -> Answer:
         text = data["choices"][0]["message"].get("content")
         if text is not None and not isinstance(text, str):
             raise TypeError("message content is not text")
-        tokens_in, tokens_out = _usage(data)
+        try:
+            tokens_in, tokens_out = _usage(data)
+        except BadNumber as exc:  # an impossible reply: unreadable, the batch goes on
+            return bad_answer(str(exc))
         return Answer(text=text or "", tokens_in=tokens_in, tokens_out=tokens_out)
 
 
@@ -190,10 +213,11 @@ def make_openai(
     timeout: float = 60.0,
     max_retries: int = 6,
     rate_limit: float | None = None,
+    api_key_env: str | None = None,
     **_: object,
 ) -> OpenAIBackend:
     """Factory for `openai/<model>`."""
     options = HttpOptions(
         concurrency=concurrency, timeout=timeout, max_retries=max_retries, rate_limit=rate_limit
     )
-    return OpenAIBackend(name, params, base_url=base_url, options=options)
+    return OpenAIBackend(name, params, base_url=base_url, options=options, api_key_env=api_key_env)
