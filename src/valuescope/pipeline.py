@@ -24,7 +24,7 @@ from valuescope.design import (
     pair_codes,
     sample_new_codes,
     select_batch,
-    split_start,
+    split_heldout,
 )
 from valuescope.design.information import (
     Reliability,
@@ -124,7 +124,6 @@ def backend_options(config: RunConfig) -> dict:
     return {
         "seed": config.seed,
         "base_url": config.base_url,
-        "api_key_env": config.api_key_env,
         "concurrency": config.concurrency,
         "timeout": config.timeout,
         "max_retries": config.max_retries,
@@ -212,7 +211,7 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     n = len(outcomes)
     rng = np.random.default_rng(config.seed)
     n_heldout = heldout_size(n, config.heldout_fraction, config.max_heldout)
-    start, heldout = split_start(n, rng, n_heldout)
+    start, heldout, triads = split_heldout(n, rng, n_heldout)
     progress.start(the_plan.n_queries, f"asking {backend.name.split('#')[0]}")
 
     engine = make_engine(
@@ -250,6 +249,7 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
         bootstrap=config.bootstrap,
         over=config.bootstrap_over,
         seed=config.seed,
+        heldout_triads=triads,
     )
     fit = evaluation.fit
     metrics = _run_info(config, outcomes, backend.name, mode, budget, train, held)
@@ -265,7 +265,17 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     }
     n_answers = 2 * settings.samples if mode == "sample" else 0
     metrics["completeness_random_expected"] = coin_completeness(n_answers)
-    metrics["baseline_random"] = random_baseline(train, held, n, n_answers, config.seed)
+    coin_samples = settings.samples * len(templates) if mode == "sample" else 0
+    metrics["baseline_random"] = random_baseline(
+        lambda coin: _elicit_design(
+            config, n, budget, start, heldout, np.random.default_rng([config.seed, 7919]), coin
+        ),
+        heldout,
+        triads,
+        n,
+        coin_samples,
+        config.seed,
+    )
 
     truth_stats = _write_truth(backend, outcomes, out, fit.mean)
     if truth_stats:

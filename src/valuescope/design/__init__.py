@@ -11,7 +11,10 @@ from valuescope.design.pairs import (
     pair_codes,
     random_cycle,
     sample_new_codes,
+    sample_uniform_triads,
+    split_heldout,
     split_start,
+    triad_pairs,
 )
 
 __all__ = [
@@ -26,5 +29,8 @@ __all__ = [
     "random_cycle",
     "sample_new_codes",
     "select_batch",
+    "sample_uniform_triads",
+    "split_heldout",
     "split_start",
+    "triad_pairs",
 ]

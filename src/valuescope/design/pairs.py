@@ -73,8 +73,15 @@ def sample_new_codes(
 
 
 def heldout_size(n: int, fraction: float = 0.05, max_pairs: int = 1000) -> int:
-    """min(fraction of all pairs, max_pairs), at least 1 when there are spare pairs."""
-    return max(1, min(int(fraction * n_all_pairs(n)), max_pairs)) if n >= 4 else 0
+    """min(fraction of all pairs, max_pairs), at least 1 when there are spare pairs.
+
+    From 6 outcomes on (the fewest whose pairs outside the start cycle hold a triangle) it
+    is at least 3, so that the held-out set holds at least one uniform triad.
+    """
+    if n < 4:
+        return 0
+    size = max(1, min(int(fraction * n_all_pairs(n)), max_pairs))
+    return max(size, 3) if n >= 6 and fraction > 0 and max_pairs >= 3 else size
 
 
 def split_start(n: int, rng: np.random.Generator, heldout: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,3 +102,63 @@ def check_budget(n: int, budget: int, heldout: int) -> int:
             f"{n} outcomes (a random cycle); use --budget {need} or more"
         )
     return min(budget, n_all_pairs(n) - heldout)
+
+
+def sample_uniform_triads(
+    n: int, k: int, exclude: np.ndarray, rng: np.random.Generator, max_tries: int | None = None
+) -> np.ndarray:
+    """Up to k uniformly drawn triads (a < b < c) whose three pairs are all new.
+
+    A triad is kept when none of its pairs is in `exclude` or in a triad already kept, so
+    the triads share no pair and each of their pairs is (up to those exclusions) a
+    uniformly drawn pair. Returns fewer than k when the tries run out (tiny n).
+    """
+    if n < 3 or k <= 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    used = set(np.asarray(exclude, dtype=np.int64).tolist())
+    kept: list[tuple[int, int, int]] = []
+    tries = max_tries if max_tries is not None else 200 + 50 * k
+    while len(kept) < k and tries > 0:
+        batch = min(tries, max(4 * (k - len(kept)), 16))
+        tries -= batch
+        for _ in range(batch):
+            a, b, c = sorted(rng.choice(n, size=3, replace=False).tolist())
+            codes = (a * n + b, b * n + c, a * n + c)
+            if any(code in used for code in codes):
+                continue
+            used.update(codes)
+            kept.append((a, b, c))
+            if len(kept) == k:
+                break
+    return np.array(kept, dtype=np.int64).reshape(-1, 3)
+
+
+def triad_pairs(triads: np.ndarray) -> np.ndarray:
+    """The three pairs of each triad, oriented (a, b), (b, c), (c, a): rows 3t..3t+2."""
+    triads = np.asarray(triads, dtype=np.int64).reshape(-1, 3)
+    a, b, c = triads[:, 0], triads[:, 1], triads[:, 2]
+    return np.stack([np.stack([a, b], 1), np.stack([b, c], 1), np.stack([c, a], 1)], 1).reshape(
+        -1, 2
+    )
+
+
+def split_heldout(
+    n: int, rng: np.random.Generator, heldout: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start edges, held-out pairs, held-out triads): the held-out set as uniform triads.
+
+    The start is a random cycle (as in `split_start`); the held-out set is heldout // 3
+    uniform triads whose pairs avoid the start and each other (rows 3t..3t+2 of the
+    held-out pairs are triad t, see `triad_pairs`), topped up with uniform single pairs
+    to `heldout` pairs. Each pair of a uniform triad is a uniform pair, so fit quality on
+    the held-out pairs is unbiased, and transitivity over the triads costs no extra query.
+    """
+    if n < 2:
+        raise BudgetError(f"at least 2 outcomes are needed, got {n}")
+    start = random_cycle(n, rng)
+    start_codes = pair_codes(start, n)
+    triads = sample_uniform_triads(n, heldout // 3, start_codes, rng)
+    tri_pairs = triad_pairs(triads)
+    exclude = np.concatenate([start_codes, pair_codes(tri_pairs, n)])
+    extra = decode(sample_new_codes(n, heldout - len(tri_pairs), exclude, rng), n)
+    return start, np.concatenate([tri_pairs, extra]).reshape(-1, 2), triads

@@ -172,8 +172,25 @@ class ThurstoneAgent(_SimAgent):
     """Hidden utilities N(mu, sigma^2) per outcome, drawn from the seed and the text.
 
     mu ~ N(0, 1) and sigma ~ Uniform(0.2, 1.0); drawing per text keeps an outcome's
-    utility the same whatever set or order it appears in.
+    utility the same whatever set or order it appears in. `rps=F` plants intransitivity:
+    a share F of the outcomes (chosen by text) sit at random angles on a circle and, among
+    themselves, prefer by P(a > b) = Phi(RPS_STRENGTH * sin(angle_a - angle_b)), a
+    rock-paper-scissors cycle (a quarter of the triads inside the block cycle).
     """
+
+    known_params = _SimAgent.known_params + ("rps",)
+    RPS_STRENGTH = 3.0
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed)
+        self.rps = _float_param(params, "rps", 0.0, 0.0, 1.0)
+
+    def rps_angle(self, text: str) -> float | None:
+        """The outcome's angle on the intransitive circle, None outside the block."""
+        if not self.rps:
+            return None
+        u_member, u_angle = np.random.default_rng(stable_seed("rps", self.seed, text)).random(2)
+        return float(2 * np.pi * u_angle) if u_member < self.rps else None
 
     def _utility(self, text: str) -> tuple[float, float]:
         rng = np.random.default_rng(stable_seed("utility", self.seed, text))
@@ -183,18 +200,24 @@ class ThurstoneAgent(_SimAgent):
         mu_a, s_a = self._utility(option_a)
         mu_b, s_b = self._utility(option_b)
         shift = self.template_offset(option_a, template) - self.template_offset(option_b, template)
+        angle_a, angle_b = self.rps_angle(option_a), self.rps_angle(option_b)
+        if angle_a is not None and angle_b is not None:
+            return float(ndtr(self.RPS_STRENGTH * np.sin(angle_a - angle_b) + shift))
         return float(ndtr((mu_a - mu_b + shift) / np.hypot(s_a, s_b)))
 
     def truth(self, outcomes: Sequence[str]) -> pd.DataFrame:
-        """Hidden utilities as a table with columns id, mean, sigma."""
+        """Hidden utilities as a table with columns id, mean, sigma (and rps_block)."""
         rows = [self._utility(text) for text in outcomes]
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "id": range(len(rows)),
                 "mean": [r[0] for r in rows],
                 "sigma": [r[1] for r in rows],
             }
         )
+        if self.rps:
+            table["rps_block"] = [self.rps_angle(text) is not None for text in outcomes]
+        return table
 
 
 _AGENTS = {"random": RandomAgent, "thurstone": ThurstoneAgent}
