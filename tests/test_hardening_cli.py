@@ -226,6 +226,50 @@ def test_ctrl_c_stops_a_shell_and_chain(tmp_path):
     assert "interrupted:" in stderr
 
 
+@pytest.mark.slow
+def test_sigint_during_api_requests_keeps_the_answers_that_arrived(tmp_path):
+    """A real HTTP server on 127.0.0.1: at most the requests in flight are lost, and the
+    resumed run sends the server exactly the questions that are not in the cache."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from loopback_server import LoopbackServer
+
+    out = tmp_path / "api"
+    concurrency = 4
+    with LoopbackServer(latency=0.05) as server:
+        command = ["run", "openai/test-model", "--base-url", server.base_url, "--out", str(out)]
+        command += ["--concurrency", str(concurrency), "--bootstrap", "0", "-q"]
+        env = dict(ENV, OPENAI_API_KEY="sk-not-for-this-host")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "valuescope", *command],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        wait_for_answers(out, 20)
+        time.sleep(0.4)  # mid-way through the questions of one design round, not between two
+        code, err = interrupt(proc, signal.SIGINT)
+        saved = cache_rows(out)
+        assert code == 130, err
+        assert err.strip() == (
+            f"interrupted: {saved} answers saved in {out}; "
+            f"resume with: valuescope run --resume --out {out}"
+        )
+        # every answer the server sent was saved, but for those still on their way
+        assert server.stats.n_answered - saved <= concurrency
+        server.reset()
+        resumed = subprocess.run(
+            [sys.executable, "-m", "valuescope", "run", "--resume", "--out", str(out), "-q"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n_queries_cached"] == saved
+        assert server.stats.requests == metrics["n_queries"] - saved
+
+
 def test_interrupt_before_any_run_config_says_rerun(tmp_path):
     """Ctrl-C before the run recorded its settings: there is nothing to --resume yet."""
     from valuescope.interrupts import Interrupted, interruptible

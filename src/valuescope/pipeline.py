@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -50,7 +51,16 @@ from valuescope.fit import (
 )
 from valuescope.models import get_backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
-from valuescope.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
+from valuescope.rundir import (
+    check_run_dir,
+    clear_run_files,
+    normalise_source,
+    prepare_out_dir,
+    run_dir_lock,
+    write_csv,
+    write_json,
+    write_run_config,
+)
 
 # Below this split-half reliability of the sigmas, metrics.json and the report say the
 # sigmas are poorly identified (a reliability of 0.5 means r of about 0.7 with the truth).
@@ -96,6 +106,65 @@ def plan_budget(config: RunConfig, n: int, n_heldout: int) -> int:
     return check_budget(n, config.budget or default_budget(n), n_heldout)
 
 
+# --design full holds every pair, its queries and answers in memory at once: refuse a set
+# whose estimate exceeds this share of the memory available, before any question.
+FULL_DESIGN_MEMORY_SHARE = 0.5
+QUERY_OVERHEAD_BYTES = 1500  # a Query, its Answer, cache key and list slots (measured ~1.2 KB)
+
+
+def full_design_bytes(n: int, queries_per_pair: int, mean_outcome_chars: float) -> int:
+    """Estimated peak memory of `--design full` on n outcomes, in bytes.
+
+    The pair arrays (an n*n code table, then about 60 bytes per pair while the pairs are
+    decoded) plus every query with its prompt text and answer.
+    """
+    n_pairs = n * (n - 1) // 2
+    arrays = 8 * n * n + 60 * n_pairs
+    prompt = 600 + 2 * mean_outcome_chars  # template text plus both outcomes
+    return int(arrays + n_pairs * queries_per_pair * (QUERY_OVERHEAD_BYTES + prompt))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (None where it cannot be told)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # psutil is optional
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_full_design_memory(config: RunConfig, outcomes: OutcomeSet, per_pair: int) -> None:
+    """--design full on a set too large for memory fails here, with the size it needs."""
+    if config.design != "full":
+        return
+    n = len(outcomes)
+    mean_chars = sum(len(t) for t in outcomes.texts) / n
+    need = full_design_bytes(n, per_pair, mean_chars)
+    have = available_memory()
+    if have is None or need <= FULL_DESIGN_MEMORY_SHARE * have:
+        return
+    raise ValuescopeError(
+        f"--design full on {n:,} outcomes asks {n * (n - 1) // 2:,} pairs and needs about "
+        f"{_gib(need)} of memory; {_gib(have)} is available. Use --design active (the "
+        "default) or --design random with a --budget"
+    )
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
 @dataclass
 class RunPlan:
     """A validated run: everything is checked before the first question is asked."""
@@ -108,6 +177,7 @@ class RunPlan:
     out: Path
     budget: int
     settings: ElicitSettings
+    overwrite: bool = False  # remove an earlier run's result files before writing
 
     @property
     def n_queries(self) -> int:
@@ -171,11 +241,18 @@ def record_template_files(config: RunConfig, templates: list) -> RunConfig:
     return config.model_copy(update={"template": ",".join(names), "template_files": files})
 
 
-def plan(config: RunConfig) -> RunPlan:
-    """Validate settings, outcomes, model, budget and output directory (no model calls)."""
+def plan(config: RunConfig, *, overwrite: bool = False) -> RunPlan:
+    """Validate settings, outcomes, model, budget and output directory (no model calls).
+
+    A directory that holds another run (other settings or other outcomes, per its
+    run_config.json) is refused unless `overwrite`, which replaces that run's result files
+    (never other files; the answer cache stays). The same run again passes.
+    """
     check_engine(config.engine)
     outcomes = load_outcomes(config.outcomes)
     backend = get_backend(config.model, **backend_options(config))
+    # recorded resolved, so that --resume works from any working directory
+    config = config.model_copy(update={"outcomes": normalise_source(config.outcomes)})
     mode = resolve_mode(config, backend.supports_logprobs)
     templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
     if not templates:
@@ -185,19 +262,27 @@ def plan(config: RunConfig) -> RunPlan:
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
     out = prepare_out_dir(Path(config.out))
+    per_pair = 2 * (config.samples if mode == "sample" else 1) * len(templates)
+    check_full_design_memory(config, outcomes, per_pair)
     ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
+    if not overwrite:
+        defaults = RunConfig().model_dump(mode="json")
+        settings = config.model_dump(mode="json")
+        check_run_dir(out, settings, defaults, outcomes.texts, outcomes.categories)
     settings = elicit_settings(config, mode)
-    return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings)
+    return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings, overwrite)
 
 
-def run(config: RunConfig | RunPlan, progress: Progress | None = None) -> RunResult:
+def run(
+    config: RunConfig | RunPlan, progress: Progress | None = None, *, overwrite: bool = False
+) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
     The run directory is locked while the run lasts: a second run on the same directory
     fails at once instead of mixing its files with this one's (see `run_dir_lock`).
     """
     t0 = time.perf_counter()
-    the_plan = config if isinstance(config, RunPlan) else plan(config)
+    the_plan = config if isinstance(config, RunPlan) else plan(config, overwrite=overwrite)
     with run_dir_lock(the_plan.out):
         return _run(the_plan, progress or Progress(), t0)
 
@@ -206,7 +291,9 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
     mode, templates, out, budget = the_plan.mode, the_plan.templates, the_plan.out, the_plan.budget
     settings = the_plan.settings
-    write_json(out / "run_config.json", config.model_dump(mode="json"))
+    if the_plan.overwrite:
+        clear_run_files(out)
+    write_run_config(out, config.model_dump(mode="json"), outcomes.texts, outcomes.categories)
 
     n = len(outcomes)
     rng = np.random.default_rng(config.seed)
@@ -500,6 +587,7 @@ def _write_truth(backend, outcomes: OutcomeSet, out: Path, mean: np.ndarray) -> 
     truth_fn = getattr(backend, "truth", None)
     if truth_fn is None:
         return None
+        (out / "truth.csv").unlink(missing_ok=True)  # never a truth of another model
     truth = truth_fn(outcomes.texts)
     write_csv(out / "truth.csv", truth)
     return {
