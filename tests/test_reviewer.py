@@ -129,12 +129,17 @@ def test_refusal_policies_are_reported(tmp_path, policy):
     ).metrics
     assert m["refusal_policy"] == policy
     assert set(m["refusal_policies"]) == {"indifference", "drop"}
-    for entry in m["refusal_policies"].values():
-        assert -1 <= entry["spearman_with_reported"] <= 1
+    # the refit under the run's own policy ("separate" fits as "drop") is the reported fit;
+    # the other policy moves the utilities, but only a little at 30% random refusals
+    own = "indifference" if policy == "indifference" else "drop"
+    other = "drop" if own == "indifference" else "indifference"
+    assert m["refusal_policies"][own]["spearman_with_reported"] == pytest.approx(1.0)
+    assert 0.8 < m["refusal_policies"][other]["spearman_with_reported"] < 1.0
     utilities = pd.read_csv(tmp_path / "utilities.csv")
     assert utilities["refusal_rate"].mean() == pytest.approx(0.3, abs=0.05)
     report = (tmp_path / "report.html").read_text()
-    assert policy in report
+    # every report names all three policies in its comparison; this line names the one used
+    assert f"Refusal policy: <strong>{policy}</strong>" in report
 
 
 def test_dropping_refusals_sharpens_preferences(tmp_path):
