@@ -62,6 +62,7 @@ def _root(
 
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
     model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
     outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
     out: Path = typer.Option(Path("runs/latest"), help="run directory to write"),
@@ -111,6 +112,9 @@ def run_command(
     resume: bool = typer.Option(
         False, help="continue the run in --out with its saved settings (the cache is reused)"
     ),
+    overwrite: bool = typer.Option(
+        False, help="replace the result files of another run in --out (the answer cache stays)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
 ) -> None:
@@ -118,15 +122,12 @@ def run_command(
     from valuescope.pipeline import plan, run
 
     if resume:
-        saved = out / "run_config.json"
-        if not saved.exists():
-            raise ValuescopeError(f"--resume: {out} holds no run to resume (no run_config.json)")
-        config = RunConfig(**json.loads(saved.read_text()))
-        moved = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
-        moved = {k: v for k, v in moved.items() if v is not None}  # resume on another engine
-        moved["base_url"] = restore_credentials(config.base_url, base_url)  # never saved
-        # the directory may have moved (copied off a cluster, off a full disk): write it here
-        config = _build_config(**{**config.model_dump(), **moved, "out": out})
+        if overwrite:
+            raise ValuescopeError("--resume continues the run in --out; --overwrite replaces it")
+        config = _resume_config(ctx, out)
+        # the saved URL lost its credentials (never saved): take them from --base-url again
+        base = restore_credentials(config.base_url, base_url)
+        config = config.model_copy(update={"base_url": base})
     else:
         config = _build_config(
             model=model,
@@ -155,7 +156,7 @@ def run_command(
             ray_workers=ray_workers,
         )
     with interruptible(config.out, lambda: _resume_line(config.out)):
-        run_plan = plan(config)
+        run_plan = plan(config, overwrite=overwrite)
         with progress_bar(quiet or as_json) as bar:
             result = run(run_plan, progress=BarProgress(bar))
     if as_json:
@@ -254,22 +255,17 @@ def fit_command(
 ) -> None:
     """Refit utilities from the recorded pairs of a run (no model calls)."""
     import numpy as np
-    import pandas as pd
 
     from valuescope.fit import fit_bradley_terry, fit_thurstonian
+    from valuescope.rundir import read_fit_inputs
 
-    pairs_path = run_dir / "pairs.csv"
-    util_path = run_dir / "utilities.csv"
-    if not pairs_path.exists() or not util_path.exists():
-        raise ValuescopeError(f"{run_dir} has no pairs.csv/utilities.csv to refit")
-    table = pd.read_csv(pairs_path)
-    utilities = pd.read_csv(util_path)
-    train = table[table["split"] == "train"]
-    pairs = train[["a", "b"]].to_numpy()
     fitter = {"thurstonian": fit_thurstonian, "bradley-terry": fit_bradley_terry}.get(method)
     if fitter is None:
         raise ValuescopeError(f"unknown fit method {method!r}; use thurstonian or bradley-terry")
-    result = fitter(pairs, train["p"].to_numpy(), len(utilities))
+    if not (run_dir / "pairs.csv").exists() or not (run_dir / "utilities.csv").exists():
+        raise ValuescopeError(f"{run_dir} has no pairs.csv/utilities.csv to refit")
+    pairs, p, utilities = read_fit_inputs(run_dir)  # one line for a truncated or corrupt file
+    result = fitter(pairs, p, len(utilities))
     refit = utilities[["id", "outcome", "category"]].assign(mean=result.mean, sigma=result.sigma)
     if out:
         refit.to_csv(out, index=False)
@@ -493,6 +489,94 @@ def models_command() -> None:
         out_console.print(
             f"  embedded/{name}{default}  {model.description}; {mark}", highlight=False
         )
+
+
+# `run` options that are not run settings, and so never conflict with a resumed run
+_NOT_SETTINGS = frozenset({"out", "resume", "overwrite", "as_json", "quiet"})
+
+
+def _given_options(ctx: typer.Context) -> dict:
+    """The run options typed on the command line (or set by environment variables).
+
+    Typer fills every other option with its default, so values alone cannot tell; the
+    parameter source can.
+    """
+    given = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name in _NOT_SETTINGS or source is None:
+            continue
+        if getattr(source, "name", str(source)) not in ("DEFAULT", "DEFAULT_MAP"):
+            given[name] = value
+    return given
+
+
+def _resume_config(ctx: typer.Context, out: Path) -> RunConfig:
+    """The saved settings of the run in `out`, with the transport options given now.
+
+    Any other option given with --resume must agree with the saved run; those that do
+    not are refused together, in one line.
+    """
+    from valuescope.models._http import redact_url
+    from valuescope.rundir import (
+        RUN_CONFIG,
+        TRANSPORT_SETTINGS,
+        normalise_source,
+        read_run_config,
+    )
+
+    path = out / RUN_CONFIG
+    if not path.exists():
+        raise ValuescopeError(f"--resume: {out} holds no run to resume (no {RUN_CONFIG})")
+    saved, _ = read_run_config(out)
+    defaults = RunConfig().model_dump(mode="json")
+    given = _given_options(ctx)
+    if "stop_at" in given:
+        given["stop_at"] = None if given["stop_at"] >= 1 else given["stop_at"]
+    if "outcomes" in given:
+        given["outcomes"] = normalise_source(given["outcomes"])
+        saved["outcomes"] = normalise_source(saved.get("outcomes"))
+    if given.get("base_url"):  # compared as saved: without its credentials
+        given["base_url"] = redact_url(given["base_url"].strip()).rstrip("/")
+        saved["base_url"] = (saved.get("base_url") or "").rstrip("/") or None
+    recorded = {key: saved.get(key, defaults.get(key)) for key in given}
+    conflicts = [
+        f"--{key.replace('_', '-')} {_show(value)} (the run has {_show(recorded[key])})"
+        for key, value in given.items()
+        if key not in TRANSPORT_SETTINGS and value != recorded[key]
+    ]
+    if conflicts:
+        may = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(TRANSPORT_SETTINGS - {"out"}))
+        raise ValuescopeError(
+            f"--resume: {'; '.join(conflicts)} conflict with the run in {out}; drop them to "
+            f"resume it as it began, or start a new run with --overwrite or another --out "
+            f"(on resume only {may} may change)"
+        )
+    moved = {k: v for k, v in given.items() if k in TRANSPORT_SETTINGS}
+    try:
+        # the directory may have moved (copied off a cluster, off a full disk): write it here
+        return _build_config(**{**saved, **moved, "out": out})
+    except ValuescopeError as exc:
+        raise ValuescopeError(f"{path}: {exc} (the file was edited or is corrupt)") from None
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+def _with_protocol(ctx: typer.Context, config: RunConfig, protocol: str) -> RunConfig:
+    """The settings under a protocol preset: options not typed take the preset's values.
+
+    Typed options that contradict the preset are refused by RunConfig, in one line.
+    """
+    from valuescope.config import PAPER_PROTOCOL
+
+    given = _given_options(ctx)
+    settings = config.model_dump()
+    for key in PAPER_PROTOCOL:
+        if key not in given:
+            settings.pop(key, None)
+    return _build_config(**{**settings, "protocol": protocol})
 
 
 def _build_config(**kwargs) -> RunConfig:
