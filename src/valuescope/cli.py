@@ -69,16 +69,25 @@ def run_command(
     mode: str = typer.Option("auto", help="logprob, sample, or auto (logprob when offered)"),
     samples: int = typer.Option(10, help="answers per order in sample mode"),
     temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
-    design: str = typer.Option("active", help="active, random or full"),
+    design: str = typer.Option(
+        "active", help="active (two independent adaptive halves), reference, random or full"
+    ),
     budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
     stop_at: float = typer.Option(
         0.99,
-        help="active design: stop early once the estimated Spearman with the full-budget "
-        "utilities reaches this; 1 spends the whole budget",
+        help="active design: stop early once the split-half reliability of the utilities "
+        "reaches this; 1 spends the whole budget",
+    ),
+    protocol: str = typer.Option(
+        "default",
+        help="default, or paper: the reference protocol (sample mode, K=10, reference design, "
+        "whole budget); options that contradict it are refused",
     ),
     seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
     template: str = typer.Option(
-        "default", help="prompt template; several, comma-separated, pool their answers"
+        "default",
+        help="prompt template, or a template file (.txt: the user message; .yaml: user, "
+        "system, labels, reasoning); several, comma-separated, pool their answers",
     ),
     refusals: str = typer.Option(
         "indifference",
@@ -155,6 +164,8 @@ def run_command(
             ray_address=ray_address,
             ray_workers=ray_workers,
         )
+        if protocol != "default":
+            config = _with_protocol(ctx, config, protocol)
     with interruptible(config.out, lambda: _resume_line(config.out)):
         run_plan = plan(config, overwrite=overwrite)
         with progress_bar(quiet or as_json) as bar:
@@ -257,7 +268,7 @@ def fit_command(
     import numpy as np
 
     from valuescope.fit import fit_bradley_terry, fit_thurstonian
-    from valuescope.rundir import read_fit_inputs
+    from valuescope.rundir import read_fit_inputs, write_csv
 
     fitter = {"thurstonian": fit_thurstonian, "bradley-terry": fit_bradley_terry}.get(method)
     if fitter is None:
@@ -268,7 +279,7 @@ def fit_command(
     result = fitter(pairs, p, len(utilities))
     refit = utilities[["id", "outcome", "category"]].assign(mean=result.mean, sigma=result.sigma)
     if out:
-        refit.to_csv(out, index=False)
+        write_csv(out, refit)  # atomically: a failed write keeps the old file
         err_console.print(f"wrote {out}")
     else:
         top = refit.iloc[np.argsort(-result.mean)]
