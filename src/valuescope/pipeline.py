@@ -36,11 +36,11 @@ from valuescope.elicit import (
     ElicitSettings,
     PairAnswers,
     ResponseCache,
-    elicit_pairs,
     get_template,
     merge_answers,
     pool_templates,
 )
+from valuescope.elicit.elicit import elicit_pair_sets
 from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import evaluate, random_baseline
@@ -194,6 +194,7 @@ def backend_options(config: RunConfig) -> dict:
     return {
         "seed": config.seed,
         "base_url": config.base_url,
+        "api_key_env": config.api_key_env,
         "concurrency": config.concurrency,
         "timeout": config.timeout,
         "max_retries": config.max_retries,
@@ -250,9 +251,9 @@ def plan(config: RunConfig, *, overwrite: bool = False) -> RunPlan:
     """
     check_engine(config.engine)
     outcomes = load_outcomes(config.outcomes)
-    backend = get_backend(config.model, **backend_options(config))
     # recorded resolved, so that --resume works from any working directory
     config = config.model_copy(update={"outcomes": normalise_source(config.outcomes)})
+    backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
     templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
     if not templates:
@@ -261,14 +262,14 @@ def plan(config: RunConfig, *, overwrite: bool = False) -> RunPlan:
     config = record_template_files(config, templates)
     n = len(outcomes)
     budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
-    out = prepare_out_dir(Path(config.out))
     per_pair = 2 * (config.samples if mode == "sample" else 1) * len(templates)
     check_full_design_memory(config, outcomes, per_pair)
-    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
+    out = prepare_out_dir(Path(config.out))
     if not overwrite:
         defaults = RunConfig().model_dump(mode="json")
         settings = config.model_dump(mode="json")
         check_run_dir(out, settings, defaults, outcomes.texts, outcomes.categories)
+    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
     settings = elicit_settings(config, mode)
     return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings, overwrite)
 
@@ -310,19 +311,36 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     )
     with ResponseCache(out / "responses.sqlite") as cache:
 
-        def ask(pairs: np.ndarray) -> PairAnswers:
-            parts = [
-                elicit_pairs(
-                    backend, outcomes.texts, pairs, t, settings, cache, progress.advance, engine
+        def ask_sets(pair_sets: list[np.ndarray]) -> list[PairAnswers]:
+            per_template = [
+                elicit_pair_sets(
+                    backend, outcomes.texts, pair_sets, t, settings, cache, progress.advance, engine
                 )
                 for t in templates
             ]
-            _note_cost(progress, backend, parts)
-            return pool_templates(parts, settings.refusals)
+            _note_cost(progress, backend, [part for parts in per_template for part in parts])
+            return [
+                pool_templates([parts[k] for parts in per_template], settings.refusals)
+                for k in range(len(pair_sets))
+            ]
+
+        # A streaming backend gets the held-out pairs with the design's first pairs: one
+        # stream waits for its last slow reply once, not twice (docs/benchmarks.md).
+        fold = len(heldout) > 0 and streams(backend, config)
+        held_box: list[PairAnswers] = []
+
+        def ask(pairs: np.ndarray) -> PairAnswers:
+            if fold and not held_box:
+                held_part, part = ask_sets([heldout, pairs])
+                held_box.append(held_part)
+                return part
+            return ask_sets([pairs])[0]
 
         try:
-            held = ask(heldout) if len(heldout) else None
+            held = ask(heldout) if len(heldout) and not fold else None
             train, stopping = _elicit_design(config, n, budget, start, heldout, rng, ask)
+            if fold:
+                held = held_box[0] if held_box else ask_sets([heldout])[0]
         finally:
             engine.close()
 
@@ -531,6 +549,11 @@ def sigma_identification(stopping: dict, threshold: float = SIGMA_RELIABILITY) -
     }
 
 
+def streams(backend, config: RunConfig) -> bool:
+    """Whether the run's questions stream (an API backend on the local engine)."""
+    return config.engine == "local" and callable(getattr(backend, "answer_stream", None))
+
+
 def _note_cost(progress: Progress, backend, parts: list[PairAnswers]) -> None:
     """Pass the tokens and cost of the answers just received to the progress display."""
     note = getattr(progress, "cost", None)  # progress objects need not implement it
@@ -586,8 +609,8 @@ def _run_info(
 def _write_truth(backend, outcomes: OutcomeSet, out: Path, mean: np.ndarray) -> dict | None:
     truth_fn = getattr(backend, "truth", None)
     if truth_fn is None:
-        return None
         (out / "truth.csv").unlink(missing_ok=True)  # never a truth of another model
+        return None
     truth = truth_fn(outcomes.texts)
     write_csv(out / "truth.csv", truth)
     return {

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,4 +118,278 @@ def read_metrics(run_dir: Path) -> dict:
     path = Path(run_dir) / "metrics.json"
     if not path.exists():
         raise ValuescopeError(f"{run_dir} is not a finished run directory (no metrics.json)")
-    return json.loads(path.read_text())
+    return read_json(path)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a run directory's file, or one line naming the file and the problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.start}); the file is corrupt"
+        raise ValuescopeError(f"{path}: {reason}") from None
+    except OSError as exc:
+        raise ValuescopeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValuescopeError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "the file is corrupt or truncated"
+        ) from None
+    except RecursionError:
+        raise ValuescopeError(f"{path}: JSON nested too deeply; the file is corrupt") from None
+    if not isinstance(data, dict):
+        raise ValuescopeError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+# -- who owns a run directory -------------------------------------------------------------
+
+RUN_CONFIG = "run_config.json"
+OUTCOMES_SNAPSHOT = "outcomes_snapshot.json"
+# What a run writes besides its answer cache. --overwrite removes exactly these (and their
+# half-written .tmp files); responses.sqlite stays, as its answers are keyed by model and
+# prompt and so can never be served to the wrong run.
+RESULT_FILES = (
+    RUN_CONFIG,
+    OUTCOMES_SNAPSHOT,
+    "utilities.csv",
+    "pairs.csv",
+    "metrics.json",
+    "truth.csv",
+    "report.html",
+)
+# Settings that say how answers are fetched, not which answers or which fit: they may
+# differ between two invocations of the same run (and may change on --resume).
+TRANSPORT_SETTINGS = frozenset(
+    {
+        "out",
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "rate_limit",
+        "batch_size",
+        "engine",
+        "ray_address",
+        "ray_workers",
+        "api_key_env",
+    }
+)
+# Written into run_config.json next to the settings; not settings themselves.
+RECORD_KEYS = ("outcomes_sha256", "outcomes_count")
+
+
+def outcomes_digest(texts: Sequence[str], categories: Sequence[str]) -> str:
+    """sha256 of an outcome set's content: texts and categories, in order."""
+    payload = json.dumps([list(texts), list(categories)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def read_run_config(out: Path) -> tuple[dict, dict]:
+    """(settings, record) from out/run_config.json; the record holds the outcomes hash."""
+    data = read_json(Path(out) / RUN_CONFIG)
+    record = {k: data.pop(k) for k in RECORD_KEYS if k in data}
+    return data, record
+
+
+def write_run_config(
+    out: Path, settings: dict, texts: Sequence[str], categories: Sequence[str]
+) -> None:
+    """Record the settings, the outcomes' content hash and a snapshot of the outcomes."""
+    digest = outcomes_digest(texts, categories)
+    snapshot = {
+        "sha256": digest,
+        "outcomes": [{"text": t, "category": c} for t, c in zip(texts, categories, strict=True)],
+    }
+    write_json(out / OUTCOMES_SNAPSHOT, snapshot)
+    record = {"outcomes_sha256": digest, "outcomes_count": len(texts)}
+    write_json(out / RUN_CONFIG, {**settings, **record})
+
+
+def setting_differences(old: dict, new: dict, defaults: dict) -> list[str]:
+    """'name old -> new' for each setting (transport aside) where two runs differ."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if key in TRANSPORT_SETTINGS:
+            continue
+        before, after = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if before != after:
+            diffs.append(f"{key.replace('_', '-')} {_show(before)} -> {_show(after)}")
+    return diffs
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+def describe_outcome_change(out: Path, texts: Sequence[str], categories: Sequence[str]) -> str:
+    """What changed between the outcomes a run began with (its snapshot) and these."""
+    path = out / OUTCOMES_SNAPSHOT
+    if not path.is_file():
+        return "its content hash differs"
+    try:
+        rows = read_json(path)["outcomes"]
+        old = [(str(r["text"]), str(r["category"])) for r in rows]
+    except (ValuescopeError, KeyError, TypeError):
+        return "its content hash differs"
+    new = list(zip(texts, categories, strict=True))
+    old_texts, new_texts = [t for t, _ in old], [t for t, _ in new]
+    added = removed = reworded = 0
+    matcher = difflib.SequenceMatcher(a=old_texts, b=new_texts, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "replace":
+            common = min(i2 - i1, j2 - j1)
+            reworded += common
+            removed += i2 - i1 - common
+            added += j2 - j1 - common
+        elif tag == "delete":
+            removed += i2 - i1
+        elif tag == "insert":
+            added += j2 - j1
+    parts = [
+        f"{n} outcome{'s' if n != 1 else ''} {what}"
+        for n, what in ((added, "added"), (removed, "removed"), (reworded, "reworded"))
+        if n
+    ]
+    if not parts and sorted(old_texts) == sorted(new_texts) and old_texts != new_texts:
+        parts.append("outcomes reordered (ids would change)")
+    if not parts:
+        moved = sum(a != b for (_, a), (_, b) in zip(old, new, strict=True))
+        parts.append(f"{moved} outcome{'s' if moved != 1 else ''} moved to another category")
+    return ", ".join(parts)
+
+
+def check_run_dir(
+    out: Path, settings: dict, defaults: dict, texts: Sequence[str], categories: Sequence[str]
+) -> None:
+    """Refuse a directory that holds another run: other settings or other outcomes.
+
+    `settings` are the new run's (as written to run_config.json). The same run again (a
+    rerun or a resume) passes, whatever its transport settings (TRANSPORT_SETTINGS).
+    """
+    out = Path(out)
+    remedy = "use --overwrite to replace it, or choose another --out"
+    if not (out / RUN_CONFIG).exists():
+        found = [name for name in RESULT_FILES if (out / name).exists()]
+        if found:
+            raise ValuescopeError(
+                f"{out} holds files of an earlier run ({', '.join(found)}) but no "
+                f"{RUN_CONFIG} saying which; use --overwrite to replace them, or choose "
+                "another --out"
+            )
+        return
+    try:
+        old, record = read_run_config(out)
+    except ValuescopeError as exc:
+        raise ValuescopeError(f"{exc}; {remedy}") from None
+    old["outcomes"] = normalise_source(old.get("outcomes"))
+    diffs = setting_differences(old, settings, defaults)
+    if diffs:
+        shown = "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+        raise ValuescopeError(f"{out} holds another run (settings differ: {shown}); {remedy}")
+    digest = record.get("outcomes_sha256")
+    if digest is not None and digest != outcomes_digest(texts, categories):
+        what = describe_outcome_change(out, texts, categories)
+        source = str(settings.get("outcomes"))
+        is_file = Path(source).is_absolute()
+        named = f"outcomes file {source}" if is_file else f"outcome set {source!r}"
+        raise ValuescopeError(
+            f"{named} changed since the run in {out} began ({what}); restore it, or {remedy}"
+        )
+
+
+def normalise_source(source: object) -> object:
+    """An outcomes setting as recorded: built-in set names as they are, files absolute."""
+    if not isinstance(source, str):
+        return source
+    from valuescope.outcomes import builtin_sets
+
+    if source in builtin_sets():
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def clear_run_files(out: Path) -> list[str]:
+    """Remove the result files of an earlier run in `out` (never other files); their names."""
+    removed = []
+    for name in RESULT_FILES:
+        for path in (out / name, out / f"{name}.tmp"):
+            if path.is_file() or path.is_symlink():
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    raise ValuescopeError(f"cannot remove {path}: {exc.strerror or exc}") from None
+                removed.append(path.name)
+    return removed
+
+
+# -- reading a finished run back -----------------------------------------------------------
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV of a run directory with these columns, or one line naming file and problem."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    except FileNotFoundError:
+        raise ValuescopeError(f"{path}: no such file (is this a finished run directory?)") from None
+    except pd.errors.EmptyDataError:
+        raise ValuescopeError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ValuescopeError(f"{path}: not a readable CSV ({reason})") from None
+    except OSError as exc:
+        raise ValuescopeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValuescopeError(
+            f"{path}: no column {', '.join(missing)} (found {', '.join(map(str, frame.columns))}); "
+            "the file is corrupt or not valuescope's"
+        )
+    return frame
+
+
+def read_fit_inputs(run_dir: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(training pairs, P(first preferred), utilities table) of a finished run, checked.
+
+    A truncated or edited pairs.csv is an error (it would refit silently on what is left):
+    rows with missing or out-of-range values, or fewer rows than metrics.json recorded.
+    """
+    run_dir = Path(run_dir)
+    utilities = read_table(run_dir / "utilities.csv", ["id", "outcome", "category"])
+    n = len(utilities)
+    if n < 2:
+        raise ValuescopeError(f"{run_dir / 'utilities.csv'}: {n} outcome rows; a run has 2 or more")
+    path = run_dir / "pairs.csv"
+    table = read_table(path, ["a", "b", "p", "split"])
+    numbers = table[["a", "b", "p"]].apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().any(axis=1) | ~table["split"].isin(["train", "heldout"])
+    ids = numbers[["a", "b"]]
+    bad |= ((ids < 0) | (ids >= n) | (ids % 1 != 0)).any(axis=1) | (numbers["a"] == numbers["b"])
+    bad |= (numbers["p"] < 0) | (numbers["p"] > 1)
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
+        raise ValuescopeError(
+            f"{path}: line {line} is incomplete or out of range ({int(bad.sum())} bad rows of "
+            f"{len(table)}); the file is truncated or edited, rerun the run to rewrite it"
+        )
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        metrics = read_json(metrics_path)
+        expected = _int_or_none(metrics.get("n_pairs"))
+        held = _int_or_none(metrics.get("n_heldout_pairs"))
+        if expected is not None and held is not None and expected + held != len(table):
+            raise ValuescopeError(
+                f"{path}: {len(table)} rows, but metrics.json records {expected + held} pairs; "
+                "the file is truncated or edited, rerun the run to rewrite it"
+            )
+    train = table["split"] == "train"
+    if not train.any():
+        raise ValuescopeError(f"{path}: no training pairs; the file is truncated or edited")
+    pairs = numbers.loc[train, ["a", "b"]].to_numpy(dtype=np.int64)
+    return pairs, numbers.loc[train, "p"].to_numpy(dtype=float), utilities
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

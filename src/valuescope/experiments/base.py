@@ -65,7 +65,8 @@ class ExperimentContext:
         )
         options = {"bootstrap": 20, **self.run_options, **overrides}
         config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)
-        return run(config, progress=self.progress)
+        # the analysis owns its sub-run directory: a changed analysis replaces the old run
+        return run(config, progress=self.progress, overwrite=True)
 
     def backend(self):
         """The backend for direct questions (generation, ratings) outside a utility fit."""

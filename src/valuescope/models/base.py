@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -66,3 +67,47 @@ class Backend(Protocol):
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Answer a batch of queries, in order."""
         ...
+
+
+# -- numbers in replies -------------------------------------------------------------------
+# A server (or a proxy in front of it) can send any JSON number: 1e999 parses as infinity,
+# a log-probability of 1000 overflows math.exp. Such a reply is a bad answer, counted as
+# unreadable like a refusal; it never stops the batch it came in.
+
+MAX_TOKEN_COUNT = 10**9  # no single reply is near this
+
+
+class BadNumber(ValueError):
+    """A number in a reply that cannot be right (infinite, negative, absurdly large)."""
+
+
+def token_count(value: object, what: str = "token count") -> int:
+    """A usage count from a reply as an int (absent: 0); BadNumber when it is not a count."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadNumber(f"{what} {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadNumber(f"{what} {value!r} is not a number")
+    if not math.isfinite(value) or value < 0 or value > MAX_TOKEN_COUNT or value != int(value):
+        raise BadNumber(f"{what} {value!r} is not a count of tokens")
+    return int(value)
+
+
+def check_logprob(value: object) -> float:
+    """A log-probability from a reply: a finite number at most 0 (rounding aside)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadNumber(f"log-probability {value!r} is not a number")
+    if not math.isfinite(value) and value != -math.inf:
+        raise BadNumber(f"log-probability {value!r} is not finite")
+    if value > 1e-3:
+        raise BadNumber(f"log-probability {value!r} is above 0")
+    return float(value)
+
+
+def bad_answer(reason: str) -> Answer:
+    """The answer recorded for a reply that holds impossible numbers: unreadable."""
+    return Answer(text=None, p_a=None, mass=0.0, extra={"bad_answer": reason})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import io
 from collections.abc import Mapping, Sequence
@@ -393,6 +394,52 @@ def canonical_name(name: str, gguf_file: str | None, dtype: str, prefill: str, s
     return f"hf/{name}" + (f"?{query}" if query else "")
 
 
+# Files whose content decides the answers; the fingerprint reads their sizes, times and
+# first bytes (cheap: a few MB however large the model).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt")
+FINGERPRINT_HEAD = 1 << 20  # bytes hashed at the start of each file
+
+
+def weights_fingerprint(source: str, gguf_file: str | None = None) -> str | None:
+    """A short hash of the model files at `source`: it changes when the weights change.
+
+    For every weight, config and tokenizer file: name, size, modification time and the
+    sha256 of its first MiB. A hub name fingerprints its snapshot in the local cache;
+    None when no local files are found.
+    """
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        folder = _hub_snapshot(source)
+        if folder is None:
+            return None
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in WEIGHT_SUFFIXES
+        and p.is_file()
+        and (p.suffix != ".gguf" or gguf_file is None or p.name == gguf_file)
+    )
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        info = path.stat()  # follows the hub cache's symlinks to the blobs
+        digest.update(f"{path.name}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        with path.open("rb") as f:
+            digest.update(f.read(FINGERPRINT_HEAD))
+    return digest.hexdigest()[:16]
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a cached hub model, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(name, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def _resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
     """(directory or hub name, gguf file): a path to a .gguf file splits into both."""
     path = Path(name).expanduser()
@@ -422,11 +469,13 @@ def load_hf(
 
     `options` go to `HFBackend` (prefill, seed, batch_size, prefix_cache, threads).
     """
-    options.setdefault(
-        "name",
-        canonical_name(name, gguf_file, dtype, options.get("prefill", ""), options.get("seed", 0)),
-    )
+    prefill, seed = options.get("prefill", ""), options.get("seed", 0)
+    label = canonical_name(name, gguf_file, dtype, prefill, seed)  # as the user wrote it
     source, gguf_file = _resolve(name, gguf_file)  # before the slow imports: fail fast
+    if "name" not in options:
+        # the cache key: new weights at the same path must not reuse the old answers
+        fingerprint = weights_fingerprint(source, gguf_file)
+        options["name"] = label + (f"#weights={fingerprint}" if fingerprint else "")
     torch, transformers = _require_torch()
     kwargs: dict[str, Any] = {"local_files_only": True}
     if gguf_file:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -15,7 +16,43 @@ import yaml
 from valuescope.errors import OutcomeFileError
 
 MAX_LENGTH = 500
+MAX_FILE_BYTES = 50 * 1024 * 1024  # far above any outcome set; /dev/zero stops here
 UNCATEGORISED = "uncategorised"
+
+
+class DuplicateKeyError(ValueError):
+    """A mapping in an outcome file names the same key twice."""
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    """json object_pairs_hook: a repeated key is an error (json keeps the last silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"key {key!r} appears twice; merge its entries into one list")
+        out[key] = value
+    return out
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a repeated mapping key (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if repeated:
+                line = key_node.start_mark.line + 1
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice (again at line {line}); "
+                    "merge its entries into one list"
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass(frozen=True)
@@ -49,29 +86,21 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
         text = (resources.files("valuescope.outcomes") / "data" / f"{source_str}.yaml").read_text(
             encoding="utf-8"
         )
-        return _from_structure(source_str, yaml.safe_load(text), source_str)
+        return _from_structure(source_str, yaml.load(text, Loader=UniqueKeyLoader), source_str)
     path = Path(source_str)
     if not path.exists():
         raise OutcomeFileError(
             f"outcome set {source_str!r} is neither a built-in set "
             f"({', '.join(builtin_sets())}) nor an existing file"
         )
-    if path.is_dir():
-        raise OutcomeFileError(f"{path}: is a directory, expected an outcome file")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise OutcomeFileError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
-    except OSError as exc:
-        raise OutcomeFileError(f"{path}: cannot read ({exc.strerror})") from None
-    raw = raw.removeprefix("\ufeff")  # the byte-order mark spreadsheets write
+    raw = _read_capped(path).removeprefix("\ufeff")  # the byte-order mark spreadsheets write
     suffix = path.suffix.lower()
     name = path.stem
     if suffix == ".json":
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, object_pairs_hook=_unique_pairs)
+        except DuplicateKeyError as exc:
+            raise OutcomeFileError(f"{path}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise OutcomeFileError(
                 f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -81,7 +110,9 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
         return _from_structure(name, data, str(path))
     if suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(raw)
+            data = yaml.load(raw, Loader=UniqueKeyLoader)  # a SafeLoader
+        except DuplicateKeyError as exc:
+            raise OutcomeFileError(f"{path}: {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -96,6 +127,37 @@ def load_outcomes(source: str | Path) -> OutcomeSet:
     raise OutcomeFileError(
         f"{path}: unsupported outcome file type {suffix!r}; use .json, .yaml, .csv or .txt"
     )
+
+
+def _read_capped(path: Path) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES, or one clear error."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise OutcomeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise OutcomeFileError(f"{path}: is a directory, expected an outcome file")
+    if not stat.S_ISREG(info.st_mode):
+        raise OutcomeFileError(f"{path}: not a regular file (a device, pipe or socket)")
+    limit = MAX_FILE_BYTES // (1024 * 1024)
+    if info.st_size > MAX_FILE_BYTES:
+        raise OutcomeFileError(
+            f"{path}: {info.st_size / 1e6:.0f} MB is too large; outcome files are "
+            f"limited to {limit} MiB"
+        )
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # the file may grow while it is read
+    except OSError as exc:
+        raise OutcomeFileError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise OutcomeFileError(f"{path}: larger than {limit} MiB, the limit for outcome files")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OutcomeFileError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def _from_structure(name: str, data: object, where: str) -> OutcomeSet:
