@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +16,7 @@ from scipy import stats
 from valuescope.atomic import write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import plots, sections
+from valuescope.rundir import read_json
 
 DASH = "—"
 NUMERIC = ["mean", "sigma", "ci_low", "ci_high"]
@@ -110,12 +110,18 @@ def _sub(metrics: dict[str, Any], key: str) -> dict[str, Any]:
 def _read_csv(path: Path, str_cols: list[str], num_cols: list[str]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    df = pd.read_csv(
-        path,
-        dtype={c: str for c in str_cols},
-        keep_default_na=False,
-        na_values={c: NA_STRINGS for c in num_cols},
-    )
+    try:
+        df = pd.read_csv(
+            path,
+            dtype={c: str for c in str_cols},
+            keep_default_na=False,
+            na_values={c: NA_STRINGS for c in num_cols},
+        )
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ReportError(f"{path}: not a readable CSV ({reason})") from None
     for col in num_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     return df
@@ -135,7 +141,7 @@ def load_run(run_dir: Path) -> RunData:
     )
     truth = _read_csv(run_dir / "truth.csv", ["id"], ["mean", "sigma"])
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}  # one line if corrupt
     return RunData(
         run_dir.resolve().name, util, pairs, truth, metrics if isinstance(metrics, dict) else {}
     )
