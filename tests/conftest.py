@@ -43,6 +43,18 @@ def _note_skip(report) -> None:
         _SKIPPED[report.nodeid] = reason
 
 
+SLOW_TIMEOUT = 900  # seconds; pyproject's `timeout` (300 s) holds for every other test
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow end-to-end tests get a longer per-test limit unless they set their own."""
+    if not config.pluginmanager.hasplugin("timeout"):  # pytest-timeout (dev extra) missing
+        return
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 def pytest_runtest_logreport(report) -> None:
     _note_skip(report)
 
