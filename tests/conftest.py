@@ -131,5 +131,11 @@ def cli():
 
 
 @pytest.fixture
+def run_process():
+    """`valuescope ARGS` in a real subprocess (also `cli`, where a module does not override it)."""
+    return run_cli
+
+
+@pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"

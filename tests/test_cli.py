@@ -1,6 +1,37 @@
-"""Bad input ends with one clear line on stderr and a non-zero exit, never a traceback."""
+"""Bad input ends with one clear line on stderr and a non-zero exit, never a traceback.
+
+Argument handling runs in-process through the real entry point (`valuescope.cli.main`,
+the function the `valuescope` script calls); one test keeps a real process, for what
+only a process shows (the exit status of `python -m valuescope.cli`).
+"""
+
+from __future__ import annotations
+
+import subprocess
 
 import pytest
+
+from valuescope.cli import main
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `valuescope ARGS` in this process; returns what a subprocess run would."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def invoke(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"valuescope {' '.join(args)} failed:\n{err}")
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return invoke
 
 
 def assert_one_line_error(proc, *fragments):
@@ -16,6 +47,16 @@ def assert_one_line_error(proc, *fragments):
 def test_unknown_provider(cli, tmp_path):
     proc = cli("run", "nosuch/model", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "unknown model provider 'nosuch'", "sim/...")
+    assert proc.returncode == 1
+
+
+def test_a_real_process_exits_1_with_one_line(run_process, tmp_path):
+    proc = run_process("run", "nosuch/model", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "unknown model provider 'nosuch'")
+    usage = run_process("run", "--no-such-flag", "--out", str(tmp_path / "r"))
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    assert "--no-such-flag" in usage.stderr
 
 
 def test_unknown_sim_agent(cli, tmp_path):
