@@ -21,9 +21,9 @@ from valuescope.interrupts import (
     SIGTERM_EXIT,
     Interrupted,
     exit_code,
-    install_sigterm_handler,
     interruptible,
     received,
+    sigterm_raises,
 )
 from valuescope.models._http import restore_credentials
 from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
@@ -655,10 +655,10 @@ def _click_exception_types() -> tuple[type, type]:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point: usage errors exit 2, user errors 1 (one line each); Ctrl-C 130, SIGTERM 143."""
-    install_sigterm_handler()
     click_error, abort = _click_exception_types()
     try:
-        code = app(args=args, prog_name="valuescope", standalone_mode=False)
+        with sigterm_raises():
+            code = app(args=args, prog_name="valuescope", standalone_mode=False)
     except ValuescopeError as exc:
         # escape: messages hold pip lines like valuescope[ray] that rich would read as markup
         message = escape(str(exc))

@@ -46,10 +46,21 @@ def raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def install_sigterm_handler() -> None:
-    """Make SIGTERM raise `Terminated` (only the main thread may set handlers)."""
-    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
-        signal.signal(signal.SIGTERM, raise_terminated)
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Inside the block SIGTERM raises `Terminated`; the old handler comes back after.
+
+    Only the main thread may set handlers: elsewhere SIGTERM is left alone.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_code(exc: KeyboardInterrupt) -> int:
