@@ -15,8 +15,14 @@ C. adaptive stopping: the same loop at the default budget (2 N log2 N pairs) wit
 D. fewer samples where the answer is decisive (sample mode, K up to 10): one sample per
    order first, nine more per order only where those two answers disagree.
 E. shipped defaults: `valuescope run sim/thurstone --outcomes main` exactly as a user
-   gets it (logprob mode, active design, default budget, adaptive stopping at an
-   estimated Spearman of 0.99) against the reference protocol's whole default budget.
+   gets it (logprob mode, active design, default budget, adaptive stopping at a
+   split-half reliability of 0.99) against the reference protocol's whole default budget.
+F. sigma recovery at equal budget: Spearman with the true means and Pearson r of the
+   fitted with the true sigmas, for random pairs, the reference's active design and the
+   default active design (two independent halves) with uniform shares 0, 0.3 (the
+   default) and 0.5, through `pipeline._elicit_design` itself (the shipped design code)
+   with answers drawn from the planted probabilities (binomial, 2 K answers per pair; no
+   cache), so that many seeds fit in minutes. `--sections F` runs it alone.
 
 Budgets count unordered training pairs; queries count model calls for training pairs
 (2 per pair in logprob mode, 2 K in sample mode). Every run also asks 1,000 held-out pairs,
@@ -60,11 +66,17 @@ from valuescope.design import (
     split_start,
 )
 from valuescope.design import select_batch as active_batch
-from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_template
+from valuescope.elicit import (
+    ElicitSettings,
+    PairAnswers,
+    aggregate,
+    build_queries,
+    get_template,
+)
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
+from valuescope.pipeline import _elicit_design, run
 
 TARGET = 0.97
 MODEL = "sim/thurstone"
@@ -503,6 +515,9 @@ def main(argv: list[str] | None = None) -> None:
         summary["D"] = print_curves("D. fewer samples where decisive (active design)", rows)
     if "E" in args.sections:
         summary["E"] = shipped_defaults(seeds, args.root)
+    if "F" in args.sections:
+        f_seeds = list(range(args.seeds or (3 if args.quick else 6)))
+        summary["F"] = print_sigma(sigma_rows(f_seeds, SIGMA_MODES, SIGMA_BUDGETS))
     summary["seconds"] = round(time.perf_counter() - t0)
     summary["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(_rounded(summary)))
@@ -545,6 +560,100 @@ def shipped_defaults(seeds: list[int], root: Path) -> dict:
         "reference_queries": reference,
         "ratio_vs_reference_budget": reference / mean_q,
     }
+
+
+# Section F: designs compared at equal budgets (training pairs, N = 503).
+SIGMA_DESIGNS = {
+    "random": {"design": "random"},
+    "reference": {"design": "reference"},
+    "active, share 0": {"design": "active", "uniform_share": 0.0},
+    "active, share 0.3 (default)": {"design": "active", "uniform_share": 0.3},
+    "active, share 0.5": {"design": "active", "uniform_share": 0.5},
+}
+SIGMA_MODES = {"logprob": 0, "sample-K1": 1, "sample-K3": 3}
+SIGMA_BUDGETS = {"logprob": [1500, 3000], "sample-K1": [5000, 10000], "sample-K3": [3000, 6000]}
+
+
+def binomial_asker(mu: np.ndarray, sigma: np.ndarray, k: int, seed: int) -> Callable:
+    """`ask(pairs) -> PairAnswers` for a planted Thurstonian agent; k=0: exact probabilities."""
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng([seed, 99])
+
+    def ask(pairs: np.ndarray) -> PairAnswers:
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        a, b = pairs[:, 0], pairs[:, 1]
+        q = ndtr((mu[a] - mu[b]) / np.hypot(sigma[a], sigma[b]))
+        p = q if k == 0 else rng.binomial(2 * k, q) / (2 * k)
+        e = len(pairs)
+        return PairAnswers(
+            pairs=pairs,
+            p=p,
+            n_answers=np.full(e, 2 * max(k, 1)),
+            n_refused=np.zeros(e, dtype=np.int64),
+            a_share_sum=0.0,
+            a_share_count=0.0,
+            n_queries=2 * max(k, 1) * e,
+            n_new=2 * max(k, 1) * e,
+            tokens_in=0,
+            tokens_out=0,
+            prefs=np.repeat(p[:, None, None], 2, axis=1),
+        )
+
+    return ask
+
+
+def sigma_rows(seeds: list[int], modes: dict, budgets: dict) -> list[dict]:
+    """Section F: Spearman and r(sigma) per design, mode, budget and seed."""
+    from scipy.stats import pearsonr
+
+    n = 503
+    rows = []
+    for mode, k in modes.items():
+        for budget in budgets[mode]:
+            for seed in seeds:
+                truth = np.random.default_rng([seed, 5]).normal(size=n)
+                sigma = np.random.default_rng([seed, 6]).uniform(0.2, 1.0, n)
+                for name, extra in SIGMA_DESIGNS.items():
+                    config = RunConfig(seed=seed, budget=budget, stop_at=None, **extra)
+                    rng = np.random.default_rng(seed)
+                    start, held = split_start(n, rng, heldout_size(n))
+                    ask = binomial_asker(truth, sigma, k, seed)
+                    t0 = time.perf_counter()
+                    train, _ = _elicit_design(config, n, budget, start, held, rng, ask)
+                    fit = fit_thurstonian(train.pairs, train.p, n)
+                    rows.append(
+                        {
+                            "mode": mode,
+                            "budget": budget,
+                            "design": name,
+                            "seed": seed,
+                            "spearman": spearman(fit.mean, truth),
+                            "r_sigma": float(pearsonr(fit.sigma, sigma)[0]),
+                            "seconds": time.perf_counter() - t0,
+                        }
+                    )
+                _log(f"F {mode} budget={budget} seed={seed} done")
+    return rows
+
+
+def print_sigma(rows: list[dict]) -> dict:
+    """Mean Spearman and r(sigma) per design at each budget; gaps to random."""
+    print("\n### F. sigma recovery at equal budget (N = 503, mean over seeds)\n")
+    _row("mode", "pairs", "design", "Spearman", "r(sigma)", "r(sigma) - random", "seeds")
+    _row(*["---"] * 7)
+    out: dict = {}
+    keys = sorted({(r["mode"], r["budget"]) for r in rows}, key=lambda x: (x[0], x[1]))
+    for mode, budget in keys:
+        here = [r for r in rows if r["mode"] == mode and r["budget"] == budget]
+        base = float(np.mean([r["r_sigma"] for r in here if r["design"] == "random"]))
+        for name in SIGMA_DESIGNS:
+            mine = [r for r in here if r["design"] == name]
+            rho = float(np.mean([r["spearman"] for r in mine]))
+            rs = float(np.mean([r["r_sigma"] for r in mine]))
+            out[f"{mode}/{budget}/{name}"] = {"spearman": rho, "r_sigma": rs}
+            _row(mode, budget, name, f"{rho:.4f}", f"{rs:.3f}", f"{rs - base:+.3f}", len(mine))
+    return out
 
 
 def _rounded(value):

@@ -80,6 +80,8 @@ def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
         rel.append(m["stopping"]["reliability"])
     assert abs(np.mean(rel)) < 0.2
     assert m["sigma_identified"]["identified"] is False
+    report = (tmp_path / "coin2" / "report.html").read_text(encoding="utf-8")
+    assert "sigmas are poorly identified" in report
 
 
 @pytest.mark.parametrize(
@@ -165,6 +167,8 @@ def test_paper_preset_values_are_set_and_recorded(tmp_path):
     assert m["n_pairs"] == m["budget"] == default_budget(n)  # 2 N log2 N, the whole of it
     assert m["n_heldout_pairs"] == heldout_size(n, 0.05, 1000)
     assert m["stopping"]["stopped_early"] is False and m["stopping"]["stop_at"] is None
+    # one adaptive stream: a split over its pairs is not a reliability (a coin scores ~0.8)
+    assert m["stopping"]["reliability"] is None and "reliability_pair_split" in m["stopping"]
     saved = json.loads((tmp_path / "paper" / "run_config.json").read_text())
     assert saved["protocol"] == "paper" and saved["temperature"] == 1.0
     assert _run(tmp_path, "dflt", model="sim/thurstone")["protocol"] == "default"

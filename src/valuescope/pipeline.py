@@ -443,8 +443,9 @@ def _elicit_design(
     if config.design == "active":
         return _two_half_design(config, n, budget, start, held_codes, rng, ask, stopping)
     stopping["reliability_note"] = (
-        "one adaptive stream: its pairs depend on every answer, so a split over pairs "
-        "overstates the reliability (a coin scores above 0)"
+        "not measured: one adaptive stream picks its pairs from all its answers, so a "
+        "split over its pairs overstates the reliability (a coin scores about 0.8); "
+        "reliability_pair_split is that overstated figure"
     )
     parts = [ask(start)]
     asked = start
@@ -459,7 +460,10 @@ def _elicit_design(
             break
         parts.append(ask(batch))
         asked = np.concatenate([asked, batch])
-    return _with_reliability(merge_answers(parts), n, stopping, split_rng)
+    train, stopping = _with_reliability(merge_answers(parts), n, stopping, split_rng)
+    stopping["reliability_pair_split"] = stopping.pop("reliability")
+    stopping["reliability"] = None
+    return train, stopping
 
 
 def _two_half_design(
