@@ -368,6 +368,14 @@ def build_context(data: RunData) -> dict[str, Any]:
         notes.append("No bootstrap intervals: the utility chart shows point estimates only.")
     if _sub(m, "fit").get("converged") is False:
         notes.append("The utility fit did not converge; treat the numbers with caution.")
+    sigma_ident = _sub(m, "sigma_identified")
+    if sigma_ident.get("identified") is False:
+        notes.append(
+            "The sigmas are poorly identified: their split-half reliability is "
+            f"{_fmt_num(sigma_ident.get('split_half_reliability'))} (below "
+            f"{_fmt_num(sigma_ident.get('threshold'))}), so a rerun would reorder them; "
+            "read the sigma column with care (more pairs or more samples help)."
+        )
     truth_extra = _sub(m, "truth")
     return {
         "has_run": True,
@@ -474,3 +482,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, html)
     return path
+
+
+def _fmt_num(value: object) -> str:
+    """Two decimals, or a dash for a missing number."""
+    return f"{value:.2f}" if isinstance(value, int | float) else DASH
