@@ -39,7 +39,14 @@ AGENTS = (
     "sim/thurstone?rps=0.5",
     "sim/thurstone?rps=0.8",
 )
-DESIGNS = ("active", "random")
+# name -> RunConfig settings: the default active design (which mixes uniform pairs into
+# each batch and stops early), the reference active design (no uniform pairs, the whole
+# budget: the design of the issue-17 measurement), and uniform random pairs.
+DESIGNS = {
+    "active": {"design": "active"},
+    "active-reference": {"design": "active", "uniform_share": 0.0, "stop_at": None},
+    "random": {"design": "random"},
+}
 
 
 def true_p(model: str, texts: list[str], seed: int) -> np.ndarray:
@@ -67,9 +74,9 @@ def truth_figures(p: np.ndarray, rng: np.random.Generator, n_triads: int = 200_0
 
 def one_run(model: str, design: str, outcomes: str, seed: int, out: Path) -> dict:
     """Run the pipeline and collect the asked-pairs and uniform figures."""
-    m = run(
-        RunConfig(model=model, outcomes=outcomes, design=design, seed=seed, out=out, bootstrap=0)
-    ).metrics
+    settings = DESIGNS[design]
+    m = run(RunConfig(model=model, outcomes=outcomes, seed=seed, out=out, bootstrap=0, **settings))
+    m = m.metrics
     diag, iv = m["diagnostics"], m["intervals"]
     return {
         "n_pairs": m["n_pairs"],
@@ -95,6 +102,7 @@ def main() -> None:
     parser.add_argument("--outcomes", default="main")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--designs", default=",".join(DESIGNS))
     args = parser.parse_args()
     texts = list(load_outcomes(args.outcomes).texts)
     t0 = time.perf_counter()
@@ -108,7 +116,7 @@ def main() -> None:
     print("|" + "---|" * 10)
     for model in args.agents.split(","):
         truth = truth_figures(true_p(model, texts, args.seed), np.random.default_rng(args.seed))
-        for design in DESIGNS:
+        for design in args.designs.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 r = one_run(model, design, args.outcomes, args.seed, Path(tmp) / "run")
             print(

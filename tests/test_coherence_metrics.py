@@ -253,9 +253,9 @@ def test_transitive_agent_matches_its_uniform_values(tmp_path, seed):
     assert m["n_triads"] == 63
     complete, cycle = _true_figures("sim/thurstone", list(load_outcomes("demo").texts), seed)
     lo, hi = m["intervals"]["completeness"]
-    assert lo <= complete <= hi
+    assert lo <= complete <= hi and lo <= m["completeness"] <= hi
     lo, hi = m["intervals"]["cycle_prob"]
-    assert lo <= cycle <= hi
+    assert lo <= cycle <= hi and lo <= m["cycle_prob"] <= hi
     # the asked graph's triangles overstate cycles, as the headline did before issue 17
     assert m["diagnostics"]["cycle_prob_graph_triangles"] > cycle
 

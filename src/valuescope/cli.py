@@ -615,23 +615,41 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+# The run table: (metric, what it means). Every coherence row is computed on the uniform
+# held-out pairs and triads (metrics["definitions"] holds the full definitions).
+SUMMARY_ROWS = (
+    ("heldout_accuracy", "held-out pairs whose majority the fit predicts (coin 0.5)"),
+    ("heldout_log_loss", "held-out cross-entropy, nats (predicting 1/2: 0.693)"),
+    ("completeness", "mean max(p, 1-p): how decisive the answers are"),
+    ("cycle_prob", "P(cycle) over held-out triads (coin 0.25; decisive and transitive: 0)"),
+    ("cycle_log_prob", "log10 P(cycle) (coin -0.602)"),
+    ("position_bias", "answers choosing the first-listed option (0.5 = none)"),
+    ("refusal_rate", "answers refused or unreadable"),
+)
+
+
 def _print_summary(result) -> None:
     m = result.metrics
     base = m.get("baseline_random", {})
     table = Table(title=f"{m['model']} on {m['outcomes_set']} ({m['n_outcomes']} outcomes)")
     table.add_column("metric")
     table.add_column("this model", justify="right")
+    table.add_column("interval", justify="right")
     table.add_column("random agent", justify="right")
-    for key in (
-        "heldout_accuracy",
-        "heldout_log_loss",
-        "completeness",
-        "cycle_log_prob",
-        "position_bias",
-        "refusal_rate",
-    ):
-        table.add_row(key, _fmt(m.get(key)), _fmt(base.get(key)))
+    table.add_column("what it means", overflow="fold")
+    intervals = m.get("intervals") or {}
+    for key, meaning in SUMMARY_ROWS:
+        iv = intervals.get(key)
+        shown = f"[{_fmt(iv[0])}, {_fmt(iv[1])}]" if iv else "—"
+        table.add_row(key, _fmt(m.get(key)), shown, _fmt(base.get(key)), meaning)
     out_console.print(table)
+    level = (m.get("interval_method") or {}).get("level")
+    out_console.print(
+        f"coherence on {m['n_heldout_pairs']} uniform held-out pairs and "
+        f"{m.get('n_triads', 0)} triads"
+        + (f"; {level:.0%} intervals" if level else "")
+        + "; the random agent is a coin run through the same design, fit and held-out set"
+    )
     line = (
         f"{m['n_queries']} queries ({m['n_queries_new']} new, {m['n_queries_cached']} cached), "
         f"{m['n_pairs']} pairs + {m['n_heldout_pairs']} held out, "

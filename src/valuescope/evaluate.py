@@ -430,12 +430,19 @@ def compare_refusal_policies(
     for policy in ("indifference", "drop"):
         p = train.p_under(policy)
         fit = fit_thurstonian(train.pairs, p, n, check_input=False)
-        entry = {"spearman_with_reported": float(spearmanr(fit.mean, used_mean)[0])}
+        entry = {"spearman_with_reported": _spearman(fit.mean, used_mean)}
         if held is not None:
             h_p = held.p_under(policy)
             entry.update(_prefix("heldout_", pair_metrics(h_p, fit.predict(held.pairs))))
         out[policy] = entry
     return out
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman correlation, None where either side is constant (a coin's utilities)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(spearmanr(x, y)[0])
 
 
 def _outcome_refusal_rate(every: PairAnswers, n: int) -> np.ndarray:

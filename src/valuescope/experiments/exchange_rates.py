@@ -25,7 +25,7 @@ import pandas as pd
 from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.fit.bootstrap import percentile_interval
+from valuescope.fit.bootstrap import basic_interval
 
 Z95 = 1.959964  # the pipeline's per-outcome intervals are 95% intervals
 N_BOOT = 1000
@@ -279,8 +279,8 @@ def analyse(
         boot = -boot_log_rate[:, defined_idx] / np.log(10)
         spread_reps = np.nanstd(boot, axis=1)
         spread = float(log_worth.std())
-        # the interval holds its estimate (refits of a few entities are biased low)
-        s_lo, s_hi = percentile_interval(spread_reps, tail, spread) or (np.nan, np.nan)
+        # basic interval: refits of a few entities are biased low, and it corrects that
+        s_lo, s_hi = basic_interval(spread_reps, tail, spread) or (np.nan, np.nan)
         head["log10_worth_spread"] = headline(
             spread,
             s_lo,

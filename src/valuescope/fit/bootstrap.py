@@ -60,20 +60,26 @@ def bootstrap_thurstonian(
     return BootstrapResult(means=means, stats=stats)
 
 
-def percentile_interval(
-    values: np.ndarray, lo: float, estimate: float | None = None
-) -> list[float] | None:
-    """Percentile interval, stretched to hold the point estimate.
+def percentile_interval(values: np.ndarray, lo: float) -> list[float] | None:
+    """Percentile interval [lo-th, (100 - lo)-th percentile] of the finite replicates.
 
-    Refits on resampled pairs are biased for some statistics (a refit on fewer distinct
-    pairs scores a worse held-out KL than the fit on all of them), so the bootstrap
-    distribution can sit beside the estimate; an interval that excludes its own estimate
-    would mislead, so it is anchored there, as the utility intervals are.
+    Not stretched to hold a point estimate: a bootstrap distribution that sits beside its
+    estimate signals a biased statistic, and hiding that misleads; use `basic_interval`
+    for such statistics.
     """
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
-    low, high = float(np.percentile(values, lo)), float(np.percentile(values, 100 - lo))
-    if estimate is not None and np.isfinite(estimate):
-        low, high = min(low, float(estimate)), max(high, float(estimate))
-    return [low, high]
+    return [float(np.percentile(values, lo)), float(np.percentile(values, 100 - lo))]
+
+
+def basic_interval(values: np.ndarray, lo: float, estimate: float) -> list[float] | None:
+    """Basic (reflected) bootstrap interval [2 t - q_hi, 2 t - q_lo] around estimate t.
+
+    It subtracts the bootstrap's own bias: when refits sit low of the estimate (a spread
+    over few entities, say), the interval moves up by as much, instead of being stretched.
+    """
+    q = percentile_interval(values, lo)
+    if q is None or not np.isfinite(estimate):
+        return None
+    return [float(2 * estimate - q[1]), float(2 * estimate - q[0])]

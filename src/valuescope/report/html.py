@@ -25,16 +25,23 @@ NA_STRINGS = ["", "nan", "NaN", "NA", "N/A", "null", "None"]
 # (key, label, direction hint, description shown on hover)
 COHERENCE_ROWS: list[tuple[str, str, str, str]] = [
     ("heldout_accuracy", "Held-out accuracy", "↑",
-     "Share of held-out pairs whose majority answer the fitted utilities predict."),
+     "Share of the uniform held-out pairs whose majority answer the fitted utilities "
+     "predict (ties count 1/2); a coin scores 0.5."),
     ("heldout_log_loss", "Held-out log-loss", "↓",
-     "Cross-entropy of observed held-out preferences under the fitted model."),
+     "Cross-entropy (nats) of the observed held-out preferences under the fitted model; "
+     "predicting 1/2 everywhere scores ln 2 = 0.693."),
     ("heldout_kl", "Held-out KL", "↓",
      "KL divergence from observed to predicted held-out preference probabilities."),
     ("completeness", "Completeness", "↑",
-     "Average confidence max(p, 1 − p) of observed preferences; 1 = every answer decisive."),
-    ("cycle_log_prob", "Cycle log-prob", "↓",
-     "Log of the mean probability that a sampled triad of preferences forms a cycle "
-     "(a > b > c > a); a fair coin gives log 0.25 ≈ −1.39."),
+     "Average confidence max(p, 1 − p) over the uniform held-out pairs; 1 = every answer "
+     "decisive, 0.5 = a coin in logprob mode."),
+    ("cycle_prob", "P(cycle)", "↓",
+     "Probability that the answers on a uniform held-out triad form a cycle "
+     "(a > b > c > a): xyz + (1−x)(1−y)(1−z) for P(a>b)=x, P(b>c)=y, P(c>a)=z, "
+     "averaged over triads; a coin gives 0.25."),
+    ("cycle_log_prob", "log10 P(cycle)", "↓",
+     "log10 of P(cycle); a coin gives log10 0.25 = −0.602. The paper's −0.484 for a "
+     "random agent matches no triad definition, so do not compare with its axis."),
     ("position_bias", "Position bias", "0.5 = none",
      "Share of answers that chose the first-listed option; 0.5 means no position bias."),
     ("refusal_rate", "Refusal rate", "↓",
@@ -161,11 +168,13 @@ def coherence_table(metrics: dict[str, Any]) -> tuple[list[dict[str, str]], bool
         iv = intervals.get(key)
         pair = iv if isinstance(iv, list | tuple) and len(iv) == 2 else (None, None)
         interval = fmt_interval(*pair)
+        defined = _sub(_sub(metrics, "definitions"), key)
         rows.append(
             {
                 "label": label,
                 "hint": hint,
                 "desc": desc,
+                "on": _computed_on(defined),
                 "value": fmt(metrics.get(key)),
                 "interval": "" if interval == DASH else interval,
                 "random": fmt(rand_v),
@@ -173,6 +182,32 @@ def coherence_table(metrics: dict[str, Any]) -> tuple[list[dict[str, str]], bool
             }
         )
     return rows, show_bt
+
+
+def _computed_on(defined: dict[str, Any]) -> str:
+    """'uniform held-out triads (n = 333)' from a metrics['definitions'] entry."""
+    on = defined.get("computed_on")
+    if not on:
+        return ""
+    n = num(defined.get("n"))
+    return f"{on} (n = {round(n):,})" if n is not None else str(on)
+
+
+def cycle_note(metrics: dict[str, Any]) -> str:
+    """What the cycle figure rests on, and the design-bound figure beside it."""
+    if num(metrics.get("cycle_prob")) is None:
+        return ""
+    note = (
+        f"P(cycle) {fmt(metrics.get('cycle_prob'))} over {fmt_int(metrics.get('n_triads'))} "
+        "uniform held-out triads (a coin: 0.250)."
+    )
+    graph = num(_sub(metrics, "diagnostics").get("cycle_prob_graph_triangles"))
+    if graph is not None:
+        note += (
+            f" Over the triangles of the asked pairs it is {graph:.3f}, a diagnostic only: "
+            "an adaptive design asks near-ties, which inflates it."
+        )
+    return note
 
 
 def coherence_reading(metrics: dict[str, Any]) -> str:
@@ -195,6 +230,12 @@ def coherence_reading(metrics: dict[str, Any]) -> str:
     else:
         verdict = "the fit predicts worse than chance — check the run"
     sentence = f"Held-out accuracy {acc:.2f} vs {rand:.2f} {who}: {verdict}."
+    cycle = num(metrics.get("cycle_prob"))
+    if cycle is not None:
+        sentence += (
+            f" On uniform triads the answers cycle with probability {cycle:.3f} "
+            "(a coin: 0.250; decisive transitive answers: 0)."
+        )
     refusal = num(metrics.get("refusal_rate"))
     if refusal is not None and refusal >= 0.1:
         sentence += f" Note that {refusal:.0%} of answers were refusals."
@@ -386,12 +427,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "coherence_rows": rows,
         "show_bt": show_bt,
         "reading": coherence_reading(m),
-        "cycle_note": (
-            f"Cycle probability {fmt(m.get('cycle_prob'))} over "
-            f"{fmt_int(m.get('n_triads'))} triads."
-            if num(m.get("cycle_prob")) is not None
-            else ""
-        ),
+        "cycle_note": cycle_note(m),
         "n_outcomes": len(util),
         "utility_svg": _svg(plots.utility_chart(util, colors), "u-"),
         "ranking_svg": _svg(plots.ranking_dotplot(util, colors), "r-") if len(util) > 60 else None,
