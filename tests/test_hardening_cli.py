@@ -312,17 +312,25 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 
 
-def test_atomic_write_keeps_the_suffix_for_writers_that_read_it(tmp_path):
-    import matplotlib
+def test_run_files_go_through_the_atomic_writer(tmp_path):
+    """write_json/write_csv of rundir use the same helper: an interrupt mid-write leaves
+    the old file and no temporary one."""
+    import pandas as pd
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from valuescope.rundir import write_csv, write_json
 
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    atomic_write(tmp_path / "f.svg", fig.savefig)  # savefig reads the format from the name
-    plt.close(fig)
-    assert (tmp_path / "f.svg").read_text().lstrip().startswith("<?xml")
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+
+    class Exploding:
+        def __str__(self) -> str:  # to_csv writes the rows before this one, then stops
+            raise KeyboardInterrupt
+
+    frame = pd.DataFrame({"x": [*range(100_000), Exploding()]})
+    with pytest.raises(KeyboardInterrupt):
+        write_csv(path, frame)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 Every output (report.html, tables, figures, JSON) is written to a hidden temporary file
 in the same directory and renamed over the target (`os.replace`, atomic on POSIX). A
 failure or an interrupt mid-write leaves the old file as it was and removes the partial
-one. The temporary name keeps the target's suffix, so writers that read the format from
-the name (matplotlib's `savefig`) work unchanged.
+one. The temporary name ends in `.tmp`, so writers that read the format from the name
+(matplotlib's `savefig`) must be given it (`format="svg"`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from valuescope.errors import ValuescopeError
 
 def temporary_name(path: Path) -> Path:
     """The hidden sibling `path` is first written to (unique per process)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from valuescope.atomic import atomic_write
 from valuescope.errors import ValuescopeError
 
 try:
@@ -101,16 +102,9 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file and rename; a failed write (disk full, read-only
-    file system) leaves the old file, removes the partial one, and is one clear error."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        reason = exc.strerror or str(exc)
-        raise ValuescopeError(f"cannot write {path}: {reason}") from None
+    file system) leaves the old file, removes the partial one, and is one clear error.
+    An interrupt mid-write removes the partial file too (`valuescope.atomic`)."""
+    atomic_write(path, write)
 
 
 def read_metrics(run_dir: Path) -> dict:

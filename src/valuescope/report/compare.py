@@ -415,7 +415,9 @@ def write_figures(figs: dict[str, Any], out: Path) -> list[Path]:
         with plots.styled():
             atomic_write(
                 folder / f"{name}.svg",
-                functools.partial(fig.savefig, metadata={"Date": None}, facecolor="white"),
+                functools.partial(
+                    fig.savefig, format="svg", metadata={"Date": None}, facecolor="white"
+                ),
             )
         atomic_write(folder / f"{name}.png", functools.partial(plots.figure_to_png, fig, dpi=200))
         written += [folder / f"{name}.svg", folder / f"{name}.png"]
