@@ -54,6 +54,7 @@ def test_build_queries_layout_pair_order_sample():
     ]
     assert qs[0].messages == tmpl.render("apples", "bread")
     assert qs[2].messages == tmpl.render("bread", "apples")
+    assert {q.mode for q in qs} == {"sample"}
 
 
 def test_build_queries_logprob_asks_one_sample_per_order():
@@ -286,3 +287,35 @@ def test_merge_answers_concatenates_disjoint_pairs():
     assert merged.n_queries == 8 and merged.n_new == 6
     assert merged.tokens_out == 15
     assert merged.a_share_sum == 2 and merged.a_share_count == 4
+
+
+def test_logprob_mode_ignores_the_sample_count():
+    # one answer per order whatever `samples` says: pair e's answers are rows 2e and 2e + 1
+    answers = [Answer(p_a=v, mass=1.0) for v in (0.9, 0.3, 0.2, 0.6)]
+    settings = ElicitSettings(mode="logprob", samples=5)
+    res = aggregate(np.array([[0, 1], [2, 1]]), answers, settings)
+    np.testing.assert_allclose(res.p, [0.8, 0.3])
+    assert res.prefs.shape == (2, 2, 1)
+    np.testing.assert_array_equal(res.n_answers, [2, 2])
+
+
+def test_pairs_come_back_as_integers_and_nothing_counts_as_new():
+    res = aggregate(np.array([[0.0, 1.0]]), texts("A", "B"), sample_settings(1))
+    assert res.pairs.dtype == np.int64
+    assert res.n_new == 0  # only `elicit_pairs` knows what was asked anew
+
+
+def test_free_text_is_read_loosely_unless_the_template_reasons():
+    # "Option B is better" names a choice, but a reasoning template must end with a final
+    # "Answer:" line, so there it is unreadable
+    answers = texts("Option B is better", "Option B is better")
+    loose = aggregate(np.array([[0, 1]]), answers, sample_settings(1))
+    np.testing.assert_allclose(loose.p, [0.5])  # B (0) then B (-> a, 1)
+    np.testing.assert_array_equal(loose.n_refused, [0])
+    strict = aggregate(np.array([[0, 1]]), answers, sample_settings(1), reasoning=True)
+    np.testing.assert_array_equal(strict.n_refused, [2])
+    plain = texts("Option A is better", "Option A is better")
+    np.testing.assert_allclose(aggregate(np.array([[0, 1]]), plain, sample_settings(1)).p, [0.5])
+    first_only = texts("Option A is better", "B")
+    res = aggregate(np.array([[0, 1]]), first_only, sample_settings(1))
+    np.testing.assert_allclose(res.p, [1.0])
