@@ -270,6 +270,50 @@ def test_sigint_during_api_requests_keeps_the_answers_that_arrived(tmp_path):
         assert server.stats.requests == metrics["n_queries"] - saved
 
 
+def all_cache_rows(out: Path) -> int:
+    """Rows in every response cache of `out` and of its sub-directories."""
+    total = 0
+    for path in [out / "responses.sqlite", *out.glob("*/responses.sqlite")]:
+        if path.exists():
+            total += cache_rows(path.parent)
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sensitivity", SLOW_SIM, "--budget", "60"],
+        ["experiment", "expected-utility", "sim/eu?delay=0.1", "--quick"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_sigint_in_sensitivity_and_experiment(tmp_path, args):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valuescope", *args, "--out", str(out), "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if all_cache_rows(out) > 0:
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    code, err = interrupt(proc, signal.SIGINT)
+    assert code == 130, err
+    assert "Traceback" not in err
+    saved = all_cache_rows(out)
+    assert saved > 0
+    assert err.strip() == (
+        f"interrupted: {saved} answers saved in {out}; rerun the same command to resume"
+    )
+
+
 def test_interrupt_before_any_run_config_says_rerun(tmp_path):
     """Ctrl-C before the run recorded its settings: there is nothing to --resume yet."""
     from valuescope.interrupts import Interrupted, interruptible
