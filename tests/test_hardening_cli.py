@@ -356,6 +356,33 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 
 
+def test_replace_dir_keeps_the_old_directory_until_the_new_one_is_whole(tmp_path):
+    """A saved model (a directory): a save that fails half-way keeps the old one."""
+    from valuescope.atomic import replace_dir
+
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "weights.bin").write_text("old weights")
+
+    def half_a_save(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # killed before the weights
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_dir(target, half_a_save)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    assert sorted(p.name for p in target.iterdir()) == ["weights.bin"]
+
+    def whole_save(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "weights.bin").write_text("new weights")
+
+    replace_dir(target, whole_save)
+    assert (target / "weights.bin").read_text() == "new weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
 def test_run_files_go_through_the_atomic_writer(tmp_path):
     """write_json/write_csv of rundir use the same helper: an interrupt mid-write leaves
     the old file and no temporary one."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,36 @@ def write_text(path: str | Path, text: str) -> Path:
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def replace_dir(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp)` to fill a new temporary directory, then swap it in for `path`.
+
+    For outputs that are directories (a saved model or adapter). The old directory stays
+    whole until the new one is complete; between the two renames that swap them `path` is
+    briefly absent, never half-written. On any failure the partial directory is removed
+    and the old one kept; an OSError becomes one ValuescopeError naming `path`.
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        write(tmp)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # put the old directory back
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+            raise ValuescopeError(f"cannot write {path}: {reason}") from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def _remove(tmp: Path) -> None:

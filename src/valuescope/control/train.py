@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from valuescope.atomic import replace_dir
 from valuescope.control.assemble import load_assembly
 from valuescope.control.errors import ControlError
 from valuescope.control.memory import check_memory, estimate
@@ -500,14 +501,25 @@ def _load_checkpoint(torch, model, optim, path: Path) -> tuple[int, list]:
 
 
 def _save_final(model, backend, out: Path, config: TrainConfig) -> str:
-    """adapter/ (PEFT format) for LoRA, model/ (a full hf/ directory) for --full."""
+    """adapter/ (PEFT format) for LoRA, model/ (a full hf/ directory) for --full.
+
+    Written to a temporary directory and swapped in, so a killed save never leaves half
+    a model where `control evaluate` would load it.
+    """
     if config.full:
-        target = out / "model"
-        model.save_pretrained(target)
-        backend.tokenizer.save_pretrained(target)
+
+        def save_model(target: Path) -> None:
+            model.save_pretrained(target)
+            backend.tokenizer.save_pretrained(target)
+
+        replace_dir(out / "model", save_model)
         return "model"
-    with _quiet_peft():  # a GGUF base has no config file next to it: nothing is wrong
-        model.save_pretrained(out / "adapter")
+
+    def save_adapter(target: Path) -> None:
+        with _quiet_peft():  # a GGUF base has no config file next to it: nothing is wrong
+            model.save_pretrained(target)
+
+    replace_dir(out / "adapter", save_adapter)
     return "adapter"
 
 
