@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from loopback_server import Faults, LoopbackServer
 
+from valuescope.config import RunConfig
 from valuescope.elicit import ResponseCache, query_key
 from valuescope.elicit.elicit import ask
 from valuescope.elicit.prompts import get_template
@@ -33,6 +34,7 @@ from valuescope.models._http import (
     strip_userinfo,
 )
 from valuescope.outcomes import load_outcomes
+from valuescope.pipeline import plan, run
 
 OPENAI_KEY = "sk-test-" + "hardening-openai-91c4"  # fake keys, split against scanners
 ANTHROPIC_KEY = "sk-ant-" + "test-hardening-77ab"
@@ -309,3 +311,41 @@ def test_answers_of_the_batch_in_flight_survive_a_kill(fresh, tmp_path):
         saved = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     # batch by batch nothing of this one batch would be saved; streamed, all but the last few
     assert answered >= 150 and saved >= answered - 20, (saved, answered)
+
+
+class Batched:
+    """An API backend seen without `answer_stream`: the batch-by-batch path of before."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.name, self.base_url = backend.name, backend.base_url
+        self.supports_logprobs, self.prices = backend.supports_logprobs, backend.prices
+
+    def answer(self, queries):
+        return self._backend.answer(queries)
+
+
+def test_streaming_changes_no_result(fresh, tmp_path):
+    """Same seed: streamed (held-out pairs folded into the first call) == batch by batch."""
+    fresh.slow_every, fresh.slow_latency = 25, 0.2  # replies arrive out of order
+    runs = {}
+    for name in ("streamed", "batched"):
+        config = RunConfig(
+            model="openai/test-model",
+            base_url=fresh.base_url,
+            outcomes="demo",
+            budget=80,
+            bootstrap=0,
+            batch_size=32,
+            seed=3,
+            out=tmp_path / name,
+        )
+        the_plan = plan(config)
+        if name == "batched":
+            the_plan.backend = Batched(the_plan.backend)
+        runs[name] = run(the_plan).metrics
+    streamed, batched = (tmp_path / "streamed", tmp_path / "batched")
+    assert (streamed / "utilities.csv").read_bytes() == (batched / "utilities.csv").read_bytes()
+    assert (streamed / "pairs.csv").read_bytes() == (batched / "pairs.csv").read_bytes()
+    for key in ("n_queries", "n_queries_new", "heldout_accuracy", "heldout_log_loss", "stopping"):
+        assert runs["streamed"][key] == runs["batched"][key], key

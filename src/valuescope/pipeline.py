@@ -318,11 +318,10 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
                 )
                 for t in templates
             ]
-            _note_cost(progress, backend, [part for parts in per_template for part in parts])
-            return [
-                pool_templates([parts[k] for parts in per_template], settings.refusals)
-                for k in range(len(pair_sets))
-            ]
+            by_set = [[parts[k] for parts in per_template] for k in range(len(pair_sets))]
+            for parts in by_set:  # one note per set of pairs, as when each was asked alone
+                _note_cost(progress, backend, parts)
+            return [pool_templates(parts, settings.refusals) for parts in by_set]
 
         # A streaming backend gets the held-out pairs with the design's first pairs: one
         # stream waits for its last slow reply once, not twice (docs/benchmarks.md).

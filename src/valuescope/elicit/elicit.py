@@ -115,6 +115,19 @@ def ask(
     looked up by query, so the order in which they arrive changes nothing downstream.
     Returns (answers, number newly asked).
     """
+    answers, asked = _ask(backend, queries, cache, batch_size, progress, engine)
+    return answers, len(asked)
+
+
+def _ask(
+    backend: Backend,
+    queries: Sequence[Query],
+    cache: ResponseCache,
+    batch_size: int,
+    progress: ProgressFn | None,
+    engine: Engine | None,
+) -> tuple[list[Answer], list[int]]:
+    """`ask`, returning the positions of the queries newly asked instead of their count."""
     keys = [query_key(backend.name, q, getattr(backend, "base_url", None)) for q in queries]
     found = cache.get_many(keys)
     if progress:
@@ -146,7 +159,7 @@ def ask(
             close()  # stop requests still in flight at once, whatever ended the loop
     if progress and len(missing) > len(todo):
         progress(len(missing) - len(todo))
-    return [found[k] for k in keys], len(todo)
+    return [found[k] for k in keys], todo
 
 
 def _choice_value(
@@ -234,15 +247,45 @@ def elicit_pairs(
     engine: Engine | None = None,
 ) -> PairAnswers:
     """Ask every pair in both orders (through the cache and the engine) and aggregate."""
-    queries = build_queries(outcomes, pairs, template, settings)
-    answers, n_new = ask(
-        backend, queries, cache, batch_size=settings.batch_size, progress=progress, engine=engine
-    )
-    result = aggregate(
-        pairs, answers, settings, reasoning=template.reasoning, labels=template.labels
-    )
-    result.n_new = n_new
-    return result
+    return elicit_pair_sets(
+        backend, outcomes, [pairs], template, settings, cache, progress, engine
+    )[0]
+
+
+def elicit_pair_sets(
+    backend: Backend,
+    outcomes: Sequence[str],
+    pair_sets: Sequence[np.ndarray],
+    template: Template,
+    settings: ElicitSettings,
+    cache: ResponseCache,
+    progress: ProgressFn | None = None,
+    engine: Engine | None = None,
+) -> list[PairAnswers]:
+    """Several sets of pairs asked in one call, aggregated apart (one result per set).
+
+    One call means one stream: a streaming backend waits for its last slow reply once,
+    not once per set (held-out and training pairs, for example).
+    """
+    query_sets = [build_queries(outcomes, pairs, template, settings) for pairs in pair_sets]
+    every = [q for qs in query_sets for q in qs]
+    answers, asked = _ask(backend, every, cache, settings.batch_size, progress, engine)
+    new = np.zeros(len(every), dtype=bool)
+    new[asked] = True
+    results, start = [], 0
+    for pairs, qs in zip(pair_sets, query_sets):
+        stop = start + len(qs)
+        result = aggregate(
+            pairs,
+            answers[start:stop],
+            settings,
+            reasoning=template.reasoning,
+            labels=template.labels,
+        )
+        result.n_new = int(new[start:stop].sum())
+        results.append(result)
+        start = stop
+    return results
 
 
 def _summed_counts(parts: Sequence[PairAnswers]) -> dict:
