@@ -217,6 +217,35 @@ def test_url_credentials_run_redacted_everywhere(fresh, tmp_path):
     assert len(keys) == 1 and query_key("openai/test-model", q, other) not in keys
 
 
+def test_resume_asks_for_the_url_credentials_again(fresh, tmp_path):
+    out = tmp_path / "resumed"
+    url = with_credentials(fresh.base_url)
+    args = small_run(url, out)
+    args[args.index("40")] = "200"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "valuescope.cli", *args, "-q", "--concurrency", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    fresh.reset(latency=0.02)
+    deadline = time.time() + 60
+    while fresh.stats.n_answered < 40 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    refused = cli(["run", "--resume", "--out", str(out), "-q"], cli_env())
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "pass the same --base-url with them again" in refused.stderr
+    assert PASSWORD not in refused.stderr
+    fresh.reset(latency=0.002)
+    resumed = cli(["run", "--resume", "--out", str(out), "--base-url", url, "-q"], cli_env())
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    assert fresh.stats.headers and {h["Authorization"] for h in fresh.stats.headers} == {expected}
+    assert files_holding(out, PASSWORD) == []
+
+
 def test_url_credentials_stay_out_of_messages(fresh, monkeypatch):
     url = with_credentials(fresh.base_url)
     fresh.reset(Faults(script=["400"]))  # the server echoes the Authorization header
