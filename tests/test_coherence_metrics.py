@@ -214,6 +214,23 @@ def test_coin_scores_a_quarter_cycles_and_chance_log_loss(tmp_path):
     assert lo <= 0.25 <= hi
 
 
+@pytest.mark.parametrize("samples", [1, 3])
+def test_a_fit_of_pure_noise_stays_near_chance_on_new_pairs(tmp_path, samples):
+    """Few samples per pair: without the out-of-fold scale a coin scored 0.93-1.13 here."""
+    m = run(
+        RunConfig(model="sim/random", mode="sample", samples=samples, out=tmp_path, bootstrap=0)
+    ).metrics
+    assert m["heldout_log_loss"] <= math.log(2) + 0.03
+    assert m["baseline_random"]["heldout_log_loss"] <= math.log(2) + 0.03
+    assert m["prediction_scale"]["scale"] < 0.5
+
+
+def test_the_scale_leaves_a_coherent_fit_alone(tmp_path):
+    m = run(RunConfig(model="sim/thurstone", out=tmp_path, bootstrap=0)).metrics
+    assert 0.8 <= m["prediction_scale"]["scale"] <= 1.25
+    assert m["heldout_log_loss"] < 0.4 and m["truth"]["spearman"] > 0.99
+
+
 def test_baseline_runs_the_models_design_not_its_final_pairs(tmp_path):
     """The coin's own active design asks other pairs than the model's (it fits the coin)."""
     common = dict(outcomes="demo", mode="sample", samples=2, seed=5, bootstrap=0)

@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.optimize import minimize_scalar
+from scipy.special import ndtr, ndtri
 from scipy.stats import spearmanr
 
 from valuescope.design.pairs import pair_codes
@@ -60,6 +62,62 @@ DEFINITIONS = {
     "position_bias": "share of answers that chose the first-listed option; 0.5 = none",
     "refusal_rate": "share of answers that were refusals or could not be parsed",
 }
+
+
+CALIBRATION_FOLDS = 5
+
+
+@dataclass
+class CalibratedFit(ThurstonianResult):
+    """A Thurstonian fit whose predictions use a noise scale chosen out of fold.
+
+    P(a > b) = Phi(scale * (mu_a - mu_b) / sqrt(sigma_a^2 + sigma_b^2)); `mean` and
+    `sigma` are the fit's own. A scale below 1 says the fit's gaps are partly noise
+    (refits without a pair predict it less surely than the full fit would); a coin's
+    answers drive it toward 0, which keeps a fit of pure noise near chance on new pairs.
+    """
+
+    scale: float = 1.0
+
+    def predict(self, pairs: np.ndarray) -> np.ndarray:
+        z = ndtri_safe(super().predict(pairs))
+        return ndtr(self.scale * z)
+
+
+def ndtri_safe(q: np.ndarray) -> np.ndarray:
+    """Phi^-1 of probabilities clipped away from 0 and 1."""
+    return ndtri(np.clip(q, 1e-15, 1 - 1e-15))
+
+
+def calibrate(
+    fit: ThurstonianResult, train: PairAnswers, n: int, seed: int, folds: int = CALIBRATION_FOLDS
+) -> CalibratedFit:
+    """The fit with the scale that minimises the out-of-fold log-loss on its training pairs.
+
+    The training pairs are split into `folds` random folds; each fold is predicted by a
+    refit on the others (warm-started from the full fit), and the scale c of
+    q = Phi(c z) is chosen in [0.01, 3] to minimise those predictions' log-loss. Costs
+    `folds` refits. With fewer than 10 pairs per fold the scale stays 1.
+    """
+    scale = 1.0
+    if len(train.p) >= 10 * folds:
+        rng = np.random.default_rng([seed, 31_337])
+        fold = rng.permutation(len(train.p)) % folds
+        z = np.empty(len(train.p))
+        for k in range(folds):
+            inside = fold != k
+            refit = fit_thurstonian(
+                train.pairs[inside], train.p[inside], n, init=fit.raw_params, check_input=False
+            )
+            z[~inside] = ndtri_safe(refit.predict(train.pairs[~inside]))
+        p = train.p
+
+        def loss(c: float) -> float:
+            q = np.clip(ndtr(c * z), _EPS, 1 - _EPS)
+            return float(np.mean(-(p * np.log(q) + (1 - p) * np.log(1 - q))))
+
+        scale = float(minimize_scalar(loss, bounds=(0.01, 3.0), method="bounded").x)
+    return CalibratedFit(**{f: getattr(fit, f) for f in fit.__dataclass_fields__}, scale=scale)
 
 
 @dataclass
@@ -271,7 +329,7 @@ def evaluate(
     them (or without a held-out set) no P(cycle) is reported. `extras=False` skips the
     Bradley-Terry, per-category and refusal-policy views (the random baseline).
     """
-    fit = fit_thurstonian(train.pairs, train.p, n)
+    fit = calibrate(fit_thurstonian(train.pairs, train.p, n), train, n, seed)
     every = merge_answers([train] + ([held] if held is not None else []))
     triads = np.zeros((0, 3), np.int64) if heldout_triads is None else heldout_triads
     metrics: dict = {name: None for name in HEADLINE}
@@ -290,6 +348,12 @@ def evaluate(
     intervals.update(iv)
     definitions.update(d)
     metrics["n_heldout_pairs"] = 0 if held is None else len(held.p)
+    metrics["prediction_scale"] = {
+        "scale": fit.scale,
+        "definition": "predictions are Phi(scale * z) with z the fitted gap over its noise; "
+        f"scale minimises the out-of-fold log-loss of {CALIBRATION_FOLDS} refits on the "
+        "training pairs (1 = the fit's own noise; near 0 for answers that are noise)",
+    }
     metrics["intervals"] = intervals
     metrics["interval_method"] = {
         "level": level,
