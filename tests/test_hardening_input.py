@@ -43,6 +43,14 @@ def vs(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.
     )
 
 
+@pytest.fixture
+def six(tmp_path) -> Path:
+    """A six-outcome file: runs on it take a second or two."""
+    path = tmp_path / "six.txt"
+    path.write_text(SIX)
+    return path
+
+
 def one_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     """The single `error:` line of a failed command, holding every fragment."""
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
@@ -105,9 +113,10 @@ def test_resume_with_a_relative_outcome_path_from_another_directory(tmp_path):
     assert metrics["n_queries_new"] == 0 and metrics["n_outcomes"] == 6
 
 
-def test_resume_refuses_conflicting_flags_and_accepts_transport_ones(tmp_path):
+@pytest.mark.slow  # four or five CLI processes (~20 s on 2 loaded cores)
+def test_resume_refuses_conflicting_flags_and_accepts_transport_ones(tmp_path, six):
     out = tmp_path / "run"
-    ok(vs("run", "sim/thurstone", "--seed", "9", "--out", str(out), *FAST))
+    ok(vs("run", "sim/thurstone", "--outcomes", str(six), "--seed", "9", "--out", str(out), *FAST))
     line = one_error(
         vs("run", "sim/random", "--resume", "--seed", "4", "--mode", "sample", "--out", str(out)),
         "--resume:",
@@ -124,9 +133,8 @@ def test_resume_refuses_conflicting_flags_and_accepts_transport_ones(tmp_path):
 
 
 @pytest.mark.parametrize("content", ['{"seed": ', "[1, 2]", '{"seed": "nine"}'])
-def test_resume_with_a_corrupt_run_config_is_one_line(tmp_path, content):
-    out = tmp_path / "run"
-    ok(vs("run", "sim/thurstone", "--out", str(out), *FAST))
+def test_resume_with_a_corrupt_run_config_is_one_line(finished, tmp_path, content):
+    out = _copy(finished, tmp_path / "run")
     (out / "run_config.json").write_text(content)
     one_error(vs("run", "--resume", "--out", str(out)), "run_config.json")
 
@@ -134,35 +142,39 @@ def test_resume_with_a_corrupt_run_config_is_one_line(tmp_path, content):
 # -- point 6: a run owns its directory -----------------------------------------------
 
 
-def test_another_run_is_refused_and_overwrite_replaces_it_without_stale_files(tmp_path):
+@pytest.mark.slow  # four or five CLI processes (~20 s on 2 loaded cores)
+def test_another_run_is_refused_and_overwrite_replaces_it_without_stale_files(tmp_path, six):
     out = tmp_path / "run"
-    ok(vs("run", "sim/thurstone", "--out", str(out), *FAST))
+    mine = ("--outcomes", str(six), "--out", str(out))
+    ok(vs("run", "sim/thurstone", *mine, *FAST))
     assert (out / "truth.csv").exists()
     (out / "notes.txt").write_text("my notes")  # not valuescope's: never removed
+    (out / "utilities.csv.tmp").write_text("half written by a killed run")
     one_error(
-        vs("run", "sim/random", "--out", str(out), *FAST),
+        vs("run", "sim/random", *mine, *FAST),
         "holds another run",
         "model sim/thurstone -> sim/random",
         "--overwrite",
     )
     assert json.loads((out / "metrics.json").read_text())["model"] == "sim/thurstone"
-    ok(vs("run", "sim/random", "--out", str(out), "--overwrite", *FAST))
-    assert not (out / "truth.csv").exists()
+    ok(vs("run", "sim/random", *mine, "--overwrite", *FAST))
+    assert not (out / "truth.csv").exists() and not (out / "utilities.csv.tmp").exists()
     assert "Ground truth" not in (out / "report.html").read_text()
     assert json.loads((out / "metrics.json").read_text())["model"] == "sim/random"
     assert (out / "notes.txt").read_text() == "my notes"
     # the exact same command again reuses the directory and its cache
-    again = vs("run", "sim/random", "--out", str(out), "--bootstrap", "0", "--json")
+    again = vs("run", "sim/random", *mine, "--bootstrap", "0", "--json")
     metrics = json.loads(ok(again).stdout)
     assert metrics["n_queries_new"] == 0 and metrics["n_queries_cached"] == metrics["n_queries"]
 
 
-def test_results_without_a_run_config_are_refused(tmp_path):
+def test_results_without_a_run_config_are_refused(tmp_path, six):
     out = tmp_path / "old"
     out.mkdir()
     (out / "truth.csv").write_text("id,mean,sigma\n0,1,1\n")
-    one_error(vs("run", "sim/random", "--out", str(out), *FAST), "truth.csv", "--overwrite")
-    ok(vs("run", "sim/random", "--out", str(out), "--overwrite", *FAST))
+    mine = ("--outcomes", str(six), "--out", str(out))
+    one_error(vs("run", "sim/random", *mine, *FAST), "truth.csv", "--overwrite")
+    ok(vs("run", "sim/random", *mine, "--overwrite", *FAST))
     assert not (out / "truth.csv").exists()
 
 
@@ -332,8 +344,9 @@ def test_hf_fingerprint_changes_with_the_weights_at_the_same_path(tmp_path):
     assert first and first == weights_fingerprint(str(tmp_path))
     (tmp_path / "README.md").write_text("edited: answers do not change")
     assert weights_fingerprint(str(tmp_path)) == first
-    weights.write_bytes(b"\1" * 4096)  # same size, new content
-    os.utime(weights, ns=(0, 0))
+    stamp = weights.stat().st_mtime_ns
+    weights.write_bytes(b"\1" * 4096)  # same size, new content, same modification time
+    os.utime(weights, ns=(stamp, stamp))
     second = weights_fingerprint(str(tmp_path))
     assert second != first
     os.utime(weights, ns=(10**18, 10**18))  # same content, touched
