@@ -8,9 +8,13 @@ utilities is its square root, so a run stopped at reliability R should rank the 
 about sqrt(R) >= R. The check: the final Spearman with the planted utilities is at least
 stop_at - 0.01 in at least 95% of seeds.
 
-Every run goes through `valuescope.pipeline.run` (the shipped rule, not a copy) on the first
-100 outcomes of the `main` set, with a budget of every non-held-out pair so that only the
-rule ends a run. Agents with noisy answers: `sim/thurstone` in sample mode with K = 1, 3, 10
+Every run goes through `pipeline._elicit_design` (the shipped design and rule, not a copy)
+with the run's own seeded start cycle and held-out triads, on the first 100 outcomes of the
+`main` set, with a budget of every non-held-out pair so that only the rule ends a run;
+answers come from the real `sim/*` backends (no cache), and the final fit is
+`fit_thurstonian` on the answered pairs, as the run fits them. The rest of a run (held-out
+evaluation, the coin baseline, the report) does not change where it stops and is skipped.
+Agents with noisy answers: `sim/thurstone` in sample mode with K = 1, 3, 10
 answers per order, `sim/thurstone?logprob_noise=1` in logprob mode (N(0, 1) noise on the
 logit of P(A), fixed per prompt). A coin (`sim/random`, sample mode K = 1 and logprob mode)
 must show a reliability near 0 and never stop early. OpenBLAS is pinned to one thread.
@@ -29,19 +33,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLA
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
-from valuescope.design import heldout_size, n_all_pairs
+from valuescope.design import heldout_size, n_all_pairs, split_heldout
+from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_template
+from valuescope.fit import fit_thurstonian
+from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
+from valuescope.pipeline import _elicit_design
 
 N = 100
 AGENTS = {
@@ -56,48 +62,40 @@ COINS = {
 }
 
 
-def outcome_file(root: Path) -> Path:
-    """The first N outcomes of `main` as a text file."""
-    path = root / f"main{N}.txt"
-    path.write_text("\n".join(load_outcomes("main").texts[:N]) + "\n", encoding="utf-8")
-    return path
+def one_run(model: str, mode: str, k: int, stop_at: float, seed: int) -> dict:
+    """The shipped design and stopping rule on one seeded agent; what they end with."""
+    texts = load_outcomes("main").texts[:N]
+    backend = get_backend(model, seed=seed)
+    settings = ElicitSettings(mode=mode, samples=k)
+    template = get_template("default")
 
+    def ask(pairs: np.ndarray):
+        return aggregate(
+            pairs, backend.answer(build_queries(texts, pairs, template, settings)), settings
+        )
 
-def one_run(model: str, mode: str, k: int, stop_at: float, seed: int, outcomes: Path) -> dict:
-    """One pipeline run; what the stopping record and the truth say."""
-    out = outcomes.parent / f"run-{seed}"
-    shutil.rmtree(out, ignore_errors=True)
     budget = n_all_pairs(N) - heldout_size(N)
-    config = RunConfig(
-        model=model,
-        outcomes=str(outcomes),
-        out=out,
-        mode=mode,
-        samples=k,
-        budget=budget,
-        stop_at=stop_at,
-        seed=seed,
-        bootstrap=0,
-    )
+    config = RunConfig(mode=mode, samples=k, budget=budget, stop_at=stop_at, seed=seed)
+    rng = np.random.default_rng(seed)  # the run's own stream, as pipeline.run draws it
+    start, held, _ = split_heldout(N, rng, heldout_size(N))
+    train, stop = _elicit_design(config, N, budget, start, held, rng, ask)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant fits of a coin warn in the evaluation
-        m = run(config).metrics
-    stop = m["stopping"]
-    truth = m.get("truth", {}).get("spearman")
+        warnings.simplefilter("ignore")  # K=1 fits may need more iterations; still fine
+        fit = fit_thurstonian(train.pairs, train.p, N)
+    truth = backend.truth(texts)["mean"].to_numpy() if hasattr(backend, "truth") else None
     return {
         "stopped_early": stop["stopped_early"],
         "pairs": stop["n_pairs"],
         "budget": budget,
         "reliability": stop["reliability"],
         "max_reliability": max(r for _, r in stop["history"]),
-        "spearman": truth,
+        "spearman": None if truth is None else float(spearmanr(fit.mean, truth)[0]),
     }
 
 
-def cell(name: str, spec: tuple, stop_at: float, seeds: list[int], root: Path) -> dict:
+def cell(name: str, spec: tuple, stop_at: float, seeds: list[int]) -> dict:
     """Runs over seeds for one agent and target, summarised."""
-    outcomes = outcome_file(root)
-    rows = [one_run(*spec, stop_at, s, outcomes) for s in seeds]
+    rows = [one_run(*spec, stop_at, s) for s in seeds]
     out = {
         "agent": name,
         "stop_at": stop_at,
@@ -114,7 +112,13 @@ def cell(name: str, spec: tuple, stop_at: float, seeds: list[int], root: Path) -
         out["spearman_p5"] = float(np.quantile(rho, 0.05))
         out["spearman_min"] = float(rho.min())
         out["share_at_least_target_minus_0.01"] = float(np.mean(rho >= stop_at - 0.01))
-    print(json.dumps(out), file=sys.stderr, flush=True)
+        stopped = np.array([r["stopped_early"] for r in rows])
+        out["share_of_stopped_at_least_target_minus_0.01"] = (
+            float(np.mean(rho[stopped] >= stop_at - 0.01)) if stopped.any() else None
+        )
+    out["runs"] = rows
+    brief = {k: v for k, v in out.items() if k != "runs"}
+    print(json.dumps(brief), file=sys.stderr, flush=True)
     return out
 
 
@@ -127,7 +131,7 @@ def print_table(rows: list[dict]) -> None:
         "pairs at stop (mean)",
         "reliability at stop (mean)",
         "Spearman with truth (mean / 5th pct / min)",
-        "share >= stop-at - 0.01",
+        "share >= stop-at - 0.01 (all / stopped runs)",
     ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -137,7 +141,12 @@ def print_table(rows: list[dict]) -> None:
             if "spearman_mean" in r
             else f"(coin; max reliability seen {r['max_reliability']:.3f})"
         )
-        share = f"{r['share_at_least_target_minus_0.01']:.2f}" if "spearman_mean" in r else "-"
+        share = "-"
+        if "spearman_mean" in r:
+            of_stopped = r["share_of_stopped_at_least_target_minus_0.01"]
+            share = f"{r['share_at_least_target_minus_0.01']:.2f} / " + (
+                "-" if of_stopped is None else f"{of_stopped:.2f}"
+            )
         cells = [
             r["agent"],
             f"{r['stop_at']:.2f}",
@@ -162,12 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(n_seeds))
     t0 = time.perf_counter()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name, spec in AGENTS.items():
-            rows += [cell(name, spec, t, seeds, root) for t in targets]
-        for name, spec in COINS.items():
-            rows.append(cell(name, spec, 0.5, seeds, root))
+    for name, spec in AGENTS.items():
+        rows += [cell(name, spec, t, seeds) for t in targets]
+    for name, spec in COINS.items():
+        rows.append(cell(name, spec, 0.5, seeds))
     print(f"\nN = {N} outcomes, {n_seeds} seeds per row, {time.perf_counter() - t0:.0f} s\n")
     print_table(rows)
     if args.json:

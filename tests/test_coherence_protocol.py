@@ -43,6 +43,19 @@ def test_spearman_brown_doubles_the_length():
     assert spearman_brown(0.5) == pytest.approx(2 / 3)
     assert spearman_brown(0.0) == 0.0
     assert spearman_brown(1.0) == 1.0
+    assert spearman_brown(-0.9) == pytest.approx(-1.0)  # halves disagree: bounded
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_tiny_outcome_sets_run_with_the_default_design(tmp_path, n):
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(["a cat", "a dog", "a fish"][:n]) + "\n", encoding="utf-8")
+    m = _run(tmp_path, "tiny", model="sim/thurstone", outcomes=str(path))
+    assert m["n_pairs"] >= 1
+    rel = m["stopping"]
+    assert all(
+        v is None or -1.0 <= v <= 1.0 for v in (rel["reliability"], rel["reliability_sigma"])
+    )
 
 
 def test_split_half_reliability_separates_signal_from_coin():

@@ -439,7 +439,7 @@ def _elicit_design(
         exclude = np.concatenate([pair_codes(start, n), held_codes])
         extra = decode(sample_new_codes(n, budget - len(start), exclude, rng), n)
         return _with_reliability(ask(np.concatenate([start, extra])), n, stopping, split_rng)
-    if config.design == "active":
+    if config.design == "active" and len(start) >= 4:  # each half needs pairs to fit
         return _two_half_design(config, n, budget, start, held_codes, rng, ask, stopping)
     stopping["reliability_note"] = (
         "not measured: one adaptive stream picks its pairs from all its answers, so a "
@@ -527,7 +527,13 @@ def _two_half_design(
 def _with_reliability(
     train: PairAnswers, n: int, stopping: dict, split_rng: np.random.Generator
 ) -> tuple[PairAnswers, dict]:
-    """The design's answers with the split-half reliability of their fit recorded."""
+    """The design's answers with the split-half reliability of their fit recorded.
+
+    Under 4 pairs there are no halves to fit: the reliabilities are recorded as None.
+    """
+    if len(train.p) < 4:
+        stopping.update(reliability=None, reliability_sigma=None, n_pairs=len(train.p))
+        return train, stopping
     rel = split_half_reliability(train.pairs, train.p, n, split_rng)
     return train, _stopping_record(stopping, rel)
 

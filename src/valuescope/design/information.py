@@ -191,8 +191,11 @@ class Reliability:
 
 
 def spearman_brown(r: float) -> float:
-    """Reliability of a measurement twice as long as one with reliability `r`."""
-    r = float(np.clip(r, -0.999999, 1.0))
+    """Reliability of a measurement twice as long as one with reliability `r`.
+
+    Negative r (halves that disagree: no reliability) maps into [-1, 0), never below -1.
+    """
+    r = float(np.clip(r, -1.0 / 3.0, 1.0))  # 2r / (1 + r) is -1 at r = -1/3
     return 2.0 * r / (1.0 + r)
 
 
