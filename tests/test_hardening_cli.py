@@ -290,10 +290,11 @@ def all_cache_rows(out: Path) -> int:
     [
         ["sensitivity", SLOW_SIM, "--budget", "60"],
         ["experiment", "expected-utility", "sim/eu?delay=0.1", "--quick"],
+        ["control", "assemble", "sim/citizen?delay=0.2"],
     ],
     ids=lambda a: a[0],
 )
-def test_sigint_in_sensitivity_and_experiment(tmp_path, args):
+def test_sigint_in_sensitivity_experiment_and_control(tmp_path, args):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "valuescope", *args, "--out", str(out), "-q"],
