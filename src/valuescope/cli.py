@@ -547,6 +547,11 @@ def _resume_config(ctx: typer.Context, out: Path) -> RunConfig:
     if "outcomes" in given:
         given["outcomes"] = normalise_source(given["outcomes"])
         saved["outcomes"] = normalise_source(saved.get("outcomes"))
+    if "template" in given:  # template files are recorded resolved, as outcome files are
+        parts = [t.strip() for t in str(given["template"]).split(",") if t.strip()]
+        given["template"] = ",".join(
+            str(Path(t).resolve()) if Path(t).is_file() else t for t in parts
+        )
     if given.get("base_url"):  # compared as saved: without its credentials
         given["base_url"] = redact_url(given["base_url"].strip()).rstrip("/")
         saved["base_url"] = (saved.get("base_url") or "").rstrip("/") or None
