@@ -1,8 +1,8 @@
 """Coherence before and after: figures over the asked pairs vs over uniform held-out items.
 
 For planted agents (transitive Thurstonian, a coin, Thurstonian with a rock-paper-scissors
-block of growing share) and two designs (the default active design and uniform random
-pairs), runs the real pipeline and prints, side by side:
+block of growing share) and three designs (the default active design, the reference active
+design and uniform random pairs), runs the real pipeline and prints, side by side:
 
 - "asked": completeness over the asked pairs and P(cycle) over triangles of the asked
   graph (what runs reported before issue 17; now under metrics["diagnostics"]);
@@ -11,7 +11,7 @@ pairs), runs the real pipeline and prints, side by side:
 - "truth": the agent's exact completeness over every pair and P(cycle) over 200,000
   uniformly drawn triads, from its hidden P(a > b) (no answers involved).
 
-    python benchmarks/coherence_bias.py                  # main set (503 outcomes), ~10 min
+    python benchmarks/coherence_bias.py                  # main set (503 outcomes), ~15 min
     python benchmarks/coherence_bias.py --outcomes demo  # 36 outcomes, seconds
 
 Results and the command's load average go in docs/benchmarks.md.
