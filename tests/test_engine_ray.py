@@ -125,8 +125,9 @@ def test_resume_moves_between_engines(local_ray, tmp_path):
     mixed = tmp_path / "mixed"
     vs(*run_args("sim/thurstone", mixed, *common, "--budget", "36"))
     part = len(cache_rows(mixed / "responses.sqlite"))
-    # ... then the full run on Ray in the same directory asks only what is missing
-    vs(*run_args("sim/thurstone", mixed, *common, "--engine", "ray"))
+    # ... then the full run on Ray replaces it (other settings: --overwrite) and, since the
+    # cache survives --overwrite, asks only what is missing
+    vs(*run_args("sim/thurstone", mixed, *common, "--engine", "ray", "--overwrite"))
     m = metrics(mixed)
     assert m["n_queries_cached"] == part > 0
     assert m["n_queries_new"] == m["n_queries"] - part > 0
