@@ -174,3 +174,49 @@ def test_out_dir_concurrency_batch_size_engine_settings_leave_keys_alone(tmp_pat
     assert base and base == other
     changed = sim_run(tmp_path / "c", mode="sample", samples=2)
     assert not changed & base
+
+
+def test_two_models_on_one_endpoint_do_not_share_answers(tmp_path):
+    queries = build_queries(["apples", "bread"], np.array([[0, 1]]), TMPL, ElicitSettings())
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        _, first = ask(get_backend("sim/thurstone", seed=0), queries, cache)
+        _, second = ask(get_backend("sim/thurstone", seed=1), queries, cache)
+        assert (first, second) == (2, 2)
+
+
+def test_progress_counts_every_query_once(tmp_path):
+    outcomes = ["apples", "bread", "cheese"]
+    queries = build_queries(outcomes, np.array([[0, 1], [1, 2]]), TMPL, ElicitSettings())
+    queries = queries + queries[:1]  # the same question twice in one request list
+    backend = get_backend("sim/thurstone")
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        seen: list[int] = []
+        _, n_new = ask(backend, queries, cache, batch_size=2, progress=seen.append)
+        assert n_new == 4
+        assert seen[0] == 0  # nothing cached yet
+        assert sum(seen) == len(queries) == 5
+        assert seen[1:] == [2, 2, 1]  # two batches, then the duplicate
+        seen.clear()
+        ask(backend, queries, cache, progress=seen.append)
+        assert seen == [5]  # all from the cache
+
+
+def test_answers_that_arrived_before_a_failure_are_kept(tmp_path, monkeypatch):
+    from loopback_server import Faults
+
+    from valuescope.errors import BackendError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-cache-key")
+    outcomes = ["apples", "bread", "cheese", "dates"]
+    pairs = np.array([[0, 1], [1, 2], [2, 3], [0, 3]])
+    queries = build_queries(outcomes, pairs, TMPL, ElicitSettings())
+    with LoopbackServer(seed=1) as server, ResponseCache(tmp_path / "c.sqlite") as cache:
+        server.reset(Faults(fail_after=3, after_kind="400"))
+        backend = get_backend(MODEL, base_url=server.base_url, concurrency=1, max_retries=0)
+        with pytest.raises(BackendError):
+            ask(backend, queries, cache, batch_size=8)
+        kept = cache.count()
+        assert 1 <= kept <= 3
+        server.reset()
+        _, n_new = ask(backend, queries, cache, batch_size=8)
+        assert n_new == len(queries) - kept
