@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -484,8 +485,8 @@ def _two_half_design(
     the Spearman between them, Spearman-Brown corrected, is the test-retest reliability
     of the pooled utilities. The pooled answers are what the run fits.
     """
-    halves = [[ask(start[0::2])], [ask(start[1::2])]]
     asked = [start[0::2], start[1::2]]
+    halves = [[part] for part in _ask_split(ask, asked)]
     inits: list = [None, None]
     step = batch_size(n, budget)
     while True:
@@ -517,11 +518,32 @@ def _two_half_design(
             )
         if sum(len(b) for b in batches) == 0:
             break
-        for i, batch in enumerate(batches):
-            if len(batch):
-                halves[i].append(ask(batch))
-                asked[i] = np.concatenate([asked[i], batch])
+        for i, part in enumerate(_ask_split(ask, batches)):
+            halves[i].append(part)
+            asked[i] = np.concatenate([asked[i], batches[i]])
     return merge_answers(halves[0] + halves[1]), _stopping_record(stopping, rel)
+
+
+def _ask_split(ask: Callable[[np.ndarray], PairAnswers], groups: list) -> list[PairAnswers]:
+    """Ask several groups of pairs in one call (one batch for the backend), then split.
+
+    Per-pair arrays are cut at the group boundaries; the run totals (queries, tokens,
+    position counts) go with the first group, so merging the parts adds up to the call.
+    """
+    sizes = [len(g) for g in groups]
+    answers = ask(np.concatenate(groups).reshape(-1, 2))
+    cuts = np.cumsum(sizes)[:-1]
+    parts = []
+    for j, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, sum(sizes)], strict=True)):
+        values = {}
+        for field in dataclasses.fields(answers):
+            value = getattr(answers, field.name)
+            if isinstance(value, np.ndarray) and len(value) == len(answers.p):
+                values[field.name] = value[lo:hi]
+            else:
+                values[field.name] = value if j == 0 else type(value)(0)
+        parts.append(PairAnswers(**values))
+    return parts
 
 
 def _with_reliability(
