@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PY" -m pip install -q -e ".[dev,hf,ray,control]"
+"$PY" -m pip install -q -e ".[dev,hf,ray,control,inspect]"
 bash scripts/install-browser.sh
 PYTHON="$PY" bash scripts/install-models.sh smollm2-135m

@@ -11,6 +11,13 @@ It counts requests per prompt, records headers, arrival times and the most reque
 flight, so tests can check what a client did. `slow_every = N` makes every N-th request
 a slow success (it waits `slow_latency` seconds, then answers normally).
 
+`reasoning_rules = True` makes it hold reasoning model names (o1, o3-mini, gpt-5, ...) to
+OpenAI's rules for them: a request with `max_tokens`, a temperature other than 1, or
+`logprobs` gets HTTP 400 with OpenAI's error text; an accepted one (`max_completion_tokens`)
+gets a few lines of reasoning ending in "Answer: X". Azure OpenAI paths
+(`/openai/deployments/<name>/chat/completions`, `/openai/v1/chat/completions`) answer like
+`/v1/chat/completions`; `Stats.paths` records each request's path and query string.
+
 Run it alone with `python tests/loopback_server.py --port 8000 --latency 0.02`.
 """
 
@@ -40,6 +47,7 @@ ALL_KINDS = RETRYABLE_KINDS + ("503", "400", "401", "403", "404")
 # the bare and the space-prefixed form, and 10% on other tokens.
 ANSWER_MASS = 0.9
 OTHER_TOKENS = {"I": 0.05, "Option": 0.03, "The": 0.02}
+REASONING_NAME = re.compile(r"^(?:o[1-9](?:$|-)|gpt-5)")
 
 
 @dataclass
@@ -73,6 +81,7 @@ class Stats:
     arrivals: list[float] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    paths: list[str] = field(default_factory=list)
 
     @property
     def n_answered(self) -> int:
@@ -107,6 +116,7 @@ class LoopbackServer:
         self.record_headers = True
         self.slow_every: int | None = None  # every N-th request answers late (but answers)
         self.slow_latency = 2.0
+        self.reasoning_rules = False  # reasoning model names follow OpenAI's rules for them
         self._rng = random.Random(0)
         self._fault_rng = random.Random(0)
         self._utility = lru_cache(maxsize=None)(self.agent._utility)
@@ -167,6 +177,8 @@ class LoopbackServer:
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
+        app.router.add_post("/openai/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         loop.run_until_complete(runner.setup())
@@ -195,6 +207,7 @@ class LoopbackServer:
         stats.requests += 1
         number = stats.requests
         stats.arrivals.append(time.monotonic())
+        stats.paths.append(request.path_qs)
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         if self.record_headers:
@@ -213,6 +226,11 @@ class LoopbackServer:
                 return await self._fault(request, fault)
             stats.answered[key] += 1
             return web.json_response(payload)
+        except Rejected as exc:  # OpenAI's own 400 for a parameter the model does not take
+            error = {"message": exc.message, "type": "invalid_request_error"}
+            return web.json_response(
+                {"error": {**error, "param": exc.param, "code": exc.code}}, status=400
+            )
         except (ValueError, KeyError, TypeError, StopIteration) as exc:
             return _error(400, f"bad request: {exc!r}")
         except ConnectionError:  # the client went away (e.g. it timed out)
@@ -270,6 +288,8 @@ class LoopbackServer:
         messages = body["messages"]
         user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         p, labels = self._options(user)
+        if self.reasoning_rules and REASONING_NAME.match(str(body.get("model", ""))):
+            return self._reasoning_reply(body, messages, user, p, labels)
         want_logprobs = bool(body.get("logprobs")) and self.logprobs
         mode = "logprob" if body.get("logprobs") else "sample"
         seed = body.get("seed")
@@ -313,6 +333,36 @@ class LoopbackServer:
         }
         return prompt_key(user, mode, seed), payload
 
+    def _reasoning_reply(
+        self, body: dict, messages: list, user: str, p: float, labels: tuple[str, str]
+    ) -> tuple[tuple, dict]:
+        check_reasoning_request(body)
+        seed = body.get("seed")
+        label = self._sample(p, labels, user, seed)
+        text = f"Weighing both options.\nThe first seems {p:.2f} likely to be preferred.\n"
+        text += f"Answer: {label}"
+        prompt_tokens = sum(len(m["content"]) for m in messages) // 4
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 40,
+            "total_tokens": prompt_tokens + 40,
+            "completion_tokens_details": {"reasoning_tokens": 24},
+        }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }
+        payload = {
+            "id": "chatcmpl-loopback-reasoning",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [choice],
+            "usage": usage,
+        }
+        return prompt_key(user, "sample", seed), payload
+
     def _messages_reply(self, body: dict) -> tuple[tuple, dict]:
         messages = body["messages"]
         user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
@@ -331,6 +381,44 @@ class LoopbackServer:
             },
         }
         return prompt_key(user, "sample", None), payload
+
+
+class Rejected(Exception):
+    """A request OpenAI would refuse with HTTP 400 (its message, parameter and code)."""
+
+    def __init__(self, message: str, param: str, code: str) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
+def check_reasoning_request(body: dict) -> None:
+    """Rejected, in OpenAI's words, for what a reasoning model does not take."""
+    if "max_tokens" in body:
+        raise Rejected(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
+    if body.get("temperature", 1) != 1:
+        raise Rejected(
+            f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+            "this model. Only the default (1) value is supported.",
+            "temperature",
+            "unsupported_value",
+        )
+    if body.get("logprobs") or "top_logprobs" in body:
+        raise Rejected(
+            "Unsupported parameter: 'logprobs' is not supported with this model.",
+            "logprobs",
+            "unsupported_parameter",
+        )
+    if not body.get("max_completion_tokens"):
+        raise Rejected(
+            "Missing max_completion_tokens (the loopback server asks for it)",
+            "max_completion_tokens",
+            "missing_parameter",
+        )
 
 
 def _top_logprobs(p: float, labels: tuple[str, str], n: int) -> dict[str, float]:

@@ -235,9 +235,16 @@ def resolve_base_url(option: str | None, env_var: str, default: str) -> str:
     return url
 
 
+# Services whose customers each get their own host under one domain.
+KEY_VARIABLE_SUFFIXES: dict[str, str] = {".openai.azure.com": "AZURE_OPENAI_API_KEY"}
+
+
 def host_key_variable(host: str | None) -> str | None:
     """The variable whose key a known service's host gets unasked (`KEY_VARIABLES`)."""
-    return KEY_VARIABLES.get((host or "").lower().rstrip("."))
+    name = (host or "").lower().rstrip(".")
+    if name in KEY_VARIABLES:
+        return KEY_VARIABLES[name]
+    return next((v for s, v in KEY_VARIABLE_SUFFIXES.items() if name.endswith(s)), None)
 
 
 def resolve_key(url: str, api_key_env: str | None, label: str) -> tuple[str | None, str | None]:

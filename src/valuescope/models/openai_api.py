@@ -6,14 +6,25 @@ are summed; labels are "A"/"B" unless the template asks for others). Sample
 mode asks for a completion per query. Model parameters: `?logprobs=0` for servers that
 do not return log-probabilities, `?price_in=&price_out=` (USD per 1M tokens) for costs,
 `?api_key_env=NAME` for the variable whose key this host gets (see `_http.resolve_key`).
+
+Reasoning models (o1, o3, o4-mini, gpt-5, ...; by name, or `?reasoning=1` for a deployment
+whose name does not say) take `max_completion_tokens`, their fixed temperature and no
+log-probabilities: they answer in sample mode, with at least `REASONING_MIN_TOKENS`
+tokens for thinking and answer. Azure OpenAI: a base URL
+`https://NAME.openai.azure.com/openai/deployments/DEPLOYMENT?api-version=...` (or the
+api-version as `?api_version=` on the model) and the newer `.../openai/v1` both work; the
+`api-key` header carries `AZURE_OPENAI_API_KEY` to `*.openai.azure.com` hosts.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterator, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from valuescope.errors import ValuescopeError
 from valuescope.models._http import (
     ApiClient,
     FatalError,
@@ -36,6 +47,58 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 TOP_LOGPROBS = 20
+# OpenAI's reasoning models: the o-series (o1, o3-mini, o4-mini, ...) and the gpt-5 family.
+REASONING_NAME = re.compile(r"^(?:o[1-9](?:$|-)|gpt-5)", re.IGNORECASE)
+# Their completion budget covers hidden reasoning too: a few tokens would leave no answer.
+REASONING_MIN_TOKENS = 4096
+AZURE_HOST_SUFFIX = ".openai.azure.com"
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/[^/]+$")
+
+
+def is_reasoning_model(name: str) -> bool:
+    """Whether an OpenAI model name is a reasoning model (o1, o3-mini, gpt-5, ...)."""
+    return bool(REASONING_NAME.match(name.rsplit("/", 1)[-1]))
+
+
+def is_azure(url: str) -> bool:
+    """Whether a base URL is Azure OpenAI's: its host, or its deployment or v1 path."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    host = (parts.hostname or "").lower().rstrip(".")
+    return (
+        host.endswith(AZURE_HOST_SUFFIX)
+        or bool(_AZURE_DEPLOYMENT.search(path))
+        or path.endswith("/openai/v1")
+    )
+
+
+def chat_completions_url(base_url: str, model: str, api_version: str | None = None) -> str:
+    """The chat-completions endpoint for a base URL; its query string (api-version) stays last.
+
+    An Azure host with no path gets `/openai/deployments/<model>` (the model names the
+    deployment); a deployment URL needs an api-version, in the URL or as `api_version`.
+    """
+    parts = urlsplit(base_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    given = dict(query).get("api-version")
+    if api_version is not None:
+        if given is not None and given != api_version:
+            raise ValuescopeError(
+                f"api-version {given!r} in the base URL and api_version={api_version!r} "
+                "on the model differ: give one"
+            )
+        if given is None:
+            query.append(("api-version", api_version))
+    path = parts.path.rstrip("/")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not path and host.endswith(AZURE_HOST_SUFFIX):
+        path = f"/openai/deployments/{model}"
+    if _AZURE_DEPLOYMENT.search(path) and not dict(query).get("api-version"):
+        raise ValuescopeError(
+            f"the Azure deployment URL {strip_userinfo(base_url)} needs an api-version: "
+            "add ?api-version=YYYY-MM-DD to it, or ?api_version=... to the model"
+        )
+    return urlunsplit(parts._replace(path=path + "/chat/completions", query=urlencode(query)))
 
 
 def choice_probabilities(
@@ -75,7 +138,8 @@ class OpenAIBackend:
     model : str
         The model name the server knows (`gpt-4o-mini`, `Qwen/Qwen2.5-7B-Instruct`, ...).
     params : dict, default=None
-        Model-string parameters: `logprobs` (1/0), `price_in`, `price_out`.
+        Model-string parameters: `logprobs` (1/0), `price_in`, `price_out`,
+        `reasoning` (1/0; default: from the name), `api_version` (Azure).
     base_url : str, default=None
         Endpoint ending in `/v1`; else `OPENAI_BASE_URL`, else OpenAI's API. Credentials
         in it (`http://user:pw@host/v1`) are sent as HTTP Basic auth, never shown.
@@ -86,7 +150,7 @@ class OpenAIBackend:
         service's host gets a key (`OPENAI_API_KEY` for api.openai.com, ...); others none.
     """
 
-    known_params = ("logprobs", "price_in", "price_out", "api_key_env")
+    known_params = ("logprobs", "price_in", "price_out", "api_key_env", "reasoning", "api_version")
 
     def __init__(
         self,
@@ -103,19 +167,29 @@ class OpenAIBackend:
         require_transport(self.name)
         url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = strip_userinfo(url)
+        self.reasoning = parse_flag("openai", model, params, "reasoning", is_reasoning_model(model))
         self.supports_logprobs = parse_flag("openai", model, params, "logprobs", True)
+        self.supports_logprobs = self.supports_logprobs and not self.reasoning
         self.prices = parse_prices("openai", model, params)
+        self.endpoint = chat_completions_url(self.base_url, model, params.get("api_version"))
+        azure = is_azure(url)
         key, key_env = resolve_key(url, params.get("api_key_env", api_key_env), self.name)
-        key_headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if not key:
+            key_headers = {}
+        else:
+            key_headers = {"api-key": key} if azure else {"Authorization": f"Bearer {key}"}
         headers, auth = request_headers(url, key_headers, key_env)
+        hint = " (is the model name right, and does the base URL end in /v1?)"
+        if azure:
+            hint = " (is the deployment name right, and the api-version one Azure offers?)"
         self._client = ApiClient(
             self.name,
-            self.base_url + "/chat/completions",
+            self.endpoint,
             headers,
             key_env,
             options or HttpOptions(),
             secrets=(key or "", (url_credentials(url) or ("", ""))[1]),
-            not_found_hint=" (is the model name right, and does the base URL end in /v1?)",
+            not_found_hint=hint,
             auth=auth,
         )
 
@@ -143,8 +217,7 @@ class OpenAIBackend:
                 {
                     "model": self.model,
                     "messages": [{"role": r, "content": c} for r, c in messages],
-                    "max_tokens": max_tokens,
-                    "temperature": temperature,
+                    **self._sampling(max_tokens, temperature),
                     "seed": seed,
                 },
                 self._parse_sample,
@@ -155,6 +228,11 @@ class OpenAIBackend:
 
     def _request(self, q: Query) -> Request:
         messages = [{"role": role, "content": content} for role, content in q.messages]
+        if q.mode == "logprob" and self.reasoning:
+            raise ValuescopeError(
+                f"{self.name} is a reasoning model: it returns no log-probabilities; "
+                "use --mode sample"
+            )
         if q.mode == "logprob":
             payload = {
                 "model": self.model,
@@ -168,11 +246,16 @@ class OpenAIBackend:
         payload = {
             "model": self.model,
             "messages": messages,
-            "max_tokens": q.max_tokens,
-            "temperature": q.temperature,
+            **self._sampling(q.max_tokens, q.temperature),
             "seed": q.sample_index,  # reproducible samples where the server supports seeds
         }
         return payload, self._parse_sample
+
+    def _sampling(self, max_tokens: int, temperature: float) -> dict:
+        """The token limit and temperature, in the form the model takes."""
+        if self.reasoning:  # fixed temperature; the limit covers the hidden reasoning too
+            return {"max_completion_tokens": max(max_tokens, REASONING_MIN_TOKENS)}
+        return {"max_tokens": max_tokens, "temperature": temperature}
 
     def _parse_logprobs(self, labels: tuple[str, str], data: dict) -> Answer:
         logprobs = data["choices"][0].get("logprobs")

@@ -68,6 +68,7 @@ BUILTIN_MODULES = (
     "valuescope.models.embedded",
     "valuescope.models.hf",
     "valuescope.models.vllm",
+    "valuescope.models.inspect_backend",  # every Inspect AI provider (inspect/...)
     # synthetic agents with planted properties for the analyses (experiments/)
     "valuescope.models.sim_lotteries",
     "valuescope.models.sim_quantities",
