@@ -256,6 +256,9 @@ def plan(config: RunConfig, *, overwrite: bool = False) -> RunPlan:
     config = config.model_copy(update={"outcomes": normalise_source(config.outcomes)})
     backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
+    if getattr(backend, "reasoning", False) and config.template == "default":
+        # a reasoning model thinks before it answers: ask for its final "Answer: X" line
+        config = config.model_copy(update={"template": "reasoning"})
     templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
     if not templates:
         raise ValuescopeError("--template: name at least one template")
