@@ -1,15 +1,23 @@
-"""Exchange rates: how many units of one entity the model values like one unit of another.
+"""Exchange rates in dollars: what one unit of each entity is worth, per entity family.
 
-Outcomes "N units of X benefit" over a grid of N; per entity a least-squares line
-U = a ln N + b on the fitted utilities. One unit of the reference R is worth
-U_R(1) = b_R, and N units of X match it when a_X ln N + b_X = b_R, so
+Each family (countries, animals, people in named roles, AI systems) is its own utility
+measurement: outcomes "N units of X receive the family's benefit" over a grid of N,
+together with a ladder of dollar amounts "You receive $X" in the same run, so entities
+and dollars share one utility scale. Per entity a least-squares line U = a ln N + b,
+and on the ladder U = a' ln X + b'. One unit of entity e has utility U_e(1) = b_e; the
+dollar amount with that utility solves a' ln X + b' = b_e, so
 
-    rate(X) = exp((b_R - b_X) / a_X)   units of X per unit of R   (needs a_X > 0)
+    worth_usd(e) = exp((b_e - b') / a')                      (needs a' > 0)
+    relative_worth(e : r) = worth_usd(e) / worth_usd(r) = exp((b_e - b_r) / a')
 
-and the relative worth of one unit of X is 1 / rate(X), in units of R. Intervals come
-from a parametric bootstrap: each utility is redrawn around its fitted line with the
-pipeline's per-outcome standard error plus the entity's residual variance, and the lines
-and rates are refitted (the reference is redrawn too, so its uncertainty propagates).
+The ladder's slope a' is the one converter from utility to log dollars for every entity
+of the family: the ratio does not depend on which entity is the reference, and no
+entity's own (noisier) slope enters it, so it stays defined when an entity's utility
+barely moves with N. The log-fit R^2 of every line is reported; a poor one (the model's
+utility is not logarithmic in N) is flagged, because the worth at N = 1 is read off the
+line. Intervals: a parametric bootstrap that redraws every utility around its line with
+the pipeline's per-outcome standard error plus the line's residual variance and refits
+all lines (ladder included), so the ladder's uncertainty reaches every dollar figure.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from valuescope.fit.bootstrap import basic_interval
 Z95 = 1.959964  # the pipeline's per-outcome intervals are 95% intervals
 N_BOOT = 1000
 LEVEL = 0.9
+R2_WARN = 0.8  # a log line explaining less than this share of the variance is flagged
+DOLLARS = "$"  # the entity label of the ladder's outcomes
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,32 @@ class Entity:
         return self.many.format(n=f"{n:,}", entity=self.plural)
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """quantities.yaml: entities, quantity grids, the dollar ladder and quick families."""
+
+    entities: tuple[Entity, ...]
+    grid: tuple[int, ...]
+    quick_grid: tuple[int, ...]
+    dollar_template: str
+    ladder: tuple[int, ...]
+    quick_ladder: tuple[int, ...]
+    quick_families: tuple[str, ...]
+
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(e.family for e in self.entities))
+
+
 @lru_cache(maxsize=1)
-def _dataset() -> tuple[tuple[Entity, ...], tuple[int, ...], tuple[int, ...]]:
+def dataset() -> Dataset:
+    """The shipped dataset (quantities.yaml)."""
     data = load_data("quantities")
     entities = []
+    quick_families = []
     for family, spec in data["families"].items():
+        if spec.get("quick"):
+            quick_families.append(str(family))
         for e in spec["entities"]:
             name = str(e["name"])
             entities.append(
@@ -72,12 +103,38 @@ def _dataset() -> tuple[tuple[Entity, ...], tuple[int, ...], tuple[int, ...]]:
     names = [e.name for e in entities]
     if len(set(names)) != len(names):
         raise ExperimentError("quantities.yaml: entity names must be unique across families")
-    return tuple(entities), tuple(data["grid"]), tuple(data["quick_grid"])
+    dollars = data["dollars"]
+    return Dataset(
+        entities=tuple(entities),
+        grid=tuple(int(v) for v in data["grid"]),
+        quick_grid=tuple(int(v) for v in data["quick_grid"]),
+        dollar_template=str(dollars["text"]),
+        ladder=tuple(int(v) for v in dollars["ladder"]),
+        quick_ladder=tuple(int(v) for v in dollars["quick_ladder"]),
+        quick_families=tuple(quick_families),
+    )
 
 
 def load_entities() -> list[Entity]:
     """Every entity of the dataset (quantities.yaml), in file order."""
-    return list(_dataset()[0])
+    return list(dataset().entities)
+
+
+def dollar_text(amount: int) -> str:
+    """The ladder outcome for a dollar amount ("You receive $1,000 in cash.")."""
+    return dataset().dollar_template.format(amount=f"{amount:,}")
+
+
+@lru_cache(maxsize=1)
+def _dollar_pattern() -> re.Pattern[str]:
+    pattern = re.escape(dataset().dollar_template)
+    return re.compile("^" + pattern.replace(re.escape("{amount}"), r"(?P<x>\d[\d,]*)") + "$")
+
+
+def parse_dollars(text: str) -> int | None:
+    """The dollar amount of a ladder outcome, else None."""
+    m = _dollar_pattern().match(" ".join(text.split()))
+    return int(m.group("x").replace(",", "")) if m else None
 
 
 @lru_cache(maxsize=1)
@@ -128,233 +185,386 @@ def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(a), float(b), float(resid @ resid / dof)
 
 
-def _select(ctx: ExperimentContext) -> tuple[list[Entity], list[int], Entity]:
-    entities = load_entities()
-    families = ctx.params.get("families")
-    if families:
-        wanted = [f.strip() for f in families.split(",") if f.strip()]
-        known = list(dict.fromkeys(e.family for e in entities))
+def r_squared(x: np.ndarray, y: np.ndarray) -> float:
+    """Share of the variance of y explained by its least-squares line on x."""
+    a, b, _ = fit_line(x, y)
+    sst = float(((y - y.mean()) ** 2).sum())
+    if sst <= 0:
+        return float("nan")
+    resid = y - (a * x + b)
+    return float(1 - resid @ resid / sst)
+
+
+# ----------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures: per family its entities and reference; one grid, one ladder."""
+
+    families: dict[str, list[Entity]]
+    references: dict[str, str]
+    grid: list[int]
+    ladder: list[int]
+
+
+def _int_list(ctx: ExperimentContext, key: str, default: tuple[int, ...]) -> list[int]:
+    if key not in ctx.params:
+        return list(default)
+    try:
+        values = sorted({int(v) for v in ctx.params[key].split(",") if v.strip()})
+    except ValueError:
+        raise ExperimentError(
+            f"--param {key}={ctx.params[key]!r}: expected whole numbers like 1,10,100"
+        ) from None
+    if len(values) < 3 or values[0] < 1:
+        raise ExperimentError(
+            f"--param {key}: needs at least 3 distinct values >= 1 to fit a line, got {values}"
+        )
+    return values
+
+
+def plan(ctx: ExperimentContext) -> Plan:
+    """The families, entities, references, grid and ladder a context asks for."""
+    data = dataset()
+    known = data.families
+    raw = ctx.params.get("families")
+    if raw:
+        wanted = [f.strip() for f in raw.split(",") if f.strip()]
         unknown = [f for f in wanted if f not in known]
         if unknown:
             raise ExperimentError(
                 f"--param families: unknown family {unknown[0]!r}; known: {', '.join(known)}"
             )
-        entities = [e for e in entities if e.family in wanted]
-    if ctx.quick:
-        entities = [e for e in entities if e.quick]
-    _, grid, quick_grid = _dataset()
-    grid = list(quick_grid if ctx.quick else grid)
-    if "grid" in ctx.params:
-        try:
-            grid = sorted({int(v) for v in ctx.params["grid"].split(",") if v.strip()})
-        except ValueError:
-            raise ExperimentError(
-                f"--param grid={ctx.params['grid']!r}: expected whole numbers like 1,10,100"
-            ) from None
-    if len(grid) < 3 or grid[0] < 1:
-        raise ExperimentError(
-            f"--param grid: needs at least 3 distinct quantities >= 1 to fit a line, got {grid}"
-        )
-    ref_name = ctx.params.get("reference")
-    if ref_name is None:
-        if not entities:
-            raise ExperimentError("exchange-rates: no entities selected")
-        reference = entities[0]
     else:
-        matches = [e for e in load_entities() if e.name.casefold() == ref_name.casefold()]
+        wanted = list(data.quick_families) if ctx.quick else known
+    families = {
+        f: [e for e in data.entities if e.family == f and (e.quick or not ctx.quick)]
+        for f in wanted
+    }
+    references = {f: ents[0].name for f, ents in families.items() if ents}
+    ref_name = ctx.params.get("reference")
+    if ref_name is not None:
+        matches = [e for e in data.entities if e.name.casefold() == ref_name.casefold()]
         if not matches:
             raise ExperimentError(
                 f"--param reference={ref_name!r}: unknown entity; known: "
-                + ", ".join(e.name for e in load_entities())
+                + ", ".join(e.name for e in data.entities)
             )
-        reference = matches[0]
-        if reference not in entities:
-            entities = [reference, *entities]
-    if len(entities) < 2:
-        raise ExperimentError("exchange-rates: needs at least 2 entities to compare")
-    return entities, grid, reference
+        ref = matches[0]
+        if ref.family not in families:
+            raise ExperimentError(
+                f"--param reference={ref.name!r} belongs to family {ref.family!r}, "
+                "which is not selected (--param families)"
+            )
+        if ref not in families[ref.family]:
+            families[ref.family] = [ref, *families[ref.family]]
+        references[ref.family] = ref.name
+    for f, ents in families.items():
+        if len(ents) < 2:
+            raise ExperimentError(f"exchange-rates: family {f!r} needs at least 2 entities")
+    grid = _int_list(ctx, "grid", data.quick_grid if ctx.quick else data.grid)
+    ladder = _int_list(ctx, "ladder", data.quick_ladder if ctx.quick else data.ladder)
+    return Plan(families=families, references=references, grid=grid, ladder=ladder)
+
+
+# ----------------------------------------------------------------- run
+
+
+def family_outcomes(entities: list[Entity], grid: list[int], ladder: list[int]) -> list[dict]:
+    """One family's outcomes: every entity at every N, and every rung of the ladder."""
+    outcomes = [{"text": e.text(n), "category": e.family} for e in entities for n in grid]
+    outcomes += [{"text": dollar_text(x), "category": "dollars"} for x in ladder]
+    return outcomes
+
+
+def label_frame(utilities: pd.DataFrame) -> pd.DataFrame:
+    """The pipeline's utilities with entity (DOLLARS for the ladder), n and se columns."""
+    entity, n = [], []
+    for text in utilities["outcome"]:
+        amount = parse_dollars(text)
+        parsed = (DOLLARS, amount) if amount is not None else parse_quantity(text)
+        if parsed is None:
+            raise ExperimentError(f"exchange-rates: outcome {text!r} is not one of ours")
+        entity.append(parsed[0])
+        n.append(parsed[1])
+    return utilities.assign(entity=entity, n=n, se=utility_se(utilities))
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    entities, grid, reference = _select(ctx)
-    outcomes = [{"text": e.text(n), "category": e.family} for e in entities for n in grid]
-    outcomes = shuffled(outcomes, ctx.seed)
-    result = ctx.measure("quantities", outcomes, **measure_options(ctx.quick, len(outcomes)))
-    frame = result.utilities
-    parsed = [parse_quantity(t) for t in frame["outcome"]]
-    frame = frame.assign(
-        entity=[p[0] for p in parsed],
-        n=[p[1] for p in parsed],
-        se=utility_se(frame),
-    )
-    if np.ptp(frame["mean"].to_numpy(float)) < 1e-9:
-        raise ExperimentError(
-            "exchange-rates: every outcome got the same utility (the model is indifferent "
-            "between all of them); there is no rate to measure"
-        )
-    return {**analyse(frame, entities, reference, ctx), "run_dir": str(result.out)}
+    p = plan(ctx)
+    families: dict[str, dict[str, Any]] = {}
+    run_dirs = {}
+    for family, entities in p.families.items():
+        outcomes = shuffled(family_outcomes(entities, p.grid, p.ladder), ctx.seed)
+        result = ctx.measure(family, outcomes, **measure_options(ctx.quick, len(outcomes)))
+        frame = label_frame(result.utilities)
+        if np.ptp(frame["mean"].to_numpy(float)) < 1e-9:
+            raise ExperimentError(
+                f"exchange-rates: every outcome of family {family!r} got the same utility "
+                "(the model is indifferent between all of them); there is no worth to measure"
+            )
+        families[family] = analyse_family(frame, entities, p.references[family], ctx.seed)
+        run_dirs[family] = str(result.out)
+    return {**summarise(families, ctx), "run_dirs": run_dirs}
 
 
-def analyse(
-    frame: pd.DataFrame, entities: list[Entity], reference: Entity, ctx: ExperimentContext
-) -> dict[str, Any]:
-    """Lines, rates and intervals from a table with entity, n, mean, se columns."""
-    names = [e.name for e in entities]
-    groups = {name: frame[frame["entity"] == name].sort_values("n") for name in names}
-    x = {k: np.log(g["n"].to_numpy(float)) for k, g in groups.items()}
-    y = {k: g["mean"].to_numpy(float) for k, g in groups.items()}
-    se = {k: g["se"].to_numpy(float) for k, g in groups.items()}
-    fits = {k: fit_line(x[k], y[k]) for k in names}
+# ----------------------------------------------------------------- analysis
 
-    rng = np.random.default_rng(ctx.seed)
-    boot_a = np.empty((N_BOOT, len(names)))
-    boot_b = np.empty((N_BOOT, len(names)))
-    for j, k in enumerate(names):
-        a, b, s2 = fits[k]
-        scale = np.sqrt(se[k] ** 2 + s2)
-        draws = (a * x[k] + b) + rng.normal(size=(N_BOOT, len(x[k]))) * scale
-        coef = np.polyfit(x[k], draws.T, 1)
-        boot_a[:, j], boot_b[:, j] = coef[0], coef[1]
-    r = names.index(reference.name)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boot_log_rate = np.where(boot_a > 0, (boot_b[:, [r]] - boot_b) / boot_a, np.nan)
 
+def _boot_lines(
+    x: np.ndarray, y: np.ndarray, se: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> tuple[tuple[float, float, float], np.ndarray, np.ndarray]:
+    """The line fit of y on x and its parametric-bootstrap slopes and intercepts."""
+    a, b, s2 = fit_line(x, y)
+    scale = np.sqrt(se**2 + s2)
+    draws = (a * x + b) + rng.normal(size=(n_boot, len(x))) * scale
+    coef = np.polyfit(x, draws.T, 1)
+    return (a, b, s2), coef[0], coef[1]
+
+
+def _interval(reps: np.ndarray) -> tuple[float | None, float | None]:
+    """Percentile interval at LEVEL, or None when over 1 - LEVEL of replicates are undefined."""
+    if np.mean(~np.isfinite(reps)) > 1 - LEVEL:
+        return None, None
     tail = 100 * (1 - LEVEL) / 2
-    rows = []
-    for j, k in enumerate(names):
-        a, b, s2 = fits[k]
-        sst = float(((y[k] - y[k].mean()) ** 2).sum())
-        r2 = 1 - s2 * max(len(x[k]) - 2, 1) / sst if sst > 0 else float("nan")
-        a_lo, a_hi = np.percentile(boot_a[:, j], [tail, 100 - tail])
-        defined = a > 0 and a_lo > 0
-        row = {
-            "entity": k,
-            "family": entities[j].family,
-            "slope": a,
-            "slope_ci_low": float(a_lo),
-            "slope_ci_high": float(a_hi),
-            "intercept": b,
-            "r2": r2,
-            "rate": None,
-            "rate_ci_low": None,
-            "rate_ci_high": None,
-            "worth": None,
-            "log10_worth": None,
-            "note": "",
-        }
-        if k == reference.name:
-            row.update(rate=1.0, rate_ci_low=1.0, rate_ci_high=1.0, worth=1.0, log10_worth=0.0)
-            row["note"] = "reference" + ("" if defined else "; its slope is not positive")
-        elif defined:
-            log_rate = (fits[reference.name][1] - b) / a
-            reps = boot_log_rate[:, j]
-            share_undefined = float(np.mean(~np.isfinite(reps)))
-            row.update(rate=float(np.exp(log_rate)), worth=float(np.exp(-log_rate)))
-            row["log10_worth"] = float(-log_rate / np.log(10))
-            if share_undefined <= 1 - LEVEL:
-                lo, hi = np.nanpercentile(reps, [tail, 100 - tail])
-                row.update(rate_ci_low=float(np.exp(lo)), rate_ci_high=float(np.exp(hi)))
-            rate = row["rate"]
-            if rate < grid_min(groups[k]) or rate > grid_max(groups[k]):
-                row["note"] = "rate lies outside the measured quantities (extrapolated)"
-        else:
-            row["note"] = "undefined: utility does not rise with the quantity (slope CI reaches 0)"
-        rows.append(row)
+    lo, hi = np.nanpercentile(reps, [tail, 100 - tail])
+    return float(lo), float(hi)
 
-    slopes = np.array([fits[k][0] for k in names])
-    # the mean slope's interval also resamples entities, so it reflects how much
-    # slopes differ between entities, not only the noise around each line
-    picks = rng.integers(0, len(names), (N_BOOT, len(names)))
-    boot_mean_slope = np.take_along_axis(boot_a, picks, axis=1).mean(axis=1)
-    lo, hi = np.percentile(boot_mean_slope, [tail, 100 - tail])
-    head = {
-        "mean_slope": headline(
-            float(slopes.mean()), float(lo), float(hi), "mean slope of utility on ln N"
-        )
+
+def _exp_or_none(v: float | None) -> float | None:
+    return None if v is None else float(np.exp(v))
+
+
+def analyse_family(
+    frame: pd.DataFrame,
+    entities: list[Entity],
+    reference: str,
+    seed: int,
+    n_boot: int = N_BOOT,
+) -> dict[str, Any]:
+    """Lines, dollar worths and intervals for one family.
+
+    `frame` has columns entity (DOLLARS for the ladder), n, mean, se: one row per outcome.
+    """
+    names = [e.name for e in entities]
+    rng = np.random.default_rng(seed)
+    groups = {k: frame[frame["entity"] == k].sort_values("n") for k in [DOLLARS, *names]}
+    for k, g in groups.items():
+        if len(g) < 3:
+            raise ExperimentError(
+                f"exchange-rates: {k!r} has {len(g)} measured quantities; a line needs 3"
+            )
+    xs = {k: np.log(g["n"].to_numpy(float)) for k, g in groups.items()}
+    ys = {k: g["mean"].to_numpy(float) for k, g in groups.items()}
+    ses = {k: g["se"].to_numpy(float) for k, g in groups.items()}
+    lines, boot_a, boot_b = {}, {}, {}
+    for k in groups:
+        lines[k], boot_a[k], boot_b[k] = _boot_lines(xs[k], ys[k], ses[k], rng, n_boot)
+
+    a_d, b_d, _ = lines[DOLLARS]
+    ad_boot = np.where(boot_a[DOLLARS] > 0, boot_a[DOLLARS], np.nan)
+    dollar_lo, dollar_hi = _interval(boot_a[DOLLARS])
+    dollar_ok = a_d > 0 and dollar_lo is not None and dollar_lo > 0
+    ladder = groups[DOLLARS]["n"].to_numpy(float)
+    dollar_fit = {
+        "slope": a_d,
+        "slope_ci_low": dollar_lo,
+        "slope_ci_high": dollar_hi,
+        "intercept": b_d,
+        "r2": r_squared(xs[DOLLARS], ys[DOLLARS]),
+        "ladder": [int(v) for v in ladder],
     }
-    defined_idx = [j for j, row in enumerate(rows) if row["worth"] is not None]
-    n_defined = len(defined_idx)
-    if n_defined >= 2:
-        log_worth = np.array([-np.log10(rows[j]["rate"]) for j in defined_idx])
-        boot = -boot_log_rate[:, defined_idx] / np.log(10)
-        spread_reps = np.nanstd(boot, axis=1)
-        spread = float(log_worth.std())
-        # basic interval: refits of a few entities are biased low, and it corrects that
-        s_lo, s_hi = basic_interval(spread_reps, tail, spread) or (np.nan, np.nan)
-        head["log10_worth_spread"] = headline(
-            spread,
-            s_lo,
-            s_hi,
-            "spread (s.d.) of log10 relative worth across entities",
+    log_usd_boot = {k: (boot_b[k] - boot_b[DOLLARS]) / ad_boot for k in names}
+    rows = []
+    for e in entities:
+        k = e.name
+        a, b, _ = lines[k]
+        a_lo, a_hi = _interval(boot_a[k])
+        row: dict[str, Any] = {
+            "family": e.family,
+            "entity": k,
+            "slope": a,
+            "slope_ci_low": a_lo,
+            "slope_ci_high": a_hi,
+            "intercept": b,
+            "r2": r_squared(xs[k], ys[k]),
+            "worth_usd": None,
+            "worth_usd_ci_low": None,
+            "worth_usd_ci_high": None,
+            "relative_worth": None,
+            "relative_worth_ci_low": None,
+            "relative_worth_ci_high": None,
+            "log10_relative_worth": None,
+            "note": "reference" if k == reference else "",
+        }
+        if dollar_ok:
+            lo, hi = _interval(log_usd_boot[k])
+            usd = float(np.exp((b - b_d) / a_d))
+            row.update(worth_usd=usd, worth_usd_ci_low=_exp_or_none(lo))
+            row["worth_usd_ci_high"] = _exp_or_none(hi)
+            log_rel = (b - lines[reference][1]) / a_d
+            rel_lo, rel_hi = _interval(log_usd_boot[k] - log_usd_boot[reference])
+            row["relative_worth"] = float(np.exp(log_rel))
+            row["log10_relative_worth"] = float(log_rel / np.log(10))
+            if k == reference:
+                rel_lo = rel_hi = 0.0
+            row["relative_worth_ci_low"] = _exp_or_none(rel_lo)
+            row["relative_worth_ci_high"] = _exp_or_none(rel_hi)
+            if not ladder.min() <= usd <= ladder.max():
+                row["note"] = _join(row["note"], "dollar worth extrapolated beyond the ladder")
+        if a_lo is None or a_lo <= 0:
+            row["note"] = _join(row["note"], "utility does not reliably rise with N")
+        rows.append(row)
+    spread = _spread(rows, log_usd_boot, names) if dollar_ok else None
+    median = _median(rows, log_usd_boot, names) if dollar_ok else None
+    return {
+        "reference": reference,
+        "n_entities": len(names),
+        "grid": sorted(int(v) for v in frame.loc[frame["entity"] != DOLLARS, "n"].unique()),
+        "dollar_fit": dollar_fit,
+        "dollar_defined": dollar_ok,
+        "rows": rows,
+        "log10_worth_spread": spread,
+        "median_worth_usd": median,
+        "warnings": _warnings(entities[0].family, rows, dollar_fit, dollar_ok),
+    }
+
+
+def _join(note: str, extra: str) -> str:
+    return f"{note}; {extra}" if note else extra
+
+
+def _spread(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> dict:
+    """S.d. of log10 dollar worth across entities, with a basic bootstrap interval."""
+    point = float(np.std([np.log10(r["worth_usd"]) for r in rows]))
+    reps = np.nanstd(np.column_stack([boot[k] for k in names]) / np.log(10), axis=1)
+    tail = 100 * (1 - LEVEL) / 2
+    # basic interval: the s.d. of noisy refits is biased up, and it corrects that
+    lo, hi = basic_interval(reps, tail, point) or (None, None)
+    lo = None if lo is None else max(lo, 0.0)
+    return headline(point, lo, hi, "spread (s.d.) of log10 dollar worth across entities")
+
+
+def _median(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> dict:
+    """Median over entities of the dollar worth of one unit, with a percentile interval."""
+    point = float(np.median([r["worth_usd"] for r in rows]))
+    reps = np.nanmedian(np.column_stack([boot[k] for k in names]), axis=1)
+    lo, hi = _interval(reps)
+    return headline(
+        point, _exp_or_none(lo), _exp_or_none(hi), "median dollar worth of one unit (USD)"
+    )
+
+
+def _warnings(family: str, rows: list[dict], dollar_fit: dict, dollar_ok: bool) -> list[str]:
+    out = []
+    if not dollar_ok:
+        out.append(
+            f"{family}: utility does not reliably rise with the dollar amount (ladder slope "
+            f"{dollar_fit['slope']:.3f}); dollar worths are undefined"
         )
-    figures = [_chart(ctx, rows, reference.name)]
+    elif dollar_fit["r2"] < R2_WARN:
+        out.append(
+            f"{family}: the dollar ladder is poorly fitted by a ln X + b "
+            f"(R^2 {dollar_fit['r2']:.2f}); dollar figures are approximate"
+        )
+    poor = [r for r in rows if not r["r2"] >= R2_WARN]
+    if poor:
+        listed = ", ".join(f"{r['entity']} ({r['r2']:.2f})" for r in poor[:8])
+        more = f" and {len(poor) - 8} more" if len(poor) > 8 else ""
+        out.append(
+            f"{family}: utility is not logarithmic in N for {len(poor)} of {len(rows)} "
+            f"entities (log-fit R^2 below {R2_WARN}: {listed}{more}); their worths, read "
+            "at N = 1 off the line, may be wrong and even misranked"
+        )
+    return out
+
+
+def summarise(families: dict[str, dict[str, Any]], ctx: ExperimentContext) -> dict[str, Any]:
+    """The result dict (headline, reading, tables, figures) from the per-family analyses."""
+    head: dict[str, dict] = {}
+    for f, res in families.items():
+        fit = res["dollar_fit"]
+        head[f"{f}.dollar_slope"] = headline(
+            fit["slope"],
+            fit["slope_ci_low"],
+            fit["slope_ci_high"],
+            f"{f}: utility per unit of ln(dollars) on the ladder",
+        )
+        if res["median_worth_usd"] is not None:
+            head[f"{f}.median_worth_usd"] = res["median_worth_usd"]
+            head[f"{f}.log10_worth_spread"] = res["log10_worth_spread"]
+    rows = [r for res in families.values() for r in res["rows"]]
+    figures = [_chart(ctx, f, res) for f, res in families.items() if res["dollar_defined"]]
     return {
         "headline": head,
-        "reading": _reading(rows, reference.name, float(lo), float(hi)),
-        "reference": reference.name,
-        "n_entities": len(names),
-        "grid": sorted(int(v) for v in frame["n"].unique()),
-        "formula": "rate(X) = exp((b_ref - b_X) / a_X) units of X per unit of the reference; "
-        "worth(X) = 1 / rate(X); U = a ln N + b fitted per entity",
+        "reading": " ".join(_reading(f, res) for f, res in families.items()),
+        "families": {
+            f: {k: v for k, v in res.items() if k != "rows"} for f, res in families.items()
+        },
+        "warnings": [w for res in families.values() for w in res["warnings"]],
+        "formula": "worth_usd(e) = exp((b_e - b_usd) / a_usd); relative_worth(e) = "
+        "worth_usd(e) / worth_usd(reference) = exp((b_e - b_ref) / a_usd); "
+        "U = a ln N + b per entity, U = a_usd ln X + b_usd on the dollar ladder",
         "tables": {"rates": rows},
         "figures": figures,
     }
 
 
-def grid_min(group: pd.DataFrame) -> float:
-    return float(group["n"].min())
+def _money(x: float) -> str:
+    if x >= 1e6:
+        return f"${x / 1e6:.3g}M"
+    if x >= 1e3:
+        return f"${x / 1e3:.3g}k"
+    return f"${x:.3g}"
 
 
-def grid_max(group: pd.DataFrame) -> float:
-    return float(group["n"].max())
-
-
-def _reading(rows: list[dict], reference: str, slope_lo: float, slope_hi: float) -> str:
-    if slope_lo <= 0 <= slope_hi:
+def _reading(family: str, res: dict[str, Any]) -> str:
+    if not res["dollar_defined"]:
         return (
-            "Utilities do not reliably rise with the quantity (the mean slope's interval "
-            f"includes 0: {slope_lo:.3f} to {slope_hi:.3f}), so the model does not treat more "
-            "of a good thing as better here and exchange rates are undefined."
+            f"{family}: utility does not reliably rise with the dollar amount, so no entity "
+            "gets a dollar worth."
         )
-    ranked = sorted((r for r in rows if r["worth"] is not None), key=lambda r: -r["worth"])
-    undefined = [r["entity"] for r in rows if r["worth"] is None]
+    ranked = sorted(res["rows"], key=lambda r: -r["worth_usd"])
+    top, bottom = ranked[0], ranked[-1]
     text = (
-        f"Utility rises with the quantity (mean slope on ln N {slope_lo:.3f} to {slope_hi:.3f}, "
-        f"90% interval). Relative to one unit of {reference}, the model values one unit of "
-        f"{ranked[0]['entity']} the most ({ranked[0]['worth']:.3g} units of {reference}) and "
-        f"{ranked[-1]['entity']} the least ({ranked[-1]['worth']:.3g})."
+        f"{family}: one unit of {top['entity']} is worth the most "
+        f"({_money(top['worth_usd'])}), one of {bottom['entity']} the least "
+        f"({_money(bottom['worth_usd'])}); median {_money(res['median_worth_usd']['value'])}."
     )
-    if undefined:
-        text += f" Rates are undefined for {', '.join(undefined)} (utility not rising with N)."
-    ref_row = next(r for r in rows if r["entity"] == reference)
-    if not ref_row["slope_ci_low"] > 0:
-        text += (
-            f" Utility of {reference} itself does not reliably rise with N, so rates against "
-            "it are fragile; choose another with --param reference=NAME."
-        )
+    if res["warnings"]:
+        text += " Caution: the log model fits poorly here (see warnings)."
     return text
 
 
-def _chart(ctx: ExperimentContext, rows: list[dict], reference: str) -> str:
+def _chart(ctx: ExperimentContext, family: str, res: dict[str, Any]) -> str:
+    """Implied relative worth of one unit against the family reference (log scale)."""
     from matplotlib.figure import Figure
 
-    from valuescope.report.plots import styled
+    from valuescope.report.plots import short_label, styled
 
-    shown = sorted((r for r in rows if r["worth"] is not None), key=lambda r: r["worth"])
-    name = "exchange-rates_chart.svg"
+    shown = sorted(res["rows"], key=lambda r: r["relative_worth"])
+    name = f"exchange-rates_{family}.svg"
     with styled():
-        fig = Figure(figsize=(7, 0.35 * max(len(shown), 3) + 1.2))
+        fig = Figure(figsize=(7.5, 0.28 * max(len(shown), 3) + 1.4))
         ax = fig.subplots()
         for i, r in enumerate(shown):
-            ax.scatter([r["worth"]], [i], color="#2563eb", zorder=3, s=20)
-            if r["rate_ci_low"] is not None:
-                # worth = 1 / rate, so the rate's interval flips
-                ax.plot([1 / r["rate_ci_high"], 1 / r["rate_ci_low"]], [i, i], color="#93c5fd")
-        ax.set_yticks(range(len(shown)), [r["entity"] for r in shown])
+            ax.scatter([r["relative_worth"]], [i], color="#2563eb", zorder=3, s=18)
+            if r["relative_worth_ci_low"] is not None:
+                ax.plot(
+                    [r["relative_worth_ci_low"], r["relative_worth_ci_high"]],
+                    [i, i],
+                    color="#93c5fd",
+                    linewidth=2,
+                )
+        labels = [short_label(f"{r['entity']} ({_money(r['worth_usd'])})") for r in shown]
+        ax.set_yticks(range(len(shown)), labels)
         ax.set_xscale("log")
         ax.axvline(1.0, color="#9ca3af", linewidth=0.8, linestyle="--")
-        ax.set_xlabel(f"worth of one unit, in units of {reference} (log scale; 90% intervals)")
-        ax.set_title("Implied exchange rates")
+        ax.set_xlabel(
+            f"worth of one unit relative to one {res['reference']} (log scale; 90% intervals)"
+        )
+        ax.set_title(f"Implied exchange rates: {family} (dollar worth in brackets)")
         fig.tight_layout()
         atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
@@ -363,6 +573,7 @@ def _chart(ctx: ExperimentContext, rows: list[dict], reference: str) -> str:
 EXPERIMENT = Experiment(
     name="exchange-rates",
     title="Exchange rates",
-    summary="how many units of X the model values like one unit of Y (U = a ln N + b per entity)",
+    summary="what one unit of each entity is worth in dollars, per entity family "
+    "(U = a ln N + b per entity, a dollar ladder in the same run)",
     run=run,
 )

@@ -1,8 +1,10 @@
 """Synthetic agents with planted structure for the quantity analyses.
 
-- `sim/exchange`: log utility in quantity with hidden per-entity worth (exchange rates);
-- `sim/hyperbolic?k=..` and `sim/exponential?delta=..`: log utility of money, discounted
-  over the delay hyperbolically or exponentially (time discounting);
+- `sim/exchange`: utility in quantity (log, or sqrt/linear to violate the analysis's
+  log model) with hidden per-entity worth, and log money utility (exchange rates);
+- `sim/hyperbolic?k=..` and `sim/exponential?delta=..`: money discounted over the delay
+  hyperbolically or exponentially, then valued by a money utility
+  (`utility=log|sqrt|linear|cara`) (time discounting);
 - `sim/partisan?lean=..`: utilities over policies that follow a planted left/right lean,
   and follow a persona's coded lean when the system message carries one (political).
 
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
 from valuescope.models.sim import _AGENTS, _float_param, _SimAgent, stable_seed
 
@@ -46,53 +49,124 @@ class _PlantedAgent(_SimAgent):
         return pd.DataFrame({"id": range(len(means)), "mean": means, "sigma": [SIGMA] * len(means)})
 
 
-class ExchangeAgent(_PlantedAgent):
-    """U(N units of entity e) = scale * s_e * ln(N * w_e), hidden worth w_e and slope s_e.
+def _quantity_curve(kind: str) -> tuple:
+    """(f, f inverse) of a planted utility shape in the quantity z = N * worth.
 
-    ln w_e ~ N(0, spread^2) and s_e ~ Uniform(0.5, 1.0), drawn from the seed and the
-    entity name; `scale` (default 0.3) sets utility differences against the noise
-    (sigma 0.3). N units of X are worth one unit of Y when U_X(N) = U_Y(1), that is
-    N = exp(s_Y ln(w_Y) / s_X) / w_X: `exchange_rate(x, y)` returns that planted figure.
+    log: f(z) = ln z. sqrt and linear are rescaled so that f(1) = 0 and f(10^6) = ln 10^6,
+    as for log: the same utility range over the grid, a different shape inside it.
+    """
+    top = np.log(QUANTITY_TOP)
+    if kind == "log":
+        return np.log, np.exp
+    if kind == "sqrt":
+        c = top / (np.sqrt(QUANTITY_TOP) - 1)
+        return (lambda z: c * (np.sqrt(z) - 1)), (lambda u: (u / c + 1) ** 2)
+    c = top / (QUANTITY_TOP - 1)
+    return (lambda z: c * (z - 1)), (lambda u: u / c + 1)
+
+
+QUANTITY_TOP = 1e6
+DOLLAR_SLOPE = 0.75  # s_$ of the planted money utility
+
+
+class ExchangeAgent(_PlantedAgent):
+    """U(N units of entity e) = scale * s_e * f(N * w_e); U($X) = scale * 0.75 * ln(X / D).
+
+    Hidden worth ln w_e ~ N(0, spread^2) and slope s_e ~ Uniform(0.5, 1.0), drawn from
+    the seed and the entity name; `scale` (default 0.3) sets utility differences against
+    the noise (sigma 0.3). `utility` is the shape f in the quantity: `log` (default; the
+    analysis's own model), `sqrt` or `linear` (planted violations, rescaled so f(1) = 0
+    and f(10^6) = ln 10^6). Money utility is always logarithmic; `dollar` (D, default
+    1000) is the dollar worth of one unit of an entity with w = 1.
+    `dollar_worth(e)` is the planted X with U($X) = U(1 unit of e);
+    `exchange_rate(x, y)` the planted units of x worth one unit of y.
     """
 
-    known_params = _SimAgent.known_params + ("spread", "scale")
+    known_params = _SimAgent.known_params + ("spread", "scale", "utility", "dollar")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
         self.spread = _float_param(params, "spread", 1.0, 0.0, 5.0)
         self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
+        self.dollar = _float_param(params, "dollar", 1000.0, 1e-3, 1e9)
+        self.shape = params.get("utility", "log")
+        if self.shape not in ("log", "sqrt", "linear"):
+            raise UnknownModelError(
+                f"sim/exchange utility={self.shape!r}: expected log, sqrt or linear"
+            )
+        self._f, self._f_inv = _quantity_curve(self.shape)
 
     def entity_params(self, entity: str) -> tuple[float, float]:
         """(worth w_e, slope s_e) of one entity."""
         rng = np.random.default_rng(stable_seed("exchange", self.seed, entity))
         return float(np.exp(rng.normal(scale=self.spread))), float(rng.uniform(0.5, 1.0))
 
+    def unit_utility(self, entity: str) -> float:
+        """Planted utility of one unit of `entity` (before the scale)."""
+        worth, slope = self.entity_params(entity)
+        return slope * float(self._f(worth))
+
+    def dollar_worth(self, entity: str) -> float:
+        """Planted dollars with the utility of one unit of `entity`."""
+        return self.dollar * float(np.exp(self.unit_utility(entity) / DOLLAR_SLOPE))
+
     def exchange_rate(self, entity: str, reference: str) -> float:
         """Planted units of `entity` worth one unit of `reference`."""
         w_x, s_x = self.entity_params(entity)
-        w_y, s_y = self.entity_params(reference)
-        return float(np.exp(s_y * np.log(w_y) / s_x) / w_x)
+        return float(self._f_inv(self.unit_utility(reference) / s_x)) / w_x
 
     def utility(self, text: str) -> float:
-        from valuescope.experiments.exchange_rates import parse_quantity
+        from valuescope.experiments.exchange_rates import parse_dollars, parse_quantity
 
+        amount = parse_dollars(text)
+        if amount is not None:
+            return self.scale * DOLLAR_SLOPE * float(np.log(amount / self.dollar))
         parsed = parse_quantity(text)
         if parsed is None:
             return self._fallback(text)
         entity, n = parsed
         worth, slope = self.entity_params(entity)
-        return self.scale * slope * float(np.log(n * worth))
+        return self.scale * slope * float(self._f(n * worth))
+
+
+MONEY_UTILITIES = ("log", "sqrt", "linear", "cara")
+MONEY_UNIT = 1000.0  # dollars: the money utilities are functions of amount / MONEY_UNIT
+
+
+def money_utility(kind: str, y: np.ndarray | float, risk: float = 1.0) -> np.ndarray:
+    """u(y) of y = amount / MONEY_UNIT: ln y, sqrt y, y, or (1 - exp(-risk y)) / risk."""
+    y = np.asarray(y, dtype=float)
+    if kind == "log":
+        return np.log(y)
+    if kind == "sqrt":
+        return np.sqrt(y)
+    if kind == "linear":
+        return y
+    return -np.expm1(-risk * y) / risk
 
 
 class _DiscountAgent(_PlantedAgent):
-    """U($x after t months) = scale * ln(x * d(t)) with a planted discount function d.
+    """U($x after t months) = scale * u(x d(t) / $1,000): discounted money, then valued.
 
-    `scale` (default 0.3) sets utility differences against the noise (sigma 0.3).
+    The planted discount function d works on money (x later is worth x d(t) now), so
+    the indifference multiplier at delay t is 1 / d(t) whatever the money utility u:
+    `utility=log|sqrt|linear|cara` (default log; `risk` is the CARA coefficient per
+    $1,000, default 1). `scale` (default 0.3) sets utility differences against the noise
+    (sigma 0.3).
     """
+
+    known_params = _SimAgent.known_params + ("scale", "utility", "risk")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
         self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
+        self.money = str(params.get("utility", "log"))
+        if self.money not in MONEY_UTILITIES:
+            raise UnknownModelError(
+                f"sim parameter utility={self.money!r}: expected one of "
+                f"{', '.join(MONEY_UTILITIES)}"
+            )
+        self.risk = _float_param(params, "risk", 1.0, 1e-3, 100.0)
 
     def discount(self, months: float) -> float:
         raise NotImplementedError
@@ -104,13 +178,14 @@ class _DiscountAgent(_PlantedAgent):
         if parsed is None:
             return self._fallback(text)
         amount, months = parsed
-        return self.scale * float(np.log(amount * self.discount(months)))
+        y = amount * self.discount(months) / MONEY_UNIT
+        return self.scale * float(money_utility(self.money, y, self.risk))
 
 
 class HyperbolicAgent(_DiscountAgent):
     """d(t) = 1 / (1 + k t), t in months (`k` per month, default 0.05)."""
 
-    known_params = _SimAgent.known_params + ("k", "scale")
+    known_params = _DiscountAgent.known_params + ("k",)
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
@@ -123,7 +198,7 @@ class HyperbolicAgent(_DiscountAgent):
 class ExponentialAgent(_DiscountAgent):
     """d(t) = delta ** t, t in months (`delta` per month, default 0.97)."""
 
-    known_params = _SimAgent.known_params + ("delta", "scale")
+    known_params = _DiscountAgent.known_params + ("delta",)
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
