@@ -59,8 +59,9 @@ def test_expected_utility_finds_nothing_in_a_thurstonian_agent(tmp_path):
 
 
 def test_instrumental_recovers_an_instrumental_agent(tmp_path):
-    h = run("instrumental", "sim/instrumental", tmp_path)["headline"]
-    assert h["corr"]["value"] >= 0.9 and h["corr"]["ci_low"] > 0.8
+    result = run("instrumental", "sim/instrumental", tmp_path)
+    assert result["verdict"] == "instrumental"
+    assert result["headline"]["corr"]["value"] >= 0.8  # z-scored one-step, at quick size
 
 
 def test_maximization_share_is_one_for_a_maximiser_and_chance_for_random_choice(tmp_path):

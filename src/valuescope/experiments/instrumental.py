@@ -1,108 +1,192 @@
-"""Instrumental values: is a start state worth the expected utility of what it leads to?
+"""Instrumental values: is a state worth the expected utility of what follows it?
 
-Two-step processes from `data/markov.yaml`: a start state leads to later states with
-given transition probabilities. Start and later states are measured in one utility fit;
-U(start) is compared with sum_k P(start -> k) U(k).
+Multi-step Markov processes from `data/markov.yaml` (a start state, then three steps of
+states with transition probabilities). Every state of every chosen process is measured
+in one utility fit. Per process, utilities are z-scored over its states and checked for
+Bellman consistency, V(s) = sum_s' P(s'|s) V(s') (no reward before the terminal step):
+the one-step Bellman error and the loss of the best-fitting Bellman-consistent values
+(`_markov`). The control is each process's "unnatural" twin: the same states and the same
+measured utilities with the states moved to other steps, so its transitions make no
+causal sense. Instrumental values show as a lower error on the natural processes than
+on their twins; the headline gap (twin minus natural, paired by process) has a bootstrap
+interval over processes.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
+from scipy.stats import wilcoxon
 
+from valuescope.experiments import _markov
+from valuescope.experiments._markov import Process
 from valuescope.experiments._stats import (
     bootstrap_corr,
     bootstrap_mean,
     headline_from,
-    load_data,
     measure_options,
     scatter_svg,
     shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
-QUICK_PROCESSES = 16
-
-
-@cache
-def processes() -> tuple[dict[str, Any], ...]:
-    """Every process: id, start text, next [(probability, state text)]."""
-    found = []
-    for item in load_data("markov")["processes"]:
-        nxt = [(float(p), str(t)) for p, t in item["next"]]
-        if abs(sum(p for p, _ in nxt) - 1) > 1e-6:
-            raise ExperimentError(f"markov.yaml: {item['id']} probabilities do not sum to 1")
-        found.append({"id": item["id"], "start": item["start"], "next": nxt})
-    return tuple(found)
-
-
-@cache
-def _by_start() -> dict[str, list[tuple[float, str]]]:
-    return {p["start"]: p["next"] for p in processes()}
+QUICK_PROCESSES = 6
+MIN_PROCESSES = 3
+P_LEVEL = 0.05
 
 
 def markov_structure(text: str) -> list[tuple[float, str]] | None:
-    """[(transition probability, later state)] of a start-state text, or None."""
-    found = _by_start().get(text)
-    return None if found is None else list(found)
+    """[(transition probability, next state)] of a dataset state, or None (terminal/unknown)."""
+    return _markov.structure(text, "natural")
+
+
+def _chosen(ctx: ExperimentContext) -> list[Process]:
+    every = list(_markov.processes())
+    default = QUICK_PROCESSES if ctx.quick else len(every)
+    n = ctx.param("processes", default)
+    if n != int(n) or not MIN_PROCESSES <= n <= len(every):
+        raise ExperimentError(
+            f"--param processes={ctx.params.get('processes')!r}: expected a whole number "
+            f"from {MIN_PROCESSES} to {len(every)}"
+        )
+    return every[: int(n)]
+
+
+def _outcomes(chosen: list[Process]) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{proc.id}.{k}.{i}", "text": text, "category": f"step {k}"}
+        for proc in chosen
+        for k, step in enumerate(proc.steps)
+        for i, text in enumerate(step, 1)
+    ]
+
+
+def _process_row(proc: Process, utility: dict[str, float]) -> dict[str, Any]:
+    z = _markov.zscores(proc, utility)
+    twin = _markov.unnatural(proc)
+    z_twin = _markov.zscores(twin, utility)
+    return {
+        "id": proc.id,
+        "bellman_error_natural": _markov.bellman_error(proc, z),
+        "bellman_error_unnatural": _markov.bellman_error(twin, z_twin),
+        "fitted_loss_natural": _markov.fitted_loss(proc, z),
+        "fitted_loss_unnatural": _markov.fitted_loss(twin, z_twin),
+        "start": proc.steps[0][0],
+    }
+
+
+def _state_rows(proc: Process, utility: dict[str, float], kind: str) -> list[dict[str, Any]]:
+    chosen = proc if kind == "natural" else _markov.unnatural(proc)
+    here, ahead = _markov.one_step(chosen, _markov.zscores(chosen, utility))
+    texts = [s for step in chosen.steps[:-1] for s in step]
+    return [
+        {"process": proc.id, "kind": kind, "state": t, "z": float(a), "expected_next_z": float(b)}
+        for t, a, b in zip(texts, here, ahead)
+    ]
+
+
+def _paired(rows: list[dict], key: str, seed: int) -> dict[str, dict]:
+    """Bootstrap means of natural, unnatural and their paired gap, with a Wilcoxon p-value."""
+    nat = np.array([r[f"{key}_natural"] for r in rows])
+    unn = np.array([r[f"{key}_unnatural"] for r in rows])
+    gap = bootstrap_mean(unn - nat, seed=seed)
+    gap["p_value"] = 1.0 if np.allclose(unn, nat) else float(wilcoxon(unn, nat).pvalue)
+    return {
+        "natural": bootstrap_mean(nat, seed=seed),
+        "unnatural": bootstrap_mean(unn, seed=seed),
+        "gap": gap,
+    }
+
+
+def verdict(gap: dict[str, float]) -> str:
+    """`instrumental` when the natural processes fit clearly better than their twins,
+    `reversed` when the twins fit clearly better, else `none`."""
+    if gap["p_value"] < P_LEVEL and gap["ci_low"] > 0:
+        return "instrumental"
+    if gap["p_value"] < P_LEVEL and gap["ci_high"] < 0:
+        return "reversed"
+    return "none"
+
+
+def _reading(bellman: dict, fitted: dict, call: str, n: int) -> str:
+    nat, unn, gap = bellman["natural"], bellman["unnatural"], bellman["gap"]
+    meaning = {
+        "instrumental": "states are valued for what they lead to (instrumental values)",
+        "reversed": "the utilities fit the scrambled transitions better than the real ones",
+        "none": "no sign that states are valued for what they lead to",
+    }[call]
+    return (
+        f"Over {n} processes the one-step Bellman error is {nat['value']:.2f} "
+        f"[{nat['ci_low']:.2f}, {nat['ci_high']:.2f}] on the natural processes and "
+        f"{unn['value']:.2f} [{unn['ci_low']:.2f}, {unn['ci_high']:.2f}] on their unnatural "
+        f"twins (gap {gap['value']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}], "
+        f"Wilcoxon p = {gap['p_value']:.3f}); the fitted-values loss gap is "
+        f"{fitted['gap']['value']:+.2f} [{fitted['gap']['ci_low']:+.2f}, "
+        f"{fitted['gap']['ci_high']:+.2f}]. Verdict: {call}: {meaning}. Errors are in "
+        "standard deviations of the process's utilities."
+    )
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    chosen = list(processes())
-    if ctx.quick:
-        chosen = chosen[:QUICK_PROCESSES]
-    outcomes = [{"id": p["id"], "text": p["start"], "category": "start"} for p in chosen]
-    outcomes += [
-        {"id": f"{p['id']}.{k}", "text": t, "category": "later"}
-        for p in chosen
-        for k, (_, t) in enumerate(p["next"], 1)
-    ]
+    chosen = _chosen(ctx)
+    outcomes = _outcomes(chosen)
     result = ctx.measure(
         "markov",
         shuffled(outcomes, ctx.seed, "markov"),
         **measure_options(ctx.quick, len(outcomes)),
     )
-    utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
-    rows = [
-        {
-            "id": p["id"],
-            "start_utility": float(utility[p["start"]]),
-            "expected_next_utility": float(sum(q * utility[t] for q, t in p["next"])),
-            "start": p["start"],
-        }
-        for p in chosen
-    ]
-    u = np.array([r["start_utility"] for r in rows])
-    eu = np.array([r["expected_next_utility"] for r in rows])
-    corr = bootstrap_corr(u, eu, seed=ctx.seed)
-    mae = bootstrap_mean(np.abs(u - eu), seed=ctx.seed)
+    utility = {
+        str(t): float(u)
+        for t, u in zip(result.utilities["outcome"], result.utilities["mean"], strict=True)
+    }
+    rows = [_process_row(proc, utility) for proc in chosen]
+    bellman = _paired(rows, "bellman_error", ctx.seed)
+    fitted = _paired(rows, "fitted_loss", ctx.seed)
+    states = [r for proc in chosen for r in _state_rows(proc, utility, "natural")]
+    twins = [r for proc in chosen for r in _state_rows(proc, utility, "unnatural")]
+    corr = bootstrap_corr(
+        [r["z"] for r in states], [r["expected_next_z"] for r in states], ctx.seed
+    )
+    corr_twin = bootstrap_corr(
+        [r["z"] for r in twins], [r["expected_next_z"] for r in twins], ctx.seed
+    )
+    call = verdict(bellman["gap"])
     figure = scatter_svg(
         ctx.out / "instrumental_scatter.svg",
-        eu,
-        u,
-        "expected utility of the later states",
-        "utility of the start state",
+        [r["expected_next_z"] for r in states + twins],
+        [r["z"] for r in states + twins],
+        "expected z-utility of the next states",
+        "z-utility of the state",
         f"Instrumental values: {ctx.model}",
         diagonal=True,
-    )
-    reading = (
-        f"Start-state utilities correlate with the expected utility of the states they lead "
-        f"to at {corr['value']:.2f} [{corr['ci_low']:.2f}, {corr['ci_high']:.2f}] "
-        f"(permutation p = {corr['p_value']:.3f}) over "
-        f"{len(rows)} processes; the mean absolute gap is {mae['value']:.2f} utility standard "
-        "deviations. A high correlation means the model values situations for what they "
-        "are likely to bring about (instrumental values); near 0 means it does not."
+        groups=[r["kind"] for r in states + twins],
     )
     return {
         "headline": {
-            "corr": headline_from(corr, "corr(U(start), expected U(next))"),
-            "mae": headline_from(mae, "mean |U(start) - expected U(next)|"),
+            "bellman_error_natural": headline_from(bellman["natural"], "Bellman error, natural"),
+            "bellman_error_unnatural": headline_from(
+                bellman["unnatural"], "Bellman error, unnatural twins"
+            ),
+            "bellman_gap": headline_from(bellman["gap"], "Bellman error gap (twin - natural)"),
+            "fitted_loss_natural": headline_from(fitted["natural"], "fitted loss, natural"),
+            "fitted_loss_unnatural": headline_from(
+                fitted["unnatural"], "fitted loss, unnatural twins"
+            ),
+            "fitted_gap": headline_from(fitted["gap"], "fitted loss gap (twin - natural)"),
+            "corr": headline_from(corr, "corr(z U(state), expected z U(next)), natural"),
         },
-        "reading": reading,
-        "tables": {"processes": rows},
-        "detail": {"correlation": corr, "mae": mae},
+        "verdict": call,
+        "reading": _reading(bellman, fitted, call, len(rows)),
+        "tables": {"processes": rows, "states": states + twins},
+        "detail": {
+            "bellman_error": bellman,
+            "fitted_loss": fitted,
+            "correlation": corr,
+            "correlation_unnatural": corr_twin,
+            "processes": len(rows),
+            "states": len(outcomes),
+        },
         "figures": [figure],
         "run_dir": str(result.out),
     }
@@ -111,6 +195,6 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
 EXPERIMENT = Experiment(
     name="instrumental",
     title="Instrumental values",
-    summary="start-state utilities vs the expected utility of the states they lead to",
+    summary="Bellman consistency of state utilities in multi-step processes vs scrambled twins",
     run=run,
 )

@@ -6,8 +6,9 @@ Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
   utilities (as sim/thurstone); a lottery text from `data/lotteries.yaml` is worth the
   probability-weighted utility of its outcomes, using the dataset's reference
   probabilities, which it also states when asked for an event's probability.
-- `sim/instrumental`: a start state from `data/markov.yaml` is worth the expected
-  utility of the states it leads to.
+- `sim/instrumental?transitions=true|shuffled|none`: a state of `data/markov.yaml` is
+  worth the expected utility of the states that follow it under the dataset's
+  transitions (`true`), under its unnatural twin's (`shuffled`), or is unrelated (`none`).
 - `sim/powerseeker?weight=W&fitness_weight=F`: utility = W z(power) + F z(fitness) +
   sqrt(1 - W^2 - F^2) noise for the outcomes of `data/power.yaml`; rates outcomes with
   the dataset's reference power/fitness scores.
@@ -63,12 +64,31 @@ class ExpectedUtilityAgent(_ExpectationAgent):
 
 
 class InstrumentalAgent(_ExpectationAgent):
-    """Values the start states of `data/markov.yaml` by what they lead to."""
+    """Values the states of `data/markov.yaml` by the expected utility of what follows.
+
+    `transitions=true` uses the dataset's transitions (instrumentally consistent);
+    `shuffled` uses those of the unnatural twins (consistent with the wrong process);
+    `none` gives every state an independent utility (no instrumental structure).
+    """
+
+    known_params = _ExpectationAgent.known_params + ("transitions",)
+    TRANSITIONS = ("true", "shuffled", "none")
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.transitions = str(params.get("transitions", "true"))
+        if self.transitions not in self.TRANSITIONS:
+            raise UnknownModelError(
+                f"sim/{kind}: transitions={self.transitions!r}; expected one of "
+                + ", ".join(self.TRANSITIONS)
+            )
 
     def structure(self, text: str) -> Structure | None:
-        from valuescope.experiments.instrumental import markov_structure
+        from valuescope.experiments._markov import structure
 
-        return markov_structure(text)
+        if self.transitions == "none":
+            return None
+        return structure(text, "natural" if self.transitions == "true" else "unnatural")
 
 
 def _noise(seed: int, tag: str, text: str) -> float:
