@@ -12,6 +12,25 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from valuescope.cli_options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    EXPORT_FORMATS,
+    FIT_METHODS,
+    ApiKeyEnvOption,
+    BaseUrlOption,
+    ConcurrencyOption,
+    JsonOption,
+    MaxRetriesOption,
+    QuietOption,
+    RateLimitOption,
+    TimeoutOption,
+    Transport,
+    VerboseOption,
+    choice,
+    config_choices,
+)
 from valuescope.config import DEFAULT_MODEL, RunConfig
 from valuescope.control.cli import control_app
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
@@ -29,7 +48,7 @@ from valuescope.models._http import restore_credentials
 from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     help="Measure, analyse and control the value systems of language models.",
 )
@@ -66,11 +85,17 @@ def run_command(
     model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
     outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
     out: Path = typer.Option(Path("runs/latest"), help="run directory to write"),
-    mode: str = typer.Option("auto", help="logprob, sample, or auto (logprob when offered)"),
+    mode: str = typer.Option(
+        "auto",
+        help="logprob, sample, or auto (logprob when offered)",
+        **choice(config_choices("mode")),
+    ),
     samples: int = typer.Option(10, help="answers per order in sample mode"),
     temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
     design: str = typer.Option(
-        "active", help="active (two independent adaptive halves), reference, random or full"
+        "active",
+        help="active (two independent adaptive halves), reference, random or full",
+        **choice(config_choices("design")),
     ),
     budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
     stop_at: float = typer.Option(
@@ -82,6 +107,7 @@ def run_command(
         "default",
         help="default, or paper: the reference protocol (sample mode, K=10, reference design, "
         "whole budget); options that contradict it are refused",
+        **choice(config_choices("protocol")),
     ),
     seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
     template: str = typer.Option(
@@ -93,24 +119,25 @@ def run_command(
         "indifference",
         help="refusals count as 1/2 (indifference), are left out (drop), or are left out "
         "of the fit and reported per outcome as their own channel (separate)",
+        **choice(config_choices("refusals")),
     ),
     bootstrap: int = typer.Option(50, help="bootstrap replicates for intervals (0: none)"),
     bootstrap_over: str = typer.Option(
-        "pairs", help="resample pairs, answers within pairs, or both"
+        "pairs",
+        help="resample pairs, answers within pairs, or both",
+        **choice(config_choices("bootstrap_over")),
     ),
     batch_size: int = typer.Option(256, help="queries sent to the backend at a time"),
-    base_url: str | None = typer.Option(
-        None, help="OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, Ollama, ...)"
-    ),
-    api_key_env: str | None = typer.Option(
-        None, help="environment variable holding the key for a --base-url host (its name)"
-    ),
-    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
-    timeout: float = typer.Option(60.0, help="seconds before a request is abandoned"),
-    max_retries: int = typer.Option(6, help="retries per request on errors and rate limits"),
-    rate_limit: float | None = typer.Option(None, help="requests per second at most"),
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    rate_limit: RateLimitOption = None,
     engine: str | None = typer.Option(
-        None, help="where uncached queries are answered: local (default) or ray"
+        None,
+        help="where uncached queries are answered: local (default) or ray",
+        **choice(config_choices("engine")),
     ),
     ray_address: str | None = typer.Option(
         None, help="Ray cluster to join (auto, ray://host:10001); default: start a local one"
@@ -124,11 +151,14 @@ def run_command(
     overwrite: bool = typer.Option(
         False, help="replace the result files of another run in --out (the answer cache stays)"
     ),
-    as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Ask MODEL forced-choice questions, fit utilities, and write a run directory."""
     from valuescope.pipeline import plan, run
+
+    _check_verbosity(quiet, verbose)
 
     if resume:
         if overwrite:
@@ -168,12 +198,41 @@ def run_command(
             config = _with_protocol(ctx, config, protocol)
     with interruptible(config.out, lambda: _resume_line(config.out)):
         run_plan = plan(config, overwrite=overwrite)
+        if verbose:
+            _print_plan(run_plan)
         with progress_bar(quiet or as_json) as bar:
             result = run(run_plan, progress=BarProgress(bar))
     if as_json:
         print(json.dumps(_jsonable(result.metrics), indent=2))
     elif not quiet:
         _print_summary(result)
+    if verbose:
+        _print_written(result.out)
+
+
+def _check_verbosity(quiet: bool, verbose: bool) -> None:
+    """--quiet and --verbose contradict each other."""
+    if quiet and verbose:
+        raise ValuescopeError("--quiet and --verbose contradict each other; choose one")
+
+
+def _print_plan(run_plan) -> None:
+    """What a run is about to ask (stderr, so that --json stdout stays JSON)."""
+    c = run_plan.config
+    err_console.print(
+        f"plan: {run_plan.backend.name} in {run_plan.mode} mode, "
+        f"{len(run_plan.outcomes)} outcomes ({c.outcomes}), design {c.design}, "
+        f"{run_plan.budget} training pairs, {run_plan.n_queries} queries at most, "
+        f"template {c.template}, seed {c.seed}, out {run_plan.out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_written(out: Path) -> None:
+    """The files in a result directory (stderr)."""
+    names = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name[0] != ".")
+    err_console.print(f"files in {out}: {', '.join(names)}", highlight=False, soft_wrap=True)
 
 
 def _resume_line(out: Path) -> str | None:
@@ -194,21 +253,27 @@ def sensitivity_command(
         + ",".join(SENSITIVITY_TEMPLATES)
         + ", plus reasoning in sample mode)",
     ),
-    mode: str = typer.Option("auto", help="logprob, sample, or auto"),
+    mode: str = typer.Option(
+        "auto", help="logprob, sample, or auto", **choice(config_choices("mode"))
+    ),
     samples: int = typer.Option(10, help="answers per order in sample mode"),
     budget: int | None = typer.Option(None, help="pairs asked under every template"),
     seed: int = typer.Option(0, help="seed for the pairs and synthetic agents"),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
-    api_key_env: str | None = typer.Option(
-        None, help="environment variable holding the key for a --base-url host (its name)"
-    ),
-    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or table"),
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    rate_limit: RateLimitOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Ask the same pairs under several prompt templates and compare the utilities."""
     from valuescope.sensitivity import sensitivity
 
+    _check_verbosity(quiet, verbose)
+    transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
     config = _build_config(
         model=model,
         outcomes=outcomes,
@@ -218,14 +283,14 @@ def sensitivity_command(
         budget=budget,
         seed=seed,
         design="random",
-        base_url=base_url,
-        api_key_env=api_key_env,
-        concurrency=concurrency,
         bootstrap=0,
+        **transport.settings(),
     )
     names = [t.strip() for t in templates.split(",") if t.strip()] if templates else None
     with interruptible(out), progress_bar(quiet or as_json) as bar:
         result = sensitivity(config, names, progress=BarProgress(bar))
+    if verbose:
+        _print_written(result.out)
     if as_json:
         print(json.dumps(_jsonable(result.summary), indent=2))
         return
@@ -261,8 +326,11 @@ def sensitivity_command(
 @app.command("fit")
 def fit_command(
     run_dir: Path = typer.Argument(..., help="a run directory with pairs.csv"),
-    method: str = typer.Option("thurstonian", help="thurstonian or bradley-terry"),
+    method: str = typer.Option(
+        "thurstonian", help="thurstonian or bradley-terry", **choice(FIT_METHODS)
+    ),
     out: Path | None = typer.Option(None, help="CSV to write (default: print top rows)"),
+    as_json: JsonOption = False,
 ) -> None:
     """Refit utilities from the recorded pairs of a run (no model calls)."""
     import numpy as np
@@ -280,10 +348,46 @@ def fit_command(
     refit = utilities[["id", "outcome", "category"]].assign(mean=result.mean, sigma=result.sigma)
     if out:
         write_csv(out, refit)  # atomically: a failed write keeps the old file
-        err_console.print(f"wrote {out}")
-    else:
+        if not as_json:
+            err_console.print(f"wrote {out}")
+    if as_json:
+        print(json.dumps(_jsonable(_fit_summary(method, result, refit, out)), indent=2))
+    elif not out:
         top = refit.iloc[np.argsort(-result.mean)]
         out_console.print(top.head(20).to_string(index=False))
+
+
+def _fit_summary(method: str, result, refit, out: Path | None) -> dict:
+    """What `fit --json` prints: the fit's figures and every outcome's utility."""
+    return {
+        "method": method,
+        "converged": getattr(result, "converged", None),
+        "n_iter": getattr(result, "n_iter", None),
+        "train_log_loss": getattr(result, "loss", None),
+        "n_outcomes": len(refit),
+        "out": None if out is None else str(out),
+        "utilities": refit.to_dict(orient="records"),
+    }
+
+
+@app.command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., help="a finished run directory"),
+    fmt: str = typer.Option(
+        "parquet", "--format", help="file format of the table", **choice(EXPORT_FORMATS)
+    ),
+    out: Path | None = typer.Option(
+        None,
+        help="file to write; default: RUN/answers.parquet for parquet, stdout for csv and "
+        "jsonl ('-' is stdout too)",
+    ),
+) -> None:
+    """Write one row per answer of a run (pair, order, sample, reply, choice, P(first), ...)."""
+    from valuescope.export import export_answers
+
+    path = export_answers(run_dir, fmt, out)
+    if path is not None:
+        err_console.print(f"wrote {path}", highlight=False)
 
 
 @outcomes_app.command("list")
@@ -322,19 +426,23 @@ def experiment_command(
     list_all: bool = typer.Option(False, "--list", help="list the analyses and exit"),
     quick: bool = typer.Option(False, help="reduced sizes: minutes on the embedded model"),
     seed: int = typer.Option(0, help="seed for designs, bootstrap and synthetic agents"),
-    mode: str = typer.Option("auto", help="logprob, sample, or auto"),
+    mode: str = typer.Option(
+        "auto", help="logprob, sample, or auto", **choice(config_choices("mode"))
+    ),
     samples: int = typer.Option(10, help="answers per order in sample mode"),
     param: list[str] = typer.Option([], "--param", help="analysis setting key=value (repeatable)"),
     run_dir: list[Path] = typer.Option(
         [], "--run", help="an existing run directory (repeatable; for convergence)"
     ),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint"),
-    api_key_env: str | None = typer.Option(
-        None, help="environment variable holding the key for a --base-url host (its name)"
-    ),
-    concurrency: int = typer.Option(16, help="requests in flight at once (API backends)"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    rate_limit: RateLimitOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run one analysis of the paper (expected utility, exchange rates, ...) on MODEL."""
     from valuescope.experiments import (
@@ -356,14 +464,11 @@ def experiment_command(
         if not sep or not key:
             raise ValuescopeError(f"--param {item!r}: expected key=value")
         params[key.strip()] = value.strip()
+    _check_verbosity(quiet, verbose)
+    transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
     run_options = _build_config(
-        model=model,
-        mode=mode,
-        samples=samples,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        concurrency=concurrency,
-    ).model_dump(include={"mode", "samples", "base_url", "api_key_env", "concurrency"})
+        model=model, mode=mode, samples=samples, **transport.settings()
+    ).model_dump(include={"mode", "samples", *transport.settings()})
     with interruptible(out), progress_bar(quiet or as_json) as bar:
         ctx = ExperimentContext(
             model=model,
@@ -378,6 +483,8 @@ def experiment_command(
         result = experiment.run(ctx)
     path = write_result(ctx, experiment, result)
     _write_experiment_report(out)
+    if verbose:
+        _print_written(out)
     if as_json:
         print(json.dumps(_jsonable(result), indent=2))
     elif not quiet:
@@ -503,7 +610,7 @@ def models_command() -> None:
 
 
 # `run` options that are not run settings, and so never conflict with a resumed run
-_NOT_SETTINGS = frozenset({"out", "resume", "overwrite", "as_json", "quiet"})
+_NOT_SETTINGS = frozenset({"out", "resume", "overwrite", "as_json", "quiet", "verbose"})
 
 
 def _given_options(ctx: typer.Context) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from valuescope import __version__
+from valuescope import __version__, provenance
 from valuescope.config import RunConfig
 from valuescope.design import (
     batch_size,
@@ -45,6 +45,7 @@ from valuescope.elicit.elicit import elicit_pair_sets
 from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
 from valuescope.evaluate import evaluate, random_baseline
+from valuescope.export import write_answers
 from valuescope.fit import (
     ConvergenceWarning,
     coin_completeness,
@@ -56,6 +57,7 @@ from valuescope.rundir import (
     check_run_dir,
     clear_run_files,
     normalise_source,
+    outcomes_digest,
     prepare_out_dir,
     run_dir_lock,
     write_csv,
@@ -296,6 +298,7 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
     mode, templates, out, budget = the_plan.mode, the_plan.templates, the_plan.out, the_plan.budget
     settings = the_plan.settings
+    started = time.time()  # answers stored from now on are this run's new ones
     if the_plan.overwrite:
         clear_run_files(out)
     write_run_config(out, config.model_dump(mode="json"), outcomes.texts, outcomes.categories)
@@ -403,9 +406,18 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     pairs_table = _pairs_table(fit, train, held)
     metrics["cost_usd"] = _cost(backend, metrics["tokens_in"], metrics["tokens_out"])
     metrics["elapsed_seconds"] = time.perf_counter() - t0
+    metrics["provenance"] = provenance.collect(
+        started=started,
+        model=config.model,
+        backend=backend,
+        engine=config.engine,
+        outcomes_sha256=outcomes_digest(outcomes.texts, outcomes.categories),
+        templates=templates,
+    )
     write_csv(out / "utilities.csv", utilities)
     write_csv(out / "pairs.csv", pairs_table)
     write_json(out / "metrics.json", metrics)
+    write_answers(out)  # from the cache and pairs.csv: one row per answer
     _write_report(out)
     return RunResult(out=out, utilities=utilities, pairs=pairs_table, metrics=metrics)
 

@@ -151,6 +151,7 @@ RESULT_FILES = (
     "utilities.csv",
     "pairs.csv",
     "metrics.json",
+    "answers.parquet",
     "truth.csv",
     "report.html",
 )

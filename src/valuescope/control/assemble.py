@@ -27,6 +27,7 @@ from valuescope.control.assembly import (
 from valuescope.control.census import sample_citizens
 from valuescope.control.errors import ControlError
 from valuescope.elicit import ElicitSettings, ResponseCache
+from valuescope.models._http import redact_url
 from valuescope.rundir import prepare_out_dir, write_csv, write_json
 
 POLICIES = "policies"
@@ -53,6 +54,12 @@ class AssembleConfig:
     seed: int = 0
     batch_size: int = 256
     api_key_env: str | None = None  # the variable's name, never the key
+    # transport (how requests travel; never part of a cache key)
+    base_url: str | None = None  # recorded without its credentials
+    concurrency: int = 16
+    timeout: float = 60.0
+    max_retries: int = 6
+    rate_limit: float | None = None
 
 
 def load_assembly_outcomes(source: str) -> tuple[list[str], list[str], str]:
@@ -103,7 +110,16 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         seed=config.seed,
     )
     citizens = sample_citizens(config.citizens, config.seed)
-    backend = get_backend(config.model, seed=config.seed, api_key_env=config.api_key_env)
+    backend = get_backend(
+        config.model,
+        seed=config.seed,
+        api_key_env=config.api_key_env,
+        base_url=config.base_url,
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        rate_limit=config.rate_limit,
+    )
     mode = resolve_mode(_ModeView(config.mode, config.model), backend.supports_logprobs)
     settings = ElicitSettings(
         mode=mode,
@@ -154,6 +170,10 @@ def _check(config: AssembleConfig) -> None:
             raise ControlError(f"--{key.replace('_', '-')} must be at least 1")
     if config.arguments < 0 or config.topic_pairs < 0:
         raise ControlError("--arguments and --topic-pairs must be 0 or more")
+    if config.concurrency < 1 or config.max_retries < 0:
+        raise ControlError("--concurrency must be at least 1 and --max-retries 0 or more")
+    if config.timeout <= 0 or (config.rate_limit is not None and config.rate_limit <= 0):
+        raise ControlError("--timeout and --rate-limit must be above 0")
 
 
 @dataclass
@@ -212,6 +232,7 @@ def _summary(config, set_name, mode, backend_name, design, votes: AssemblyVotes,
         for r in range(shares.shape[0])
     ]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    settings["base_url"] = redact_url(config.base_url)
     return {
         "settings": settings,
         "outcomes_set": set_name,

@@ -10,13 +10,32 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from valuescope.cli_options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ApiKeyEnvOption,
+    BaseUrlOption,
+    ConcurrencyOption,
+    JsonOption,
+    MaxRetriesOption,
+    QuietOption,
+    RateLimitOption,
+    TimeoutOption,
+    Transport,
+    VerboseOption,
+    choice,
+    config_choices,
+)
+from valuescope.control.errors import ControlError
 from valuescope.interrupts import interruptible
 from valuescope.rundir import prepare_out_dir, run_dir_lock, to_jsonable
-from valuescope.terminal import BarProgress, out_console, progress_bar
+from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
 
 control_app = typer.Typer(
     no_args_is_help=True,
-    help="Align a model's utilities with a simulated citizens' assembly (METHOD.md section 6).",
+    help="Align a model's utilities with a simulated citizens' assembly: sample citizens, "
+    "let them vote and deliberate on pairs, fine-tune the model toward their choices.",
 )
 
 
@@ -68,7 +87,11 @@ def assemble_command(
         "auto", help="topic kept out of training: auto, none, or a name"
     ),
     topic_pairs: int = typer.Option(15, help="pairs asked within the held-out topic"),
-    mode: str = typer.Option("auto", help="logprob, sample, or auto (logprob when offered)"),
+    mode: str = typer.Option(
+        "auto",
+        help="logprob, sample, or auto (logprob when offered)",
+        **choice(config_choices("mode")),
+    ),
     samples: int = typer.Option(5, help="answers per order in sample mode"),
     temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
     template: str = typer.Option("default", help="forced-choice prompt template"),
@@ -76,14 +99,22 @@ def assemble_command(
         0, help="short arguments by members shown in each deliberation round (generating models)"
     ),
     seed: int = typer.Option(0, help="seed for citizens, pairs and synthetic agents"),
-    api_key_env: str | None = typer.Option(
-        None, help="environment variable holding the API key for the model's host (its name)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    rate_limit: RateLimitOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Sample citizens, let them vote and deliberate on pairs, write the assembly directory."""
     from valuescope.control.assemble import AssembleConfig, assemble
+
+    if quiet and verbose:
+        raise ControlError("--quiet and --verbose contradict each other; choose one")
+    transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
 
     config = AssembleConfig(
         model=model,
@@ -101,10 +132,13 @@ def assemble_command(
         template=template,
         arguments=arguments,
         seed=seed,
-        api_key_env=api_key_env,
+        **transport.settings(),
     )
     with _working_in(out), progress_bar(quiet or as_json) as bar:
         summary = assemble(config, progress=BarProgress(bar))
+    if verbose:
+        names = sorted(p.name for p in out.iterdir() if p.is_file() and p.name[0] != ".")
+        err_console.print(f"files in {out}: {', '.join(names)}", highlight=False, soft_wrap=True)
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
         return

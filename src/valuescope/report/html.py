@@ -452,6 +452,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "extremes": sections.category_extremes(util),
         "uncertain": sections.widest_intervals(util),
         "refused": sections.most_refused(util),
+        "provenance": sections.provenance_rows(m),
         "version": _version(),
     }
 

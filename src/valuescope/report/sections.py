@@ -283,3 +283,40 @@ def position_bias_reading(metrics: dict[str, Any]) -> str:
         return text + ": close to 0.5, the value of an unbiased model (no interval recorded)."
     side = "first" if value > 0.5 else "second"
     return text + f": it leans towards the {side}-listed option (no interval recorded)."
+
+
+def provenance_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of the run's provenance record; empty for runs without one."""
+    prov = metrics.get("provenance")
+    if not isinstance(prov, dict):
+        return []
+    git = prov.get("git") if isinstance(prov.get("git"), dict) else {}
+    machine = prov.get("machine") if isinstance(prov.get("machine"), dict) else {}
+    libraries = prov.get("libraries") if isinstance(prov.get("libraries"), dict) else {}
+    templates = prov.get("template_sha256")
+    version = str(prov.get("valuescope_version") or "—")
+    if git.get("commit"):
+        version += f" (git {str(git['commit'])[:12]}{', modified' if git.get('dirty') else ''})"
+    rows = [
+        ("Started (UTC)", str(prov.get("time") or "—")),
+        ("valuescope", version),
+        ("Libraries", ", ".join(f"{k} {v or 'not installed'}" for k, v in libraries.items())),
+        ("Outcome set sha256", str(prov.get("outcomes_sha256") or "—")),
+    ]
+    if isinstance(templates, dict):
+        rows += [(f"Template {name} sha256", str(h)) for name, h in templates.items()]
+    if prov.get("base_url"):
+        rows.append(("Endpoint", str(prov["base_url"])))
+    command = prov.get("command_line")
+    if isinstance(command, list):
+        rows.append(("Command line", " ".join(str(a) for a in command)))
+    if machine:
+        cores = machine.get("cpus_usable") or machine.get("cpu_count")
+        rows.append(
+            (
+                "Machine",
+                f"{cores} cores, {machine.get('platform', '—')}, "
+                f"Python {machine.get('python', '—')}",
+            )
+        )
+    return [(label, value or "—") for label, value in rows]
