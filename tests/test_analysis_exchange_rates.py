@@ -116,6 +116,8 @@ def test_log_agent_dollar_worths_recovered(tmp_path):
     assert np.all(np.abs(np.log(got / planted)) < np.log(1.6)), list(zip(got, planted))
     inside = [r["worth_usd_ci_low"] <= p <= r["worth_usd_ci_high"] for r, p in zip(rows, planted)]
     assert sum(inside) >= 10
+    direct = np.array([r["worth_usd_at_one"] for r in rows]) / planted
+    assert np.all(np.abs(np.log(direct)) < np.log(2.0)), direct
     rel_planted = planted / planted[0]
     rel = np.array([r["relative_worth"] for r in rows])
     assert np.all(np.abs(np.log(rel / rel_planted)) < np.log(1.5))
@@ -143,6 +145,17 @@ def test_non_log_agent_is_flagged(tmp_path, shape, r2_max):
     agent = get_backend(model)
     planted = [agent.entity_params(r["entity"])[0] for r in rows]
     assert spearmanr([r["worth_usd"] for r in rows], planted)[0] < 0.5
+    usd = np.array([agent.dollar_worth(r["entity"]) for r in rows])
+    line = np.array([r["worth_usd"] for r in rows]) / usd
+    assert np.max(np.abs(np.log(line))) > np.log(4)
+    # the direct reading (utility of one unit, measured, on the ladder) needs no line in N
+    direct = np.array([r["worth_usd_at_one"] for r in rows]) / usd
+    assert np.all(np.abs(np.log(direct)) < np.log(1.7)), direct
+    inside = [
+        r["worth_usd_at_one_ci_low"] <= u <= r["worth_usd_at_one_ci_high"]
+        for r, u in zip(rows, usd)
+    ]
+    assert sum(inside) >= 10
 
 
 def test_random_agent_gets_no_dollar_worth(tmp_path):

@@ -396,6 +396,9 @@ def analyse_family(
             "relative_worth_ci_low": None,
             "relative_worth_ci_high": None,
             "log10_relative_worth": None,
+            "worth_usd_at_one": None,
+            "worth_usd_at_one_ci_low": None,
+            "worth_usd_at_one_ci_high": None,
             "note": "reference" if k == reference else "",
         }
         if dollar_ok:
@@ -413,6 +416,8 @@ def analyse_family(
             row["relative_worth_ci_high"] = _exp_or_none(rel_hi)
             if not ladder.min() <= usd <= ladder.max():
                 row["note"] = _join(row["note"], "dollar worth extrapolated beyond the ladder")
+        if dollar_ok and 1 in set(groups[k]["n"]):
+            row.update(_at_one(groups[k], boot_b[DOLLARS], ad_boot, a_d, b_d, rng))
         if a_lo is None or a_lo <= 0:
             row["note"] = _join(row["note"], "utility does not reliably rise with N")
         rows.append(row)
@@ -428,6 +433,30 @@ def analyse_family(
         "log10_worth_spread": spread,
         "median_worth_usd": median,
         "warnings": _warnings(entities[0].family, rows, dollar_fit, dollar_ok),
+    }
+
+
+def _at_one(
+    group: pd.DataFrame,
+    boot_b_d: np.ndarray,
+    boot_a_d: np.ndarray,
+    a_d: float,
+    b_d: float,
+    rng: np.random.Generator,
+) -> dict[str, float | None]:
+    """Dollar worth of one unit from its own measured utility (no line in N involved).
+
+    Noisier than the line's reading (one outcome instead of the whole grid), but it does
+    not assume that utility is logarithmic in N.
+    """
+    one = group[group["n"] == 1].iloc[0]
+    u1, se1 = float(one["mean"]), float(one["se"])
+    reps = (u1 + se1 * rng.normal(size=boot_b_d.size) - boot_b_d) / boot_a_d
+    lo, hi = _interval(reps)
+    return {
+        "worth_usd_at_one": float(np.exp((u1 - b_d) / a_d)),
+        "worth_usd_at_one_ci_low": _exp_or_none(lo),
+        "worth_usd_at_one_ci_high": _exp_or_none(hi),
     }
 
 
@@ -475,7 +504,8 @@ def _warnings(family: str, rows: list[dict], dollar_fit: dict, dollar_ok: bool) 
         out.append(
             f"{family}: utility is not logarithmic in N for {len(poor)} of {len(rows)} "
             f"entities (log-fit R^2 below {R2_WARN}: {listed}{more}); their worths, read "
-            "at N = 1 off the line, may be wrong and even misranked"
+            "at N = 1 off the line, may be wrong and even misranked; worth_usd_at_one "
+            "(the measured utility of one unit, read on the ladder) does not use the line"
         )
     return out
 
