@@ -150,14 +150,14 @@ def test_time_discounting_recovers_exponential_delta(tmp_path):
     delta = result["headline"]["delta"]
     assert abs(delta["value"] - 0.95) < 0.01
     assert result["better_fit"] == "exponential"
-    assert result["headline"]["delta_aic"]["value"] < 0
+    assert result["headline"]["heldout_difference"]["ci_high"] < 0
 
 
 def test_time_discounting_on_random_agent_fits_no_curve(tmp_path):
     result = _run("time-discounting", "sim/random", tmp_path, mode="sample")
     assert "k" not in result["headline"]
-    slope = result["headline"]["money_slope"]
-    assert slope["ci_low"] < 0 < slope["ci_high"]
+    rho = result["headline"]["multiplier_rho"]
+    assert rho["ci_low"] < 0.1
     assert result["reading"].startswith("No discounting curve fits")
 
 

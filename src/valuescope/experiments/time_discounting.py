@@ -1,38 +1,51 @@
-"""Time discounting: how the model values money later against money now.
+"""Time discounting, non-parametric: indifference points from direct choices.
 
-Outcomes "You receive $X today" over a range of X trace the utility of money now, fitted
-as U = a ln X + b. For each delayed payment "$Y in t months" the present value is the
-amount now with the same utility, PV = exp((U - b) / a), and the discount factor is
-d = PV / Y. Two one-parameter curves are fitted to ln d by least squares:
+The model chooses between "$X today" and "$X m in t months" over a grid of delays t
+and multipliers m (both orders of every pair). For each delay, P(later) over ln m is
+the choice curve; it is made monotone (isotonic regression) and the indifference
+multiplier m*(t) is where it crosses 1/2, interpolated on the probit scale between the
+two grid points around the crossing. The discount factor is d(t) = 1 / m*(t), in money:
+no assumption about how the model values money enters. Two one-parameter curves are
+fitted to ln d by least squares (t in months):
 
     exponential  d(t) = delta ** t        (ln d = t ln delta)
     hyperbolic   d(t) = 1 / (1 + k t)     (ln d = -ln(1 + k t))
 
-with t in months. Fit quality: R^2 on ln d, AIC (n ln(SSE / n) + 2; both curves have
-one parameter, so the lower AIC is the lower SSE) and leave-one-delay-out RMSE.
-Intervals: parametric bootstrap, redrawing every utility with the pipeline's
-per-outcome standard error and refitting everything.
+Which fits better is decided on held-out delays: each delay is predicted by both curves
+fitted to the other delays, and the per-delay difference of squared errors
+(exponential minus hyperbolic) gets a 90% t-interval. Above 0: hyperbolic; below 0:
+exponential; covering 0: "undecided". Intervals on m*, k and delta: bootstrap, resampling
+the multipliers within each delay and then the delays.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
+from scipy import stats
+from scipy.optimize import isotonic_regression, minimize_scalar
+from scipy.special import ndtri
 
 from valuescope.atomic import atomic_write
-from valuescope.experiments._stats import headline, load_data, measure_options
+from valuescope.experiments._choices import ask_pairs
+from valuescope.experiments._stats import bootstrap_mean, headline, headline_from, load_data
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.experiments.exchange_rates import fit_line, shuffled, utility_se
+from valuescope.models.sim import stable_seed
+from valuescope.rundir import write_csv
 
-N_BOOT = 500
+N_BOOT = 400
 LEVEL = 0.9
 MONTHS = {"day": 12 / 365.25, "week": 12 / 52.18, "month": 1.0, "year": 12.0}
+# the choices must rise with the later amount at this significance (permutation p-value)
+# before any indifference point is read off them
+EFFECT_ALPHA = 0.01
 _DELAY_RE = re.compile(r"^(\d+(?:\.\d+)?) (day|week|month|year)s?$")
+_P_CLIP = 1e-4  # probit interpolation: P(later) clipped to [clip, 1 - clip]
 
 
 @lru_cache(maxsize=1)
@@ -87,14 +100,62 @@ def parse_payment(text: str) -> tuple[float, float] | None:
     return None
 
 
-def _grid(ctx: ExperimentContext) -> tuple[list[float], list[float], list[str]]:
+# ----------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Delays (texts) x multipliers of one base amount received now."""
+
+    base: float
+    delays: tuple[str, ...]
+    multipliers: tuple[float, ...]
+
+    def questions(self) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+        """Texts (index 0 = the amount now), pairs (now, later) and one row per pair.
+
+        Rows carry the delay in months and the multiplier as the texts state it (the
+        later amount is rounded to whole dollars).
+        """
+        now = now_text(self.base)
+        texts, rows = [now], []
+        for d in self.delays:
+            for m in self.multipliers:
+                later = later_text(self.base * m, d)
+                amount, months = parse_payment(later) or (float("nan"), float("nan"))
+                texts.append(later)
+                rows.append({"delay": d, "months": months, "later_amount": amount})
+        if len(set(texts)) != len(texts):
+            raise ExperimentError(
+                "time-discounting: the grid produces duplicate payments (two multipliers "
+                "round to the same dollar amount, or a delay is listed twice)"
+            )
+        frame = pd.DataFrame(rows)
+        frame["multiplier"] = frame["later_amount"] / self.base
+        pairs = np.column_stack([np.zeros(len(rows), dtype=np.int64), np.arange(1, len(texts))])
+        return texts, pairs, frame
+
+
+def _float_list(raw: str, key: str) -> list[float]:
+    try:
+        return [float(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise ExperimentError(f"--param {key}={raw!r}: expected comma-separated numbers") from None
+
+
+def grid_for(ctx: ExperimentContext) -> Grid:
+    """The grid of this run: the dataset's (quick or full), or `--param delays/multipliers`."""
     data = _dataset()
     prefix = "quick_" if ctx.quick else ""
-    now = [float(v) for v in data[f"{prefix}now_multipliers"]]
-    later = [float(v) for v in data[f"{prefix}later_multipliers"]]
+    base = ctx.param("base_amount", float(data["base_amount"]))
+    if not base >= 1:
+        raise ExperimentError(f"--param base_amount={base:g} must be at least 1 (dollars)")
     delays = [str(v) for v in data[f"{prefix}delays"]]
+    multipliers = [float(v) for v in data[f"{prefix}multipliers"]]
     if "delays" in ctx.params:
         delays = [d.strip() for d in ctx.params["delays"].split(",") if d.strip()]
+    if "multipliers" in ctx.params:
+        multipliers = _float_list(ctx.params["multipliers"], "multipliers")
     for d in delays:
         if delay_months(d) <= 0:
             raise ExperimentError(f"--param delays: {d!r} must be a positive delay")
@@ -102,44 +163,126 @@ def _grid(ctx: ExperimentContext) -> tuple[list[float], list[float], list[str]]:
         raise ExperimentError(
             f"time-discounting: needs at least 3 distinct delays to compare curves, got {delays}"
         )
-    return now, later, delays
-
-
-def run(ctx: ExperimentContext) -> dict[str, Any]:
-    base = ctx.param("base_amount", float(_dataset()["base_amount"]))
-    if base <= 0:
-        raise ExperimentError(f"--param base_amount={base:g} must be positive")
-    now, later, delays = _grid(ctx)
-    outcomes = [{"text": now_text(base * m), "category": "now"} for m in now]
-    outcomes += [
-        {"text": later_text(base * m, d), "category": "later"} for d in delays for m in later
-    ]
-    texts = [o["text"] for o in outcomes]
-    if len(set(texts)) != len(texts):
-        raise ExperimentError("time-discounting: the grid produces duplicate payments")
-    outcomes = shuffled(outcomes, ctx.seed)
-    result = ctx.measure("payments", outcomes, **measure_options(ctx.quick, len(outcomes)))
-    frame = result.utilities
-    parsed = [parse_payment(t) for t in frame["outcome"]]
-    frame = frame.assign(
-        amount=[p[0] for p in parsed], months=[p[1] for p in parsed], se=utility_se(frame)
-    )
-    if np.ptp(frame["mean"].to_numpy(float)) < 1e-9:
+    if len(set(multipliers)) < 3 or min(multipliers) <= 0:
         raise ExperimentError(
-            "time-discounting: every payment got the same utility (the model is indifferent "
-            "between all of them); there is nothing to discount"
+            f"time-discounting: needs at least 3 distinct positive multipliers, got {multipliers}"
         )
-    return {**analyse(frame, ctx.seed, ctx), "run_dir": str(result.out)}
+    return Grid(base, tuple(delays), tuple(sorted(set(multipliers))))
 
 
-def _discounts(u: np.ndarray, amount: np.ndarray, months: np.ndarray) -> tuple:
-    """Money-curve slope/intercept and ln d of each delayed payment."""
-    now = months == 0
-    a, b, _ = fit_line(np.log(amount[now]), u[now])
-    later = ~now
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        log_pv = (u[later] - b) / a
-    return a, b, log_pv - np.log(amount[later])
+# ----------------------------------------------------------------- does the amount matter
+
+
+def _row_corr(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Pearson correlation of x with each row (along the last axis); 0 for a constant row."""
+    xc = x - x.mean()
+    rc = rows - rows.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((xc**2).sum() * (rc**2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (rc * xc).sum(axis=-1) / denom
+    return np.where(denom > 0, r, 0.0)
+
+
+def multiplier_effect(choices: pd.DataFrame, seed: int, n_perm: int = 1000) -> dict[str, float]:
+    """Mean over delays of the within-delay Spearman rho of P(later) with the multiplier.
+
+    Within each delay, a model that weighs the amount takes the later payment more often
+    as it grows. Interval: bootstrap over delays; p-value: permutation of the answers
+    within each delay. A delay whose answers are all equal counts as rho 0.
+    """
+    table = choices.pivot_table(index="months", columns="multiplier", values="p_later")
+    ranks = stats.rankdata(table.to_numpy(float), axis=1)
+    x = np.arange(ranks.shape[1], dtype=float)
+    rho = _row_corr(x, ranks)
+    stat = bootstrap_mean(rho, seed)
+    rng = np.random.default_rng(stable_seed("discount-perm", seed))
+    perms = rng.permuted(np.broadcast_to(ranks, (n_perm, *ranks.shape)), axis=2)
+    null = _row_corr(x, perms).mean(axis=1)
+    p_value = (1 + np.sum(null >= stat["value"] - 1e-12)) / (1 + n_perm)
+    return {**stat, "p_value": float(p_value)}
+
+
+# ----------------------------------------------------------------- indifference points
+
+
+def crossing(log_m: np.ndarray, p_later: np.ndarray) -> float:
+    """ln m where the monotone choice curve crosses 1/2 (+-inf: outside the grid).
+
+    `log_m` must be sorted. The curve is the isotonic (non-decreasing) regression of
+    P(later) on ln m; the crossing is interpolated on the probit scale between the last
+    point below 1/2 and the first above it (the middle of a plateau at exactly 1/2).
+    -inf: the later payment is preferred everywhere (indifference below the smallest
+    multiplier); +inf: never preferred (above the largest).
+    """
+    fit = isotonic_regression(p_later, increasing=True).x
+    below = np.flatnonzero(fit < 0.5)
+    above = np.flatnonzero(fit > 0.5)
+    if len(above) == 0:
+        return float("inf") if len(below) else float(np.mean(log_m))
+    if len(below) == 0:
+        return float("-inf") if above[0] == 0 else float(np.mean(log_m[: above[0]]))
+    lo, hi = below[-1], above[0]
+    if hi - lo > 1:  # a plateau at exactly 1/2
+        return float(np.mean(log_m[lo + 1 : hi]))
+    q_lo, q_hi = ndtri(np.clip(fit[[lo, hi]], _P_CLIP, 1 - _P_CLIP))
+    return float(log_m[lo] + (0.0 - q_lo) * (log_m[hi] - log_m[lo]) / (q_hi - q_lo))
+
+
+def _delay_draws(log_m: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap crossings of one delay: residual bootstrap around its monotone curve.
+
+    The grid stays fixed; each replicate adds the curve's residuals, resampled with
+    replacement, to the fitted curve (clipped to [0, 1]) and reads the crossing again.
+    Noise-free choices give a zero-width interval; noisy ones a wide one.
+    """
+    fit = isotonic_regression(p, increasing=True).x
+    resid = p - fit
+    draws = np.empty(N_BOOT)
+    for b in range(N_BOOT):
+        p_star = np.clip(fit + rng.choice(resid, size=len(resid)), 0.0, 1.0)
+        draws[b] = crossing(log_m, p_star)
+    return draws
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    """Percentile interval that keeps infinite draws (order statistics, no interpolation)."""
+    s = np.sort(draws)
+    tail = (1 - LEVEL) / 2
+    lo = s[int(np.floor(tail * (len(s) - 1)))]
+    hi = s[int(np.ceil((1 - tail) * (len(s) - 1)))]
+    return float(lo), float(hi)
+
+
+def indifference_points(choices: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per delay: ln m*, its interval and status; plus the bootstrap draws.
+
+    `choices` has columns delay, months, multiplier, p_later. Draws: (delays, N_BOOT).
+    """
+    rows, draws = [], []
+    for (months, delay), group in choices.groupby(["months", "delay"], sort=True):
+        g = group.sort_values("multiplier")
+        log_m = np.log(g["multiplier"].to_numpy(float))
+        p = g["p_later"].to_numpy(float)
+        z = crossing(log_m, p)
+        rng = np.random.default_rng(stable_seed("discount-boot", seed, delay))
+        d = _delay_draws(log_m, p, rng)
+        lo, hi = _interval(d)
+        status = "inside" if np.isfinite(z) else ("above grid" if z > 0 else "below grid")
+        rows.append(
+            {
+                "delay": delay,
+                "months": float(months),
+                "status": status,
+                "log_m": z,
+                "log_m_low": lo,
+                "log_m_high": hi,
+            }
+        )
+        draws.append(d)
+    return pd.DataFrame(rows), np.array(draws)
+
+
+# ----------------------------------------------------------------- curves
 
 
 def fit_exponential(t: np.ndarray, log_d: np.ndarray) -> float:
@@ -158,7 +301,11 @@ def fit_hyperbolic(t: np.ndarray, log_d: np.ndarray) -> float:
     return float(res.x)
 
 
-def _predict(kind: str, param: float, t: np.ndarray) -> np.ndarray:
+CURVES = ("exponential", "hyperbolic")
+
+
+def predict(kind: str, param: float, t: np.ndarray) -> np.ndarray:
+    """ln d(t) of a fitted curve."""
     if kind == "exponential":
         return t * np.log(param)
     return -np.log1p(param * t)
@@ -168,173 +315,193 @@ def _fit(kind: str, t: np.ndarray, log_d: np.ndarray) -> float:
     return fit_exponential(t, log_d) if kind == "exponential" else fit_hyperbolic(t, log_d)
 
 
+def heldout_errors(kind: str, t: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    """Leave-one-delay-out error of ln d at each delay (fit on the others, predict it)."""
+    errors = np.empty(len(t))
+    for i in range(len(t)):
+        train = np.arange(len(t)) != i
+        errors[i] = log_d[i] - predict(kind, _fit(kind, t[train], log_d[train]), t[i : i + 1])[0]
+    return errors
+
+
 def curve_quality(kind: str, t: np.ndarray, log_d: np.ndarray) -> dict[str, float]:
     """Parameter, R^2, AIC and leave-one-delay-out RMSE of one curve on ln d."""
     param = _fit(kind, t, log_d)
-    resid = log_d - _predict(kind, param, t)
+    resid = log_d - predict(kind, param, t)
     sse = float(resid @ resid)
     sst = float(((log_d - log_d.mean()) ** 2).sum())
     n = len(t)
-    errors = []
-    for held in np.unique(t):
-        train = t != held
-        p = _fit(kind, t[train], log_d[train])
-        errors.append(log_d[~train] - _predict(kind, p, t[~train]))
-    cv = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
     return {
         "param": param,
         "r2": 1 - sse / sst if sst > 0 else float("nan"),
-        "aic": n * np.log(max(sse, 1e-300) / n) + 2,
-        "cv_rmse": cv,
+        "aic": float(n * np.log(max(sse / n, 1e-300)) + 2),
+        "cv_rmse": float(np.sqrt(np.mean(heldout_errors(kind, t, log_d) ** 2))),
     }
 
 
-def analyse(frame: pd.DataFrame, seed: int, ctx: ExperimentContext) -> dict[str, Any]:
-    """Money curve, discount factors, both curves and intervals from the utility table."""
-    u = frame["mean"].to_numpy(float)
-    amount = frame["amount"].to_numpy(float)
-    months = frame["months"].to_numpy(float)
-    se = frame["se"].to_numpy(float)
-    t = months[months > 0]
-    a, b, log_d = _discounts(u, amount, months)
+def compare_curves(t: np.ndarray, log_d: np.ndarray) -> dict[str, Any]:
+    """The verdict: per-delay held-out squared error, exponential minus hyperbolic.
 
-    rng = np.random.default_rng(seed)
-    tail = 100 * (1 - LEVEL) / 2
-    boot = {"a": [], "delta": [], "k": [], "hyper_wins": []}
-    # now-payments also carry the money line's residual variance (lack of fit)
-    now = months == 0
-    s2 = fit_line(np.log(amount[now]), u[now])[2]
-    scale = np.where(now, np.sqrt(se**2 + s2), se)
-    for _ in range(N_BOOT):
-        u_star = u + rng.normal(size=u.shape) * scale
-        a_s, _, ld = _discounts(u_star, amount, months)
-        boot["a"].append(a_s)
-        if a_s <= 0 or not np.all(np.isfinite(ld)):
+    "hyperbolic" when the 90% t-interval of the mean difference lies above 0,
+    "exponential" when below, "undecided" when it covers 0 (or every error is 0).
+    """
+    diff = (
+        heldout_errors("exponential", t, log_d) ** 2 - heldout_errors("hyperbolic", t, log_d) ** 2
+    )
+    mean = float(diff.mean())
+    if np.allclose(diff, diff[0]):
+        lo = hi = mean
+    else:
+        ci = stats.ttest_1samp(diff, 0.0).confidence_interval(LEVEL)
+        lo, hi = float(ci.low), float(ci.high)
+    verdict = "hyperbolic" if lo > 0 else ("exponential" if hi < 0 else "undecided")
+    return {"verdict": verdict, "value": mean, "ci_low": lo, "ci_high": hi, "n_delays": len(t)}
+
+
+def _bootstrap_params(
+    t: np.ndarray, draws: np.ndarray, fallback: np.ndarray, seed: int
+) -> dict[str, np.ndarray]:
+    """delta and k refitted on resampled delays, each at one of its bootstrap crossings."""
+    rng = np.random.default_rng(stable_seed("discount-curves", seed))
+    out: dict[str, list[float]] = {"delta": [], "k": []}
+    n = len(t)
+    for b in range(draws.shape[1]):
+        idx = rng.integers(0, n, n)
+        log_m = np.where(np.isfinite(draws[idx, b]), draws[idx, b], fallback[idx])
+        if len(np.unique(t[idx])) < 2:
             continue
-        delta = fit_exponential(t, ld)
-        k = fit_hyperbolic(t, ld)
-        sse_e = np.sum((ld - _predict("exponential", delta, t)) ** 2)
-        sse_h = np.sum((ld - _predict("hyperbolic", k, t)) ** 2)
-        boot["delta"].append(delta)
-        boot["k"].append(k)
-        boot["hyper_wins"].append(float(sse_h < sse_e))
-    a_lo, a_hi = np.percentile(boot["a"], [tail, 100 - tail])
-    head = {
-        "money_slope": headline(a, a_lo, a_hi, "utility slope on ln(amount now)"),
-    }
-    money_r2 = _r2(np.log(amount[now]), u[now])
-    result: dict[str, Any] = {
-        "money_curve": {"slope": a, "intercept": b, "r2": money_r2},
-        "figures": [],
-    }
-    if not (a > 0 and a_lo > 0):
-        result["headline"] = head
-        result["reading"] = (
-            "No discounting curve fits: the model's utilities do not reliably rise with the "
-            f"amount of money received now (slope on ln amount {a:.3f}, 90% interval "
-            f"{a_lo:.3f} to {a_hi:.3f}), so present values and discount factors are undefined."
-        )
-        result["tables"] = {"payments": _payment_rows(frame, None)}
-        return result
-
-    curves = {kind: curve_quality(kind, t, log_d) for kind in ("exponential", "hyperbolic")}
-    delta_lo, delta_hi = _interval(boot["delta"], tail)
-    k_lo, k_hi = _interval(boot["k"], tail)
-    better = (
-        "hyperbolic"
-        if curves["hyperbolic"]["aic"] < curves["exponential"]["aic"]
-        else ("exponential")
-    )
-    head["k"] = headline(curves["hyperbolic"]["param"], k_lo, k_hi, "hyperbolic k (per month)")
-    head["delta"] = headline(
-        curves["exponential"]["param"], delta_lo, delta_hi, "exponential delta (per month)"
-    )
-    head["delta_aic"] = headline(
-        curves["exponential"]["aic"] - curves["hyperbolic"]["aic"],
-        None,
-        None,
-        "AIC(exponential) - AIC(hyperbolic); > 0 favours hyperbolic",
-    )
-    share = float(np.mean(boot["hyper_wins"])) if boot["hyper_wins"] else None
-    result.update(
-        headline=head,
-        better_fit=better,
-        hyperbolic_wins_share=share,
-        curves=curves,
-        reading=_reading(curves, better, share, head),
-        tables={
-            "curves": [{"curve": kind, **q} for kind, q in curves.items()],
-            "delays": _delay_rows(t, log_d, curves),
-            "payments": _payment_rows(frame, log_d),
-        },
-    )
-    result["figures"].append(_chart(ctx, t, log_d, curves))
-    return result
+        out["delta"].append(fit_exponential(t[idx], -log_m))
+        out["k"].append(fit_hyperbolic(t[idx], -log_m))
+    return {key: np.array(v) for key, v in out.items()}
 
 
-def _interval(values: list[float], tail: float) -> tuple[float | None, float | None]:
+def _pct(values: np.ndarray) -> tuple[float | None, float | None]:
     if len(values) < 10:
         return None, None
+    tail = 100 * (1 - LEVEL) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
     return float(lo), float(hi)
 
 
-def _r2(x: np.ndarray, y: np.ndarray) -> float:
-    a, b, _ = fit_line(x, y)
-    sst = float(((y - y.mean()) ** 2).sum())
-    resid = y - (a * x + b)
-    return 1 - float(resid @ resid) / sst if sst > 0 else float("nan")
+# ----------------------------------------------------------------- the analysis
 
 
-def _delay_rows(t: np.ndarray, log_d: np.ndarray, curves: dict) -> list[dict]:
+def analyse(choices: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """Indifference points, both curves, the verdict and intervals from the choice table.
+
+    `choices`: one row per (delay, multiplier) with columns delay, months, multiplier,
+    p_later. Pure: no model, no files.
+    """
+    effect = multiplier_effect(choices, seed)
+    head = {
+        "multiplier_rho": headline_from(
+            effect, "Spearman rho of P(later) with the multiplier, mean over delays"
+        )
+    }
+    result: dict[str, Any] = {"multiplier_effect": effect, "headline": head}
+    if not (effect["value"] > 0 and effect["p_value"] < EFFECT_ALPHA):
+        result["reading"] = (
+            "No discounting curve fits: the model does not reliably take the later payment "
+            f"more often as it grows (Spearman rho {effect['value']:.3f}, 90% interval "
+            f"{effect['ci_low']:.3f} to {effect['ci_high']:.3f}, one-sided permutation p "
+            f"{effect['p_value']:.3g}), so no indifference point can be read off its choices."
+        )
+        result["better_fit"] = "undecided"
+        result["tables"] = {"choices": choices.to_dict("records")}
+        return result
+
+    points, draws = indifference_points(choices, seed)
+    inside = points["status"].to_numpy() == "inside"
+    result["censored"] = {
+        "above_grid": int((points["status"] == "above grid").sum()),
+        "below_grid": int((points["status"] == "below grid").sum()),
+    }
+    if inside.sum() < 3:
+        result["reading"] = (
+            f"No discounting curve fits: only {int(inside.sum())} of {len(points)} delays have "
+            "an indifference point inside the multiplier grid "
+            f"({result['censored']['above_grid']} never take the later payment, "
+            f"{result['censored']['below_grid']} always do); widen --param multipliers."
+        )
+        result["better_fit"] = "undecided"
+        result["tables"] = {
+            "delays": _delay_rows(points, {}),
+            "choices": choices.to_dict("records"),
+        }
+        return result
+
+    t = points.loc[inside, "months"].to_numpy(float)
+    log_m = points.loc[inside, "log_m"].to_numpy(float)
+    log_d = -log_m
+    curves = {kind: curve_quality(kind, t, log_d) for kind in CURVES}
+    verdict = compare_curves(t, log_d)
+    boot = _bootstrap_params(t, draws[inside], log_m, seed)
+    k_lo, k_hi = _pct(boot["k"])
+    d_lo, d_hi = _pct(boot["delta"])
+    head["k"] = headline(curves["hyperbolic"]["param"], k_lo, k_hi, "hyperbolic k (per month)")
+    head["delta"] = headline(
+        curves["exponential"]["param"], d_lo, d_hi, "exponential delta (per month)"
+    )
+    head["heldout_difference"] = headline(
+        verdict["value"],
+        verdict["ci_low"],
+        verdict["ci_high"],
+        "held-out squared error of ln d, exponential minus hyperbolic, mean over delays "
+        "(> 0 favours hyperbolic)",
+    )
+    result.update(
+        better_fit=verdict["verdict"],
+        verdict=verdict,
+        curves=curves,
+        reading=_reading(curves, verdict, head, points),
+        tables={
+            "curves": [{"curve": kind, **q} for kind, q in curves.items()],
+            "delays": _delay_rows(points, curves),
+            "choices": choices.to_dict("records"),
+        },
+    )
+    return result
+
+
+def _delay_rows(points: pd.DataFrame, curves: dict) -> list[dict]:
     rows = []
-    for months in np.unique(t):
-        sel = t == months
+    for _, r in points.iterrows():
         row = {
-            "months": float(months),
-            "discount_factor": float(np.exp(log_d[sel].mean())),
-            "n_payments": int(sel.sum()),
+            "delay": r["delay"],
+            "months": r["months"],
+            "status": r["status"],
+            "indifference_multiplier": _exp_or_none(r["log_m"]),
+            "ci_low": _exp_or_none(r["log_m_low"]),
+            "ci_high": _exp_or_none(r["log_m_high"]),
+            "discount_factor": _exp_or_none(-r["log_m"]),
         }
         for kind, q in curves.items():
-            row[kind] = float(np.exp(_predict(kind, q["param"], np.array([months]))[0]))
+            row[kind] = float(np.exp(predict(kind, q["param"], np.array([r["months"]]))[0]))
         rows.append(row)
     return rows
 
 
-def _payment_rows(frame: pd.DataFrame, log_d: np.ndarray | None) -> list[dict]:
-    """One row per payment; log_d holds the delayed payments' ln d in frame order."""
-    delayed = frame.loc[frame["months"] > 0, "outcome"]
-    factors = {} if log_d is None else dict(zip(delayed, np.exp(log_d), strict=True))
-    rows = []
-    for _, r in frame.sort_values(["months", "amount"], kind="stable").iterrows():
-        factor = factors.get(r["outcome"])
-        rows.append(
-            {
-                "payment": r["outcome"],
-                "amount": float(r["amount"]),
-                "months": float(r["months"]),
-                "utility": float(r["mean"]),
-                "discount_factor": None if factor is None else float(factor),
-            }
-        )
-    return rows
+def _exp_or_none(x: float) -> float | None:
+    """exp(x), or None for an infinite bound (outside the grid)."""
+    return float(np.exp(x)) if np.isfinite(x) else None
 
 
-def _reading(curves: dict, better: str, share: float | None, head: dict) -> str:
-    k = head["k"]
-    delta = head["delta"]
-    half_life = 1 / k["value"] if k["value"] > 0 else None
-    text = (
-        f"The {better} curve fits the model's discount factors better "
-        f"(R^2 {curves['hyperbolic']['r2']:.2f} hyperbolic vs "
-        f"{curves['exponential']['r2']:.2f} exponential; leave-one-delay-out RMSE on ln d "
-        f"{curves['hyperbolic']['cv_rmse']:.3f} vs {curves['exponential']['cv_rmse']:.3f}"
+def _reading(curves: dict, verdict: dict, head: dict, points: pd.DataFrame) -> str:
+    k, delta = head["k"], head["delta"]
+    n_in = int((points["status"] == "inside").sum())
+    if verdict["verdict"] == "undecided":
+        text = "Neither curve predicts held-out delays reliably better"
+    else:
+        text = f"The {verdict['verdict']} curve predicts held-out delays better"
+    text += (
+        f" (leave-one-delay-out RMSE on ln d {curves['hyperbolic']['cv_rmse']:.3f} hyperbolic "
+        f"vs {curves['exponential']['cv_rmse']:.3f} exponential; mean squared-error difference "
+        f"{verdict['value']:.3g}, 90% interval {verdict['ci_low']:.3g} to "
+        f"{verdict['ci_high']:.3g}; {n_in} of {len(points)} delays have an indifference point "
+        f"inside the grid). Hyperbolic k = {k['value']:.3g} per month"
     )
-    if share is not None:
-        text += f"; hyperbolic wins in {100 * share:.0f}% of bootstrap replicates"
-    text += f"). Hyperbolic k = {k['value']:.3g} per month"
-    if half_life is not None:
-        text += f" (money is worth half after {half_life:.3g} months)"
+    if k["value"] > 0:
+        text += f" (money is worth half after {1 / k['value']:.3g} months)"
     text += (
         f"; exponential delta = {delta['value']:.4g} per month ({delta['value'] ** 12:.3g} a year)."
     )
@@ -343,37 +510,74 @@ def _reading(curves: dict, better: str, share: float | None, head: dict) -> str:
     return text
 
 
-def _chart(ctx: ExperimentContext, t: np.ndarray, log_d: np.ndarray, curves: dict) -> str:
+def _chart(ctx: ExperimentContext, choices: pd.DataFrame, result: dict) -> str:
     from matplotlib.figure import Figure
 
     from valuescope.report.plots import styled
 
     name = "time-discounting_curves.svg"
-    grid = np.linspace(0, t.max(), 200)
+    table = choices.pivot_table(index="months", columns="multiplier", values="p_later")
     with styled():
-        fig = Figure(figsize=(6, 4))
-        ax = fig.subplots()
-        ax.scatter(t, np.exp(log_d), s=16, alpha=0.7, color="#6b7280", label="payments")
+        fig = Figure(figsize=(10, 4))
+        ax_grid, ax_curve = fig.subplots(1, 2)
+        mesh = ax_grid.pcolormesh(
+            np.arange(table.shape[1] + 1), np.arange(table.shape[0] + 1), table.to_numpy(),
+            cmap="RdBu", vmin=0, vmax=1,
+        )  # fmt: skip
+        fig.colorbar(mesh, ax=ax_grid, label="P(later payment chosen)")
+        ax_grid.set_xticks(np.arange(table.shape[1]) + 0.5, [f"{m:g}" for m in table.columns])
+        ax_grid.set_yticks(np.arange(table.shape[0]) + 0.5, [f"{t:g}" for t in table.index])
+        ax_grid.tick_params(axis="x", labelrotation=90, labelsize=6)
+        ax_grid.tick_params(axis="y", labelsize=6)
+        ax_grid.set_xlabel("multiplier (later / now)")
+        ax_grid.set_ylabel("delay (months)")
+        ax_grid.set_title("Choices")
+        rows = [r for r in result["tables"]["delays"] if r["status"] == "inside"]
+        t = np.array([r["months"] for r in rows])
+        d = np.array([r["discount_factor"] for r in rows])
+        low = np.array([1 / r["ci_high"] if r["ci_high"] else 0.0 for r in rows])
+        high = np.array([1 / r["ci_low"] if r["ci_low"] else np.nan for r in rows])
+        high = np.where(np.isfinite(high), high, d)
+        yerr = [np.clip(d - low, 0, None), np.clip(high - d, 0, None)]
+        ax_curve.errorbar(t, d, yerr=yerr, fmt="o", ms=3, color="#6b7280",
+                          alpha=0.8, label="1 / indifference multiplier")  # fmt: skip
+        grid = np.linspace(0, max(t.max(), 1.0), 200)
         for kind, color in (("exponential", "#2563eb"), ("hyperbolic", "#dc2626")):
-            q = curves[kind]
-            ax.plot(
-                grid,
-                np.exp(_predict(kind, q["param"], grid)),
-                color=color,
-                label=f"{kind} (R^2 {q['r2']:.2f})",
-            )
-        ax.set_xlabel("delay (months)")
-        ax.set_ylabel("discount factor (present value / amount)")
-        ax.set_title("Discount curve")
-        ax.legend()
+            q = result["curves"][kind]
+            ax_curve.plot(grid, np.exp(predict(kind, q["param"], grid)), color=color,
+                          label=f"{kind} (held-out RMSE {q['cv_rmse']:.3f})")  # fmt: skip
+        ax_curve.set_xlabel("delay (months)")
+        ax_curve.set_ylabel("discount factor")
+        ax_curve.set_title(f"Discount curve: {result['better_fit']}")
+        ax_curve.legend(fontsize=8)
         fig.tight_layout()
         atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
 
 
+def run(ctx: ExperimentContext) -> dict[str, Any]:
+    grid = grid_for(ctx)
+    texts, pairs, choices = grid.questions()
+    asked = ask_pairs(ctx, "choices", texts, pairs)
+    choices["p_later"] = 1.0 - asked.answers.p  # pairs are (now, later)
+    write_csv(ctx.out / "choices" / "choices.csv", choices)
+    result = analyse(choices, ctx.seed)
+    result["design"] = {
+        "base_amount": grid.base,
+        "n_delays": len(grid.delays),
+        "n_multipliers": len(grid.multipliers),
+        "max_months": float(choices["months"].max()),
+        "multiplier_range": [min(grid.multipliers), max(grid.multipliers)],
+        **asked.summary(),
+    }
+    result["figures"] = [_chart(ctx, choices, result)] if "curves" in result else []
+    result["run_dir"] = str(ctx.out / "choices")
+    return result
+
+
 EXPERIMENT = Experiment(
     name="time-discounting",
     title="Time discounting",
-    summary="money now vs later: do exponential or hyperbolic discount curves fit better",
+    summary="money now vs later: indifference points per delay; exponential or hyperbolic",
     run=run,
 )
