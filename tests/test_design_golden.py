@@ -12,11 +12,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 
-from valuescope.design.active import batch_size
+from valuescope.design.active import batch_size, select_batch
 from valuescope.design.information import (
     _rank_r,
+    node_variance,
+    pair_information,
     reliability_of_halves,
     spearman_brown,
     split_half_reliability,
@@ -253,3 +255,120 @@ def test_split_half_reliability_of_a_coin_is_zero():
     pairs = np.array(list(combinations(range(6), 2)))
     rel = split_half_reliability(pairs, np.full(len(pairs), 0.5), 6, np.random.default_rng(0))
     assert rel.half_mean == 0.0 and rel.mean == 0.0
+
+
+# ---- the active design's batch ---------------------------------------------------------
+
+
+def brute_force_active(mean, asked, cand, k, gap_q, deg_q):
+    """The reference rule's eligible set, worked out pair by pair."""
+    n = len(mean)
+    degree = np.zeros(n)
+    for a, b in asked:
+        degree[a] += 1
+        degree[b] += 1
+    gap = np.array([abs(mean[a] - mean[b]) for a, b in cand])
+    deg = np.array([degree[a] + degree[b] for a, b in cand])
+    good = (gap <= np.quantile(gap, gap_q)) & (deg <= np.quantile(deg, deg_q))
+    return {tuple(cand[i]) for i in np.flatnonzero(good)}, gap, deg
+
+
+def test_active_batch_picks_only_eligible_pairs_when_enough():
+    rng = np.random.default_rng(0)
+    n = 16
+    mean = rng.normal(size=n)
+    asked = random_cycle(n, rng)
+    cand = decode(np.setdiff1d(all_pair_codes(n), pair_codes(asked, n)), n)
+    eligible, _, _ = brute_force_active(mean, asked, cand, 3, 0.3, 0.5)
+    assert len(eligible) >= 3
+    got = select_batch(mean, asked, np.zeros(0, np.int64), 3, rng, gap_quantile=0.3,
+                       degree_quantile=0.5)  # fmt: skip
+    assert len(got) == 3 and {tuple(r) for r in got} <= eligible
+    assert np.all(np.diff(pair_codes(got, n)) > 0)  # sorted rows, no repeats
+
+
+def test_active_batch_tops_up_by_combined_rank():
+    rng = np.random.default_rng(1)
+    n = 12
+    mean = np.linspace(-2, 2, n)
+    asked = np.array([[0, 1], [0, 2], [0, 3], [1, 2]])
+    cand = decode(np.setdiff1d(all_pair_codes(n), pair_codes(asked, n)), n)
+    eligible, gap, deg = brute_force_active(mean, asked, cand, 0, 0.1, 0.2)
+    k = len(eligible) + 5
+    got = {tuple(r) for r in select_batch(mean, asked, np.zeros(0, np.int64), k, rng)}
+    assert len(got) == k and eligible <= got
+    # the top-up pairs are among the best by rank sum (ties broken at random)
+    rank = np.argsort(np.argsort(gap)) + np.argsort(np.argsort(deg))
+    rest = [i for i in range(len(cand)) if tuple(cand[i]) not in eligible]
+    cutoff = np.sort(rank[rest])[4]
+    for pair in got - eligible:
+        i = next(j for j in rest if tuple(cand[j]) == pair)
+        assert rank[i] <= cutoff + 1
+
+
+def test_active_batch_with_every_candidate_or_none_left():
+    rng = np.random.default_rng(2)
+    n = 4
+    asked = np.array([[0, 1], [1, 2], [2, 3]])
+    excluded = pair_codes(np.array([[0, 3]]), n)
+    got = select_batch(np.zeros(n), asked, excluded, 2, rng)
+    np.testing.assert_array_equal(got, [[0, 2], [1, 3]])  # exactly the two left
+    assert select_batch(np.zeros(n), asked, excluded, 5, rng).shape == (2, 2)
+
+
+def test_uniform_share_draws_far_pairs_too():
+    n, k = 30, 40
+    mean = np.linspace(-3, 3, n)
+    asked = random_cycle(n, np.random.default_rng(0))
+    gaps = {}
+    for share in (0.0, 0.5, 1.0):
+        got = select_batch(mean, asked, np.zeros(0, np.int64), k, np.random.default_rng(4),
+                           uniform_share=share)  # fmt: skip
+        assert len(got) == k == len(set(pair_codes(got, n).tolist()))
+        assert not set(pair_codes(got, n).tolist()) & set(pair_codes(asked, n).tolist())
+        assert np.all(np.diff(pair_codes(got, n)) > 0)
+        gaps[share] = np.abs(mean[got[:, 0]] - mean[got[:, 1]]).mean()
+    # near-ties only without a uniform share; uniform pairs have the mean gap of all pairs
+    assert gaps[0.0] < gaps[0.5] < gaps[1.0]
+    assert gaps[1.0] == pytest.approx(6 * (n + 1) / (3 * (n - 1)), rel=0.35)
+
+
+def test_active_batch_on_more_outcomes_than_it_enumerates():
+    n = ENUMERATE_LIMIT + 1
+    rng = np.random.default_rng(5)
+    mean = rng.normal(size=n)
+    asked = random_cycle(n, rng)
+    excluded = pair_codes(np.array([[0, 5], [1, 7]]), n)
+    got = select_batch(mean, asked, excluded, 6, rng, uniform_share=0.5)
+    codes = set(pair_codes(got, n).tolist())
+    assert len(codes) == 6 and not codes & (
+        set(pair_codes(asked, n).tolist()) | set(excluded.tolist())
+    )
+
+
+# ---- information ------------------------------------------------------------------------
+
+
+def test_pair_information_golden():
+    mean, sigma = np.array([0.5, -0.5, 0.0]), np.array([1.0, 2.0, 0.5])
+    pairs = np.array([[0.0, 1.0], [2.0, 0.0]])
+    got = pair_information(mean, sigma, pairs, answers=np.array([1.0, 3.0]))
+    want = []
+    for (a, b), m in zip([(0, 1), (2, 0)], [1.0, 3.0]):
+        s2 = sigma[a] ** 2 + sigma[b] ** 2
+        z = (mean[a] - mean[b]) / math.sqrt(s2)
+        q = norm.cdf(z)
+        want.append(m * norm.pdf(z) ** 2 / (s2 * q * (1 - q)))
+    np.testing.assert_allclose(got, want)
+    far = pair_information(np.array([40.0, -40.0]), np.ones(2), np.array([[0, 1]]))
+    assert np.all(np.isfinite(far)) and far[0] >= 0
+
+
+def test_node_variance_golden():
+    mean, sigma = np.array([0.0, 1.0, -1.0]), np.ones(3)
+    asked = np.array([[0, 1], [0, 2]])
+    info = pair_information(mean, sigma, asked)
+    got = node_variance(mean, sigma, asked)
+    np.testing.assert_allclose(got, 1 / (0.1 + np.array([info.sum(), info[0], info[1]])))
+    twice = node_variance(mean, sigma, asked, answers=2.0, prior=0.5)
+    np.testing.assert_allclose(twice, 1 / (0.5 + 2 * np.array([info.sum(), info[0], info[1]])))
