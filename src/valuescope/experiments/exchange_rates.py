@@ -472,7 +472,8 @@ def _spread(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> 
     # basic interval: the s.d. of noisy refits is biased up, and it corrects that
     lo, hi = basic_interval(reps, tail, point) or (None, None)
     lo = None if lo is None else max(lo, 0.0)
-    return headline(point, lo, hi, "spread (s.d.) of log10 dollar worth across entities")
+    family = rows[0]["family"]
+    return headline(point, lo, hi, f"{family}: s.d. of log10 dollar worth across entities")
 
 
 def _median(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> dict:
@@ -480,9 +481,8 @@ def _median(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> 
     point = float(np.median([r["worth_usd"] for r in rows]))
     reps = np.nanmedian(np.column_stack([boot[k] for k in names]), axis=1)
     lo, hi = _interval(reps)
-    return headline(
-        point, _exp_or_none(lo), _exp_or_none(hi), "median dollar worth of one unit (USD)"
-    )
+    label = f"{rows[0]['family']}: median dollar worth of one unit (USD)"
+    return headline(point, _exp_or_none(lo), _exp_or_none(hi), label)
 
 
 def _warnings(family: str, rows: list[dict], dollar_fit: dict, dollar_ok: bool) -> list[str]:
