@@ -153,6 +153,28 @@ def test_retries_exhausted_keep_partial_answers(fresh):
     assert len(info.value.partial) == 3
 
 
+def test_stream_yields_every_answer_once(fresh):
+    qs = queries(n=10)
+    # Inspect keeps one connection limit per model and endpoint for the whole process,
+    # set by the first backend built for it: a model name no other test uses gets its own
+    b = inspect_backend(fresh, "openai-api/loop3/test-model", concurrency=3)
+    got = [pair for chunk in b.answer_stream(qs) for pair in chunk]
+    assert sorted(i for i, _ in got) == list(range(len(qs)))
+    by_position = dict(got)
+    assert [by_position[i].p_a for i in range(len(qs))] == [a.p_a for a in b.answer(qs)]
+    assert fresh.stats.max_in_flight <= 3
+
+
+def test_stream_failure_keeps_what_arrived(fresh):
+    fresh.reset(Faults(fail_after=4, after_kind="400"))
+    yielded: list = []
+    b = inspect_backend(fresh, max_retries=0, concurrency=1)
+    with pytest.raises(BackendError, match="4 of the 8 answers") as info:
+        for chunk in b.answer_stream(queries(n=8)):
+            yielded += chunk
+    assert len(yielded) + len(info.value.partial) == 4
+
+
 @pytest.mark.parametrize(
     ("model", "match"),
     [
@@ -173,10 +195,10 @@ def test_missing_provider_key_names_the_variable(monkeypatch):
 
 
 # -- a whole run through the CLI ---------------------------------------------------------
-def cli(server: LoopbackServer, model: str, out: Path) -> subprocess.CompletedProcess:
+def cli(server: LoopbackServer, model: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=server.base_url, COLUMNS="200")
     args = ["run", model, "--base-url", server.base_url, "--api-key-env", "OPENAI_API_KEY"]
-    args += ["--outcomes", "demo", "--bootstrap", "0", "--seed", "3", "--out", str(out)]
+    args += ["--outcomes", "demo", "--bootstrap", "0", "--seed", "3", "--out", str(out), *extra]
     return subprocess.run(
         [sys.executable, "-m", "valuescope.cli", *args],
         capture_output=True,
@@ -184,6 +206,24 @@ def cli(server: LoopbackServer, model: str, out: Path) -> subprocess.CompletedPr
         env=env,
         timeout=300,
     )
+
+
+@pytest.mark.slow
+def test_failed_run_resumes_asking_only_what_is_missing(fresh, tmp_path):
+    out = tmp_path / "resume"
+    fresh.reset(Faults(fail_after=30, after_kind="400"))
+    proc = cli(fresh, "inspect/openai-api/loop/test-model", out, "--max-retries", "0")
+    assert proc.returncode != 0
+    assert "rerun the same command to resume" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with sqlite3.connect(out / "responses.sqlite") as conn:
+        (kept,) = conn.execute("SELECT COUNT(*) FROM responses").fetchone()
+    assert kept == 30
+    fresh.reset()
+    proc = cli(fresh, "inspect/openai-api/loop/test-model", out, "--max-retries", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert fresh.stats.requests == metrics["n_queries"] - 30 == metrics["n_queries_new"]
 
 
 @pytest.mark.slow

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from valuescope.errors import BackendError, MissingDependencyError, UnknownModelError
 from valuescope.models._http import (
@@ -187,6 +188,42 @@ class InspectBackend:
         results = self._loop.run(self._gather([self._answer(q) for q in queries]))
         return self._collect(results)
 
+    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
+        """(position, answer) lists as answers arrive; every query is handed to Inspect at once.
+
+        Inspect's `max_connections` bounds the requests in flight. The first failure (past
+        Inspect's retries) cancels the rest; its BackendError's `partial` holds the answers
+        that arrived with it. Stopping early (an error, Ctrl-C) cancels what is in flight.
+        """
+        if not queries:
+            return
+        arrivals: queue.Queue = queue.Queue()
+
+        async def one(i: int, q: Query) -> None:
+            try:
+                arrivals.put((i, await self._answer(q)))
+            except Exception as exc:  # handed to the consumer, which raises it
+                arrivals.put((i, exc))
+
+        async def every() -> None:
+            await asyncio.gather(*(one(i, q) for i, q in enumerate(queries)))
+
+        future = asyncio.run_coroutine_threadsafe(every(), self._loop.loop)
+        left, arrived = len(queries), 0
+        try:
+            while left:
+                got = _drain(arrivals)
+                left -= len(got)
+                answers = [(i, a) for i, a in got if isinstance(a, Answer)]
+                arrived += len(answers)
+                failed = [a for _, a in got if not isinstance(a, Answer)]
+                if failed:
+                    future.cancel()
+                    raise self._failure(failed[0], answers, arrived, len(queries))
+                yield answers
+        finally:
+            future.cancel()
+
     def generate(
         self,
         prompts: Sequence[tuple[tuple[str, str], ...]],
@@ -215,13 +252,16 @@ class InspectBackend:
         if not failures:
             return results
         partial = [(i, r) for i, r in enumerate(results) if isinstance(r, Answer)]
-        first = failures[0]
-        if isinstance(first, BackendError):
-            first.partial = partial
-            raise first
-        raise BackendError(
-            f"{self.name}: {_one_line(first)}; {len(partial)} of the {len(results)} answers "
-            "asked for arrived and were kept; rerun the same command to resume",
+        raise self._failure(failures[0], partial, len(partial), len(results))
+
+    def _failure(self, exc: BaseException, partial: list, arrived: int, total: int) -> BackendError:
+        """The BackendError to raise for a failed request; `partial` goes with it."""
+        if isinstance(exc, BackendError):
+            exc.partial = partial
+            return exc
+        return BackendError(
+            f"{self.name}: {_one_line(exc)}; {arrived} of the {total} answers asked for "
+            "arrived and were kept; rerun the same command to resume",
             partial=partial,
         )
 
@@ -257,6 +297,21 @@ class InspectBackend:
             return bad_answer(str(exc))
         p_a, mass = choice_probabilities(tops, labels)
         return Answer(p_a=p_a, mass=mass, tokens_in=tokens_in, tokens_out=tokens_out)
+
+
+def _drain(arrivals: queue.Queue) -> list[tuple[int, object]]:
+    """What has arrived, after waiting (in short steps, so Ctrl-C gets through) for one."""
+    got: list[tuple[int, object]] = []
+    while not got:
+        try:
+            got.append(arrivals.get(timeout=0.1))
+        except queue.Empty:
+            continue
+    while True:
+        try:
+            got.append(arrivals.get_nowait())
+        except queue.Empty:
+            return got
 
 
 def _usage(output) -> tuple[int, int]:
