@@ -137,9 +137,11 @@ def test_better_fit_names_the_planted_curve(tmp_path, planted, curve, param):
 # ---- expected utility: the model's own probabilities -----------------------------------
 
 
-def _belief(event: str) -> float:
-    """What the planted agent believes: far from the dataset's reference probability."""
-    return 0.1 if event_probabilities()[event] >= 0.5 else 0.9
+def _belief(sub: str) -> float:
+    """What the planted agent believes of a sub-outcome: its event's base rates reversed."""
+    lot = next(x for x in lotteries() if sub in [t for _, t in x["branches"]])
+    rates = [p for p, _ in lot["branches"]]
+    return rates[::-1][[t for _, t in lot["branches"]].index(sub)]
 
 
 class OwnBeliefAgent(ExpectedUtilityAgent):
@@ -149,8 +151,7 @@ class OwnBeliefAgent(ExpectedUtilityAgent):
         lot = next((x for x in lotteries() if x["text"] == text), None)
         if lot is None or lot["event"] is None:
             return super().structure(text)
-        q = _belief(lot["event"])
-        return [(q, lot["branches"][0][1]), (1 - q, lot["branches"][1][1])]
+        return [(_belief(t), t) for _, t in lot["branches"]]
 
     def probability(self, event, rng):
         return round(100 * _belief(event), 1) if event in event_probabilities() else 50.0
@@ -172,10 +173,10 @@ def test_expected_utility_uses_the_models_own_probabilities(tmp_path, monkeypatc
     by_id = {lot["id"]: lot for lot in lotteries()}
     for row in implicit:
         lot = by_id[row["id"]]
-        q = _belief(lot["event"])
-        assert row["probability"] == pytest.approx(q)
-        want = q * u[lot["branches"][0][1]] + (1 - q) * u[lot["branches"][1][1]]
+        want = sum(_belief(t) * u[t] for _, t in lot["branches"])
         assert row["expected_utility"] == pytest.approx(want, abs=1e-9)
+    for sub in result["tables"]["sub_outcomes"]:
+        assert sub["model_probability"] == pytest.approx(_belief(sub["outcome"]))
     assert result["headline"]["corr_implicit"]["value"] > 0.9
     assert result["headline"]["mae_implicit"]["value"] < 0.25
 

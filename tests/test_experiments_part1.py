@@ -190,11 +190,10 @@ def test_datasets_have_the_promised_sizes():
 def test_sim_generate_follows_the_prompt_conventions():
     agent = get_backend("sim/eu")
     lottery = next(x for x in lotteries() if x["kind"] == "implicit")
+    sub = lottery["branches"][0][1]  # a sub-outcome of a real event, asked on its own
     texts = ["Peace returns.", "War breaks out.", "It rains."]
     prompt = "Pick one:\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
-    replies = agent.generate(
-        [(("user", prompt),), (("user", f"How likely?\n\nEvent: {lottery['event']}"),)]
-    )
+    replies = agent.generate([(("user", prompt),), (("user", f"How likely?\n\nEvent: {sub}"),)])
     best = max(texts, key=lambda t: agent._utility(t)[0])
     assert replies[0].endswith(best)
     assert parse_number(replies[1], 0, 100) == pytest.approx(100 * lottery["branches"][0][0])

@@ -1,13 +1,26 @@
 """Expected utility: is a lottery worth the probability-weighted utility of its outcomes?
 
-Lotteries come from `data/lotteries.yaml`: explicit ones state their probabilities,
-implicit ones hang on an uncertain event whose probability the model must supply.
-Base outcomes and lotteries are measured together in one utility fit; each lottery's
-utility is compared with sum_k p_k U(outcome_k).
+Lotteries come from `data/lotteries.yaml`. Explicit ones state their probabilities over
+2-3 base outcomes; implicit ones are real uncertain events (weather, sports, elections,
+markets...) split into sub-outcomes, whose probabilities the model is asked for (and,
+separately, taken from the dataset's base rates). Base outcomes, sub-outcomes and
+lotteries are measured together in one utility fit. Statistics per kind of lottery:
+
+- correlation and mean absolute error of z-scored U(lottery) against z-scored
+  EU = sum_k p_k U(outcome_k), as the paper;
+- the share of lottery pairs whose order EU predicts;
+- probability sensitivity: regress U(lottery) = a + b_EU EU + b_eq EQ, where EQ is the
+  equal-weight mean of the outcomes' utilities; sensitivity w = b_EU / (b_EU + b_eq),
+  the weight of EU in U = a + s (w EU + (1 - w) EQ). 1: only the probability-weighted
+  value matters; 0: probabilities are ignored; negative: probability counts backwards.
+
+Intervals are percentile bootstraps over groups of lotteries that share their outcomes
+(explicit) or over events (implicit), seeded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -17,6 +30,7 @@ from valuescope.experiments._stats import (
     ask,
     bootstrap_corr,
     bootstrap_mean,
+    headline,
     headline_from,
     load_data,
     measure_options,
@@ -26,60 +40,73 @@ from valuescope.experiments._stats import (
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
-QUICK_EXPLICIT = 14
-QUICK_IMPLICIT = 10
+# --quick: the first groups of each design and the first events (whole groups, so the
+# equal-weight and expected-utility predictions stay separable)
+QUICK_TWO_GROUPS = 4
+QUICK_THREE_GROUPS = 3
+QUICK_EVENTS = 4
+N_BOOT = 1000
+LEVEL = 0.9
 PROBABILITY_PROMPT = (
-    "Estimate the probability of the event below. Reply with a single number: "
-    "the probability in percent, from 0 to 100.\n\nEvent: {event}"
+    "{setup}\n\nEstimate the probability that it turns out as described below. Reply with "
+    "a single number: the probability in percent, from 0 to 100.\n\nEvent: {event}"
 )
+
+Branches = list[tuple[float, str]]
+_SOURCE = {"model": "the model's probabilities", "reference": "base-rate probabilities"}
 
 
 def _pct(p: float) -> str:
     return f"{100 * p:.0f}%"
 
 
-def render_explicit(branches: list[tuple[float, str]]) -> str:
+def render_explicit(branches: Branches) -> str:
     """The text of a lottery with stated probabilities."""
     parts = " ".join(f"With a {_pct(p)} chance: {text}" for p, text in branches)
     return f"A random draw decides what happens. {parts}"
 
 
-def render_implicit(event: str, then: str, otherwise: str) -> str:
-    """The text of a lottery that depends on an uncertain event."""
-    return f"What happens depends on whether {event}. If so: {then} If not: {otherwise}"
+def _check_sum(where: str, branches: Branches) -> None:
+    if abs(sum(p for p, _ in branches) - 1) > 1e-6 or any(not 0 < p < 1 for p, _ in branches):
+        raise ExperimentError(f"lotteries.yaml: {where} probabilities must lie in (0, 1), sum 1")
 
 
 @cache
 def lotteries() -> tuple[dict[str, Any], ...]:
-    """Every lottery: id, kind, text, branches [(p, outcome text)], event, reference p."""
+    """Every lottery: id, kind, group, text, branches [(p, outcome text)], event, domain.
+
+    For an implicit lottery `text` (= `event`) describes the uncertain event and the
+    branches are its sub-outcomes with the dataset's base-rate probabilities.
+    """
     data = load_data("lotteries")
     base = data["outcomes"]
     found = []
     for item in data["explicit"]:
         branches = [(float(p), base[b]) for p, b in item["branches"]]
-        if abs(sum(p for p, _ in branches) - 1) > 1e-6:
-            raise ExperimentError(f"lotteries.yaml: {item['id']} probabilities do not sum to 1")
+        _check_sum(item["id"], branches)
         found.append(
             {
                 "id": item["id"],
                 "kind": "explicit",
+                "group": item["group"],
                 "text": render_explicit(branches),
                 "branches": branches,
                 "event": None,
-                "ids": [b for _, b in item["branches"]],
+                "domain": None,
             }
         )
     for ev in data["events"]:
-        p = float(ev["p"])
-        then, otherwise = base[ev["then"]], base[ev["else"]]
+        branches = [(float(p), str(t)) for p, t in ev["outcomes"]]
+        _check_sum(ev["id"], branches)
         found.append(
             {
                 "id": ev["id"],
                 "kind": "implicit",
-                "text": render_implicit(ev["text"], then, otherwise),
-                "branches": [(p, then), (1 - p, otherwise)],
+                "group": ev["id"],
+                "text": ev["text"],
+                "branches": branches,
                 "event": ev["text"],
-                "ids": [ev["then"], ev["else"]],
+                "domain": ev["domain"],
             }
         )
     return tuple(found)
@@ -90,33 +117,322 @@ def _by_text() -> dict[str, dict[str, Any]]:
     return {lot["text"]: lot for lot in lotteries()}
 
 
-def lottery_structure(text: str) -> list[tuple[float, str]] | None:
-    """[(reference probability, outcome text)] of a lottery text, or None for other texts."""
+def lottery_structure(text: str) -> Branches | None:
+    """[(base-rate or stated probability, outcome text)] of a lottery text, else None."""
     lot = _by_text().get(text)
     return None if lot is None else list(lot["branches"])
 
 
 @cache
 def event_probabilities() -> dict[str, float]:
-    """Reference probability of every event text in the dataset."""
-    return {lot["event"]: lot["branches"][0][0] for lot in lotteries() if lot["event"]}
+    """Base-rate probability of every sub-outcome of the implicit lotteries."""
+    return {t: p for lot in lotteries() if lot["kind"] == "implicit" for p, t in lot["branches"]}
 
 
-def _select(quick: bool) -> list[dict[str, Any]]:
+def select(quick: bool) -> list[dict[str, Any]]:
+    """The lotteries an analysis uses: all, or whole groups and events for --quick."""
     explicit = [lot for lot in lotteries() if lot["kind"] == "explicit"]
     implicit = [lot for lot in lotteries() if lot["kind"] == "implicit"]
-    if quick:
-        explicit, implicit = explicit[:QUICK_EXPLICIT], implicit[:QUICK_IMPLICIT]
-    return explicit + implicit
+    if not quick:
+        return explicit + implicit
+    two = list(dict.fromkeys(x["group"] for x in explicit if len(x["branches"]) == 2))
+    three = list(dict.fromkeys(x["group"] for x in explicit if len(x["branches"]) == 3))
+    keep = set(two[:QUICK_TWO_GROUPS] + three[:QUICK_THREE_GROUPS])
+    return [x for x in explicit if x["group"] in keep] + implicit[:QUICK_EVENTS]
 
 
-def _model_probabilities(ctx: ExperimentContext, events: list[str]) -> dict[str, float | None]:
-    replies = ask(ctx, [PROBABILITY_PROMPT.format(event=e) for e in events], max_tokens=16)
-    out = {}
-    for event, reply in zip(events, replies):
+# ---- the model's own probabilities ---------------------------------------------------
+
+
+def elicit_probabilities(
+    ctx: ExperimentContext, events: list[dict[str, Any]]
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    """Ask the model the probability of every sub-outcome of `events`.
+
+    Returns {sub-outcome text: raw probability in [0, 1] or None if the reply had no
+    number in 0-100} and one row per sub-outcome (event, text, base rate, reply, parsed).
+    """
+    prompts, keys = [], []
+    for lot in events:
+        for p, sub in lot["branches"]:
+            prompts.append(PROBABILITY_PROMPT.format(setup=lot["event"], event=sub))
+            keys.append((lot["id"], sub, p))
+    replies = ask(ctx, prompts, max_tokens=16)
+    raw: dict[str, float | None] = {}
+    rows = []
+    for (event_id, sub, p), reply in zip(keys, replies):
         value = parse_number(reply, 0, 100)
-        out[event] = None if value is None else value / 100
+        raw[sub] = None if value is None else value / 100
+        rows.append(
+            {
+                "event": event_id,
+                "outcome": sub,
+                "base_rate": p,
+                "reply": reply,
+                "model_probability_raw": raw[sub],
+            }
+        )
+    return raw, rows
+
+
+def normalised(branches: Branches, raw: dict[str, float | None]) -> Branches | None:
+    """The event's branches with the model's probabilities rescaled to sum to 1.
+
+    None when a sub-outcome got no usable number or all got 0 (the event is dropped).
+    """
+    values = [raw.get(t) for _, t in branches]
+    if any(v is None for v in values) or sum(values) <= 0:
+        return None
+    total = float(sum(values))
+    return [(float(v) / total, t) for v, (_, t) in zip(values, branches)]
+
+
+# ---- statistics (pure functions of arrays) -------------------------------------------
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else x - x.mean()
+
+
+def sensitivity(u: np.ndarray, eu: np.ndarray, eq: np.ndarray) -> float:
+    """The weight w of EU in U = a + s (w EU + (1 - w) EQ), by least squares.
+
+    From U = a + b_EU EU + b_eq EQ: s = b_EU + b_eq and w = b_EU / s. NaN when s <= 0
+    (lottery utilities do not rise with their outcomes' utilities: no weight to read).
+    """
+    design = np.column_stack([np.ones_like(eu), eu, eq])
+    (_, b_eu, b_eq), *_ = np.linalg.lstsq(design, u, rcond=None)
+    slope = b_eu + b_eq
+    return float(b_eu / slope) if slope > 1e-9 else float("nan")
+
+
+def regression(u: np.ndarray, eu: np.ndarray, eq: np.ndarray) -> dict[str, float]:
+    """The coefficients of U = a + b_EU EU + b_eq EQ and its R^2."""
+    design = np.column_stack([np.ones_like(eu), eu, eq])
+    coef, *_ = np.linalg.lstsq(design, u, rcond=None)
+    resid = u - design @ coef
+    ss = float(((u - u.mean()) ** 2).sum())
+    r2 = 1 - float((resid**2).sum()) / ss if ss > 0 else float("nan")
+    return {"intercept": float(coef[0]), "b_eu": float(coef[1]), "b_eq": float(coef[2]), "r2": r2}
+
+
+def order_share(
+    u: np.ndarray, pred: np.ndarray, ids: np.ndarray, within: np.ndarray | None = None
+) -> float:
+    """Share of lottery pairs (distinct ids) whose utility order `pred` gets right.
+
+    A tie in `pred` counts 1/2 (it predicts neither order); pairs tied in `u` are left
+    out. `within` (group labels) restricts the pairs to lotteries of the same group.
+    """
+    du = u[:, None] - u[None, :]
+    dp = pred[:, None] - pred[None, :]
+    upper = np.triu(np.ones(du.shape, dtype=bool), 1)
+    mask = upper & (ids[:, None] != ids[None, :]) & (np.abs(du) > 1e-12)
+    if within is not None:
+        mask &= within[:, None] == within[None, :]
+    if not mask.any():
+        return float("nan")
+    tie = np.abs(dp) <= 1e-9
+    score = np.where(tie, 0.5, (np.sign(du) == np.sign(dp)).astype(float))
+    return float(score[mask].mean())
+
+
+def cluster_bootstrap(
+    groups: np.ndarray, statistic: Callable[[np.ndarray], float], seed: int
+) -> dict[str, float | None]:
+    """`statistic(row indices)` with a seeded percentile bootstrap over groups of rows.
+
+    Whole groups are resampled (lotteries over the same outcomes, or the sub-outcomes of
+    one event, are not independent). Resamples where the statistic is undefined (e.g. no
+    pair of distinct lotteries) are left out; `n_boot` says how many remained.
+    """
+    labels = list(dict.fromkeys(groups.tolist()))
+    members = [np.flatnonzero(groups == g) for g in labels]
+    value = statistic(np.arange(groups.size))
+    out = {"value": value, "ci_low": None, "ci_high": None, "n_groups": len(labels), "n_boot": 0}
+    if len(labels) < 3 or not np.isfinite(value):
+        return out
+    rng = np.random.default_rng(seed)
+    reps = np.array(
+        [
+            statistic(
+                np.concatenate([members[k] for k in rng.integers(0, len(labels), len(labels))])
+            )
+            for _ in range(N_BOOT)
+        ]
+    )
+    reps = reps[np.isfinite(reps)]
+    if reps.size:
+        tail = 100 * (1 - LEVEL) / 2
+        out.update(
+            ci_low=float(np.percentile(reps, tail)),
+            ci_high=float(np.percentile(reps, 100 - tail)),
+            n_boot=int(reps.size),
+        )
     return out
+
+
+def analyse(rows: list[dict[str, Any]], eu_key: str, seed: int) -> dict[str, Any]:
+    """Every statistic for one kind of lottery, with `eu_key` as the EU column."""
+    u = np.array([r["utility"] for r in rows])
+    eu = np.array([r[eu_key] for r in rows])
+    eq = np.array([r["equal_weight"] for r in rows])
+    groups = np.array([r["group"] for r in rows])
+    ids = np.arange(len(rows))
+    zu, zeu = zscore(u), zscore(eu)
+    rng = np.random.default_rng(seed)
+    shuffled_mae = np.mean([np.abs(zu - zscore(rng.permutation(eu))).mean() for _ in range(200)])
+
+    def share(pred: np.ndarray, within: bool = False) -> Callable[[np.ndarray], float]:
+        return lambda r: order_share(u[r], pred[r], ids[r], groups[r] if within else None)
+
+    return {
+        "n": len(rows),
+        "n_groups": len(set(groups.tolist())),
+        "correlation": bootstrap_corr(u, eu, seed=seed),
+        "mae": bootstrap_mean(np.abs(zu - zeu), seed=seed),
+        "mae_shuffled": float(shuffled_mae),
+        "mae_fit_scale": float(np.abs(u - eu).mean()),
+        "probability_sensitivity": cluster_bootstrap(
+            groups, lambda r: sensitivity(u[r], eu[r], eq[r]), seed
+        ),
+        "regression": regression(u, eu, eq),
+        "corr_eu_equal_weight": float(np.corrcoef(eu, eq)[0, 1]),
+        "order_share": cluster_bootstrap(groups, share(eu), seed),
+        "order_share_equal_weight": cluster_bootstrap(groups, share(eq), seed),
+        "order_share_same_outcomes": cluster_bootstrap(groups, share(eu, within=True), seed),
+    }
+
+
+# ---- the analysis --------------------------------------------------------------------
+
+
+def _outcomes(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for lot in chosen:
+        category = "base" if lot["kind"] == "explicit" else "sub-outcome"
+        for _, text in lot["branches"]:
+            out.setdefault(text, {"text": text, "category": category})
+        out[lot["text"]] = {"text": lot["text"], "category": lot["kind"]}
+    return list(out.values())
+
+
+def _row(lot: dict[str, Any], utility: dict[str, float], used: Branches | None) -> dict:
+    base = lot["branches"]
+    eu_base = sum(p * utility[t] for p, t in base)
+    return {
+        "id": lot["id"],
+        "kind": lot["kind"],
+        "group": lot["group"],
+        "utility": float(utility[lot["text"]]),
+        "expected_utility": None if used is None else float(sum(p * utility[t] for p, t in used)),
+        "expected_utility_base_rate": float(eu_base),
+        "equal_weight": float(np.mean([utility[t] for _, t in base])),
+        "best_outcome": float(max(utility[t] for _, t in base)),
+        "text": lot["text"],
+    }
+
+
+def _entry(stat: dict[str, Any], label: str) -> dict:
+    return headline(stat["value"], stat["ci_low"], stat["ci_high"], label)
+
+
+def _headlines(detail: dict[str, dict[str, Any]], source: str) -> dict[str, dict]:
+    ex = detail["explicit"]
+    out = {
+        "probability_sensitivity": _entry(
+            ex["probability_sensitivity"],
+            "probability sensitivity b_EU / (b_EU + b_eq), explicit lotteries "
+            "(1 = expected utility, 0 = ignores probabilities)",
+        ),
+        "order_share_explicit": _entry(
+            ex["order_share"], "share of explicit lottery pairs whose order EU predicts"
+        ),
+    }
+    for key, name in (
+        ("explicit", "explicit"),
+        ("implicit", "implicit, " + _SOURCE[source]),
+        ("implicit_base_rate", "implicit, " + _SOURCE["reference"]),
+    ):
+        if key not in detail:
+            continue
+        d = detail[key]
+        out[f"corr_{key}"] = headline_from(d["correlation"], f"corr(U, EU), {name}")
+        out[f"mae_{key}"] = headline_from(d["mae"], f"mean |z(U) - z(EU)|, {name}")
+    if "implicit" in detail:
+        out["probability_sensitivity_implicit"] = _entry(
+            detail["implicit"]["probability_sensitivity"],
+            f"probability sensitivity, implicit lotteries ({_SOURCE[source]})",
+        )
+    return out
+
+
+def _reading(detail: dict[str, dict[str, Any]], source: str) -> str:
+    ex = detail["explicit"]
+    s, o = ex["probability_sensitivity"], ex["order_share"]
+    c = ex["correlation"]
+    text = (
+        f"Over {ex['n']} explicit lotteries, U(lottery) correlates with the expected utility "
+        f"of its outcomes at {c['value']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}], and EU "
+        f"predicts the order of {o['value']:.0%} of lottery pairs (equal weights: "
+        f"{ex['order_share_equal_weight']['value']:.0%}; pairs over the same outcomes with "
+        f"different probabilities: {ex['order_share_same_outcomes']['value']:.0%}, chance 50%). "
+        f"Probability sensitivity is {s['value']:.2f} {_ci(s)}: 1 means lotteries are valued "
+        "by their probability-weighted utility, 0 that the stated probabilities are ignored "
+        "(a high correlation alone cannot tell these apart)."
+    )
+    for key, name in (("implicit", f"the {source}'s probabilities"), ("implicit_base_rate", "")):
+        if key in detail and not (key == "implicit_base_rate" and source == "reference"):
+            d = detail[key]
+            label = name or "the dataset's base rates"
+            text += (
+                f" Implicit lotteries ({d['n']} events), EU with {label}: correlation "
+                f"{d['correlation']['value']:.2f}, sensitivity "
+                f"{d['probability_sensitivity']['value']:.2f}."
+            )
+    return text
+
+
+def _ci(stat: dict[str, Any]) -> str:
+    if stat["ci_low"] is None:
+        return "[no interval]"
+    return f"[{stat['ci_low']:.2f}, {stat['ci_high']:.2f}]"
+
+
+def _elicitation_summary(
+    sub_rows: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """How the model's probabilities came out: unparseable replies, raw sums, base-rate gap."""
+    raw_sums = []
+    for lot in events:
+        values = [r["model_probability_raw"] for r in sub_rows if r["event"] == lot["id"]]
+        if values and all(v is not None for v in values):
+            raw_sums.append(sum(values))
+    gaps = [
+        abs(r["model_probability"] - r["base_rate"])
+        for r in sub_rows
+        if r["model_probability"] is not None
+    ]
+    return {
+        "asked": len(sub_rows),
+        "unparseable": sum(r["model_probability_raw"] is None for r in sub_rows),
+        "mean_raw_sum": float(np.mean(raw_sums)) if raw_sums else None,
+        "mean_abs_diff_from_base_rate": float(np.mean(gaps)) if gaps else None,
+    }
+
+
+def _usable(rows: list[dict[str, Any]], kind: str, source: str) -> list[dict[str, Any]]:
+    sel = [r for r in rows if r["kind"] == kind and r["expected_utility"] is not None]
+    if len(sel) < 3:
+        hint = (
+            " (the model gave no usable probability for most events; "
+            "try --param probabilities=reference)"
+            if kind == "implicit" and source == "model"
+            else ""
+        )
+        raise ExperimentError(f"expected-utility: only {len(sel)} {kind} lotteries usable{hint}")
+    return sel
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
@@ -125,11 +441,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         raise ExperimentError(
             f"--param probabilities={source!r}: expected 'model' (ask the model) or 'reference'"
         )
-    chosen = _select(ctx.quick)
-    base_ids = list(dict.fromkeys(i for lot in chosen for i in lot["ids"]))
-    base = load_data("lotteries")["outcomes"]
-    outcomes = [{"id": i, "text": base[i], "category": "base"} for i in base_ids]
-    outcomes += [{"id": lot["id"], "text": lot["text"], "category": lot["kind"]} for lot in chosen]
+    chosen = select(ctx.quick)
+    outcomes = _outcomes(chosen)
     result = ctx.measure(
         "lotteries",
         shuffled(outcomes, ctx.seed, "lotteries"),
@@ -137,90 +450,57 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
 
-    events = [lot["event"] for lot in chosen if lot["event"]]
+    events = [lot for lot in chosen if lot["kind"] == "implicit"]
+    raw: dict[str, float | None] = {}
+    sub_rows: list[dict[str, Any]] = []
     if source == "model":
-        probs = _model_probabilities(ctx, events)
-    else:
-        probs = {e: event_probabilities()[e] for e in events}
-
-    rows = []
+        raw, sub_rows = elicit_probabilities(ctx, events)
+    rows, dropped = [], 0
     for lot in chosen:
-        branches = lot["branches"]
-        p_used = None
-        if lot["event"] is not None:
-            p_used = probs.get(lot["event"])
-            if p_used is None:
-                continue  # the model gave no usable probability; counted below
-            branches = [(p_used, branches[0][1]), (1 - p_used, branches[1][1])]
-        eu = sum(p * utility[t] for p, t in branches)
-        rows.append(
-            {
-                "id": lot["id"],
-                "kind": lot["kind"],
-                "utility": float(utility[lot["text"]]),
-                "expected_utility": float(eu),
-                "probability": p_used,
-                "reference_probability": lot["branches"][0][0] if lot["event"] else None,
-                "text": lot["text"],
-            }
-        )
+        used = lot["branches"]
+        if lot["kind"] == "implicit" and source == "model":
+            used = normalised(lot["branches"], raw)
+            dropped += used is None
+        rows.append(_row(lot, utility, used))
+    for lot in events:
+        probs = dict((t, q) for q, t in normalised(lot["branches"], raw) or [])
+        for sub in (r for r in sub_rows if r["event"] == lot["id"]):
+            sub["utility"] = float(utility[sub["outcome"]])
+            sub["model_probability"] = probs.get(sub["outcome"])
 
-    headline, detail = {}, {}
-    for kind in ("explicit", "implicit"):
-        sel = [r for r in rows if r["kind"] == kind]
-        if len(sel) < 3:
-            raise ExperimentError(
-                f"expected-utility: only {len(sel)} {kind} lotteries usable"
-                + (
-                    " (the model gave no probability for most events; "
-                    "try --param probabilities=reference)"
-                    if kind == "implicit" and source == "model"
-                    else ""
-                )
-            )
-        u = np.array([r["utility"] for r in sel])
-        eu = np.array([r["expected_utility"] for r in sel])
-        corr = bootstrap_corr(u, eu, seed=ctx.seed)
-        mae = bootstrap_mean(np.abs(u - eu), seed=ctx.seed)
-        rng = np.random.default_rng(ctx.seed)
-        baseline = float(np.mean([np.abs(u - rng.permutation(eu)).mean() for _ in range(200)]))
-        headline[f"corr_{kind}"] = headline_from(corr, f"corr(U, EU), {kind} lotteries")
-        headline[f"mae_{kind}"] = headline_from(mae, f"mean |U - EU|, {kind} (utility s.d. = 1)")
-        detail[kind] = {"n": len(sel), "correlation": corr, "mae": mae, "mae_shuffled": baseline}
-
-    n_dropped = len(chosen) - len(rows)
+    detail = {
+        "explicit": analyse(_usable(rows, "explicit", source), "expected_utility", ctx.seed),
+        "implicit": analyse(_usable(rows, "implicit", source), "expected_utility", ctx.seed),
+    }
+    implicit_all = [r for r in rows if r["kind"] == "implicit"]
+    detail["implicit_base_rate"] = analyse(implicit_all, "expected_utility_base_rate", ctx.seed)
+    elicitation = {"source": source, "events": len(events), "events_dropped": dropped}
+    elicitation.update(_elicitation_summary(sub_rows, events))
+    plotted = [r for r in rows if r["expected_utility"] is not None]
     figure = scatter_svg(
         ctx.out / "expected-utility_scatter.svg",
-        [r["expected_utility"] for r in rows],
-        [r["utility"] for r in rows],
-        "expected utility of the sub-outcomes",
+        [r["expected_utility"] for r in plotted],
+        [r["utility"] for r in plotted],
+        "expected utility of the outcomes",
         "utility of the lottery",
         f"Expected utility: {ctx.model}",
         diagonal=True,
-        groups=[r["kind"] for r in rows],
-    )
-    ce, ci = detail["explicit"]["correlation"], detail["implicit"]["correlation"]
-    reading = (
-        f"Lottery utilities correlate with the expected utility of their outcomes at "
-        f"{ce['value']:.2f} [{ce['ci_low']:.2f}, {ce['ci_high']:.2f}] (permutation p = "
-        f"{ce['p_value']:.3f}) for explicit "
-        f"probabilities and {ci['value']:.2f} [{ci['ci_low']:.2f}, {ci['ci_high']:.2f}] "
-        f"(p = {ci['p_value']:.3f}) for "
-        f"implicit ones (probabilities from the {source}). The mean absolute gap is "
-        f"{detail['explicit']['mae']['value']:.2f} and {detail['implicit']['mae']['value']:.2f} "
-        "utility standard deviations, against "
-        f"{detail['explicit']['mae_shuffled']:.2f} and {detail['implicit']['mae_shuffled']:.2f} "
-        "if lotteries were paired with random expected utilities. A correlation near 1 and a "
-        "gap well below the shuffled one mean the model values lotteries as an "
-        "expected-utility maximiser would."
+        groups=[r["kind"] for r in plotted],
     )
     return {
-        "headline": headline,
-        "reading": reading,
-        "tables": {"lotteries": rows},
+        "headline": _headlines(detail, source),
+        "reading": _reading(detail, source),
+        "tables": {"lotteries": rows, "sub_outcomes": sub_rows},
         "figures": [figure],
         "probabilities": source,
-        "dropped_no_probability": n_dropped,
+        "probability_elicitation": elicitation,
+        "dropped_no_probability": dropped,
+        "sizes": {
+            "explicit": len([x for x in chosen if x["kind"] == "explicit"]),
+            "events": len(events),
+            "sub_outcomes": sum(len(x["branches"]) for x in events),
+            "outcomes_in_fit": len(outcomes),
+        },
         "detail": detail,
         "run_dir": str(result.out),
     }
@@ -229,6 +509,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
 EXPERIMENT = Experiment(
     name="expected-utility",
     title="Expected utility",
-    summary="lottery utilities vs the expected utility of their outcomes (explicit and implicit)",
+    summary="lottery utilities vs the expected utility of their outcomes, probability "
+    "sensitivity and EU-predicted order (explicit lotteries and real uncertain events)",
     run=run,
 )

@@ -4,8 +4,10 @@ Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
 
 - `sim/eu`: an expected-utility maximiser. Base outcomes have hidden Thurstonian
   utilities (as sim/thurstone); a lottery text from `data/lotteries.yaml` is worth the
-  probability-weighted utility of its outcomes, using the dataset's reference
-  probabilities, which it also states when asked for an event's probability.
+  probability-weighted utility of its outcomes, using the dataset's stated or base-rate
+  probabilities, which it also states when asked for a sub-outcome's probability.
+  `sim/eu?probability_weighting=G` weighs outcomes by p^G renormalised (0 ignores
+  probabilities); `sim/best-outcome` values a lottery at its best outcome.
 - `sim/instrumental?transitions=true|shuffled|none`: a state of `data/markov.yaml` is
   worth the expected utility of the states that follow it under the dataset's
   transitions (`true`), under its unnatural twin's (`shuffled`), or is unrelated (`none`).
@@ -49,18 +51,46 @@ class _ExpectationAgent(ThurstoneAgent):
 
 
 class ExpectedUtilityAgent(_ExpectationAgent):
-    """An expected-utility maximiser over the lotteries of `data/lotteries.yaml`."""
+    """An expected-utility maximiser over the lotteries of `data/lotteries.yaml`.
+
+    `probability_weighting=G` values a lottery with decision weights p_k^G / sum_j p_j^G
+    (1: expected utility; 0: every outcome weighs the same, probabilities ignored); the
+    probabilities it states when asked stay the dataset's.
+    """
+
+    known_params = _ExpectationAgent.known_params + ("probability_weighting",)
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.gamma = _float_param(params, "probability_weighting", 1.0, 0.0, 10.0)
 
     def structure(self, text: str) -> Structure | None:
         from valuescope.experiments.expected_utility import lottery_structure
 
-        return lottery_structure(text)
+        parts = lottery_structure(text)
+        if parts is None or self.gamma == 1.0:
+            return parts
+        weights = [p**self.gamma for p, _ in parts]
+        total = sum(weights)
+        return [(w / total, t) for w, (_, t) in zip(weights, parts)]
 
     def probability(self, event: str, rng: np.random.Generator) -> float:
         from valuescope.experiments.expected_utility import event_probabilities
 
         p = event_probabilities().get(event)
         return super().probability(event, rng) if p is None else round(100 * p, 1)
+
+
+class BestOutcomeAgent(ExpectedUtilityAgent):
+    """Values a lottery at its best outcome, whatever the probabilities (an optimist)."""
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        parts = self.structure(text)
+        if parts is None:
+            return ThurstoneAgent._utility(self, text)
+        mu = max(self._utility(t)[0] for _, t in parts)
+        rng = np.random.default_rng(stable_seed("expectation-sigma", self.seed, text))
+        return float(mu), float(rng.uniform(0.2, 0.6))
 
 
 class InstrumentalAgent(_ExpectationAgent):
@@ -168,6 +198,7 @@ class SatisficingAgent(ThurstoneAgent):
 _AGENTS.update(
     {
         "eu": ExpectedUtilityAgent,
+        "best-outcome": BestOutcomeAgent,
         "instrumental": InstrumentalAgent,
         "powerseeker": PowerSeekingAgent,
         "incorrigible": IncorrigibleAgent,
