@@ -220,3 +220,17 @@ def test_answers_that_arrived_before_a_failure_are_kept(tmp_path, monkeypatch):
         server.reset()
         _, n_new = ask(backend, queries, cache, batch_size=8)
         assert n_new == len(queries) - kept
+
+
+def test_elicit_pairs_reports_progress_and_reads_custom_labels(tmp_path):
+    outcomes = ["apples", "bread", "cheese"]
+    tmpl = get_template("labels-12")
+    settings = ElicitSettings(mode="sample", samples=2)
+    backend = get_backend("sim/thurstone")
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        seen: list[int] = []
+        got = elicit_pairs(backend, outcomes, np.array([[0, 1], [1, 2]]), tmpl, settings,
+                           cache, seen.append)  # fmt: skip
+        assert sum(seen) == 8 and got.n_new == 8 and got.n_queries == 8
+        # the agent answers "1" or "2": read with the template's labels, nothing is refused
+        assert got.n_refused.sum() == 0
