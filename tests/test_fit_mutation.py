@@ -396,7 +396,10 @@ def test_convergence_warnings_name_the_knob_and_point_at_the_caller(synthetic):
         with pytest.warns(ConvergenceWarning, match=text) as record:
             result = fit(pairs, p, 20, max_iter=1)
         assert result.converged is False
-        assert record[0].filename == __file__
+        where = record[0].filename
+        assert not where.endswith(("thurstonian.py", "bradley_terry.py"))
+        if "mutmut" not in where:  # mutmut's trampoline adds a frame of its own
+            assert where == __file__
 
 
 def test_flat_enough_reads_the_gradient():
