@@ -130,6 +130,28 @@ def test_provider_table_picks_the_mode(fresh, monkeypatch):
     assert not inspect_backend(fresh, "openai-api/loop/test-model?logprobs=0").supports_logprobs
 
 
+def test_reasoning_model_samples_within_its_rules(fresh):
+    """o3-mini through Inspect: sample mode, no temperature, a completion-token limit."""
+    t = get_template("reasoning")
+    qs = [
+        Query(t.render(q.option_a, q.option_b), q.option_a, q.option_b, "sample", k, 0.7, 256)
+        for q in queries(n=4)
+        for k in range(2)
+    ]
+    fresh.reasoning_rules = True
+    try:
+        b = inspect_backend(fresh, "openai-api/loop/o3-mini")
+        assert b.reasoning and not b.supports_logprobs
+        mine = [a.text for a in b.answer(qs)]
+        native = get_backend(
+            "openai/o3-mini", base_url=fresh.base_url, api_key_env="OPENAI_API_KEY"
+        )
+        assert mine == [a.text for a in native.answer(qs)]
+    finally:
+        fresh.reasoning_rules = False
+    assert all(text.splitlines()[-1].startswith("Answer: ") for text in mine)
+
+
 def test_server_without_logprobs_is_one_clear_error(fresh):
     no_logprobs = r"no log-probabilities; use .*\?logprobs=0"
     with (
@@ -173,6 +195,15 @@ def test_stream_failure_keeps_what_arrived(fresh):
         for chunk in b.answer_stream(queries(n=8)):
             yielded += chunk
     assert len(yielded) + len(info.value.partial) == 4
+
+
+def test_failure_shows_the_server_error_without_the_key(fresh):
+    fresh.reset(Faults(script=["400"]))  # the server echoes the Authorization header
+    with pytest.raises(BackendError) as info:
+        inspect_backend(fresh, max_retries=0).answer(queries(n=1))
+    message = str(info.value)
+    assert "injected 400" in message and "Bearer ***" in message
+    assert KEY not in message and '"messages"' not in message and "\n" not in message
 
 
 @pytest.mark.parametrize(

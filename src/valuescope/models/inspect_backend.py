@@ -40,7 +40,12 @@ from valuescope.models._http import (
     strip_userinfo,
 )
 from valuescope.models.base import Answer, BadNumber, Query, bad_answer, check_logprob, token_count
-from valuescope.models.openai_api import TOP_LOGPROBS, choice_probabilities, is_reasoning_model
+from valuescope.models.openai_api import (
+    REASONING_MIN_TOKENS,
+    TOP_LOGPROBS,
+    choice_probabilities,
+    is_reasoning_model,
+)
 from valuescope.models.registry import register
 
 PIP_LINE = "pip install 'valuescope[inspect]'"
@@ -59,15 +64,25 @@ LOGPROB_PROVIDERS = frozenset(
         "grok",
     }
 )
+# Providers that can serve OpenAI's reasoning models (o3-mini, gpt-5, ...) under their names.
+OPENAI_PROVIDERS = frozenset({"openai", "openai-api", "azureai"})
 # With --base-url and no --api-key-env this goes in place of a key: Inspect's providers
 # refuse to start without one, and a server that needs none ignores it.
 PLACEHOLDER_KEY = "no-key"
 _MARKUP = re.compile(r"\[/?[a-z ]+\]")
 
 
-def _one_line(exc: BaseException) -> str:
-    """An Inspect error on one line, without its rich-text markup."""
-    text = _MARKUP.sub("", str(exc)).replace("ERROR: ", "")
+def _one_line(exc: BaseException, secret: str | None = None) -> str:
+    """An Inspect error on one line: the provider's own error where Inspect wraps one
+    (not the request dump around it), without rich-text markup, the key blanked out."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else None
+    text = str(cause) if cause is not None else str(exc)
+    status = getattr(exc, "status_code", None)
+    if status and str(status) not in text:
+        text = f"HTTP {status}: {text}"
+    text = _MARKUP.sub("", text).replace("ERROR: ", "")
+    if secret:
+        text = text.replace(secret, "***")
     return " ".join(text.split())[:300] or type(exc).__name__
 
 
@@ -140,13 +155,16 @@ class InspectBackend:
         self.name = f"inspect/{model}"
         self.provider = provider
         self.prices = parse_prices("inspect", model, params)
-        default_logprobs = provider in LOGPROB_PROVIDERS and not is_reasoning_model(name)
+        # a reasoning model samples, with the reasoning template (see pipeline.plan)
+        self.reasoning = provider in OPENAI_PROVIDERS and is_reasoning_model(name)
+        default_logprobs = provider in LOGPROB_PROVIDERS and not self.reasoning
         self.supports_logprobs = parse_flag("inspect", model, params, "logprobs", default_logprobs)
         self._inspect_model = self._build(
             model, base_url, params.get("api_key_env", api_key_env), concurrency, timeout,
             max_retries,
         )  # fmt: skip
         api_url = getattr(self._inspect_model.api, "base_url", None)
+        self._key = self._key or getattr(self._inspect_model.api, "api_key", None)
         self.base_url = strip_userinfo(api_url.rstrip("/")) if api_url else None
         self._loop = _Loop()
 
@@ -166,12 +184,13 @@ class InspectBackend:
             from inspect_ai.model import GenerateConfig, get_model
         except ImportError:
             raise MissingDependencyError(f"{self.name} needs Inspect AI: {PIP_LINE}") from None
-        key = None
+        key = self._key = None
         if base_url is not None:
             base_url = resolve_base_url(base_url, "", "")
             key = resolve_key(base_url, api_key_env, self.name)[0] or PLACEHOLDER_KEY
         elif api_key_env is not None:
             key = resolve_key("https://unknown.invalid", api_key_env, self.name)[0]
+        self._key = key
         config = GenerateConfig(
             max_connections=concurrency,
             max_retries=max_retries,
@@ -260,7 +279,7 @@ class InspectBackend:
             exc.partial = partial
             return exc
         return BackendError(
-            f"{self.name}: {_one_line(exc)}; {arrived} of the {total} answers asked for "
+            f"{self.name}: {_one_line(exc, self._key)}; {arrived} of the {total} answers asked for "
             "arrived and were kept; rerun the same command to resume",
             partial=partial,
         )
@@ -274,9 +293,13 @@ class InspectBackend:
             )
             output = await self._inspect_model.generate(_messages(q.messages), config=config)
             return self._logprob_answer(output, tuple(q.labels))
-        config = GenerateConfig(
-            max_tokens=q.max_tokens, temperature=q.temperature, seed=q.sample_index
-        )
+        if self.reasoning:  # fixed temperature; the token limit covers the hidden reasoning
+            limit = max(q.max_tokens, REASONING_MIN_TOKENS)
+            config = GenerateConfig(max_tokens=limit, seed=q.sample_index)
+        else:
+            config = GenerateConfig(
+                max_tokens=q.max_tokens, temperature=q.temperature, seed=q.sample_index
+            )
         output = await self._inspect_model.generate(_messages(q.messages), config=config)
         return _text_answer(output)
 
