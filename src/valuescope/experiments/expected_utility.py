@@ -378,20 +378,31 @@ def _reading(detail: dict[str, dict[str, Any]], source: str) -> str:
         f"predicts the order of {o['value']:.0%} of lottery pairs (equal weights: "
         f"{ex['order_share_equal_weight']['value']:.0%}; pairs over the same outcomes with "
         f"different probabilities: {ex['order_share_same_outcomes']['value']:.0%}, chance 50%). "
+        + _sensitivity_sentence(s)
+    )
+    keys = ["implicit"] + (["implicit_base_rate"] if source == "model" else [])
+    for key in keys:
+        d = detail[key]
+        label = _SOURCE[source if key == "implicit" else "reference"]
+        text += (
+            f" Implicit lotteries ({d['n']} events), EU with {label}: correlation "
+            f"{d['correlation']['value']:.2f}, sensitivity "
+            f"{d['probability_sensitivity']['value']:.2f}."
+        )
+    return text
+
+
+def _sensitivity_sentence(s: dict[str, Any]) -> str:
+    if not np.isfinite(s["value"]):
+        return (
+            "Probability sensitivity is undefined: lottery utilities do not rise with the "
+            "utilities of their outcomes, so there is no weighting to read."
+        )
+    return (
         f"Probability sensitivity is {s['value']:.2f} {_ci(s)}: 1 means lotteries are valued "
         "by their probability-weighted utility, 0 that the stated probabilities are ignored "
         "(a high correlation alone cannot tell these apart)."
     )
-    for key, name in (("implicit", f"the {source}'s probabilities"), ("implicit_base_rate", "")):
-        if key in detail and not (key == "implicit_base_rate" and source == "reference"):
-            d = detail[key]
-            label = name or "the dataset's base rates"
-            text += (
-                f" Implicit lotteries ({d['n']} events), EU with {label}: correlation "
-                f"{d['correlation']['value']:.2f}, sensitivity "
-                f"{d['probability_sensitivity']['value']:.2f}."
-            )
-    return text
 
 
 def _ci(stat: dict[str, Any]) -> str:
