@@ -439,3 +439,26 @@ def test_bootstrap_can_draw_the_first_pair():
     p = np.array([0.99, 0.7, 0.6, 0.4, 0.3, 0.45])
     boot = bootstrap_thurstonian(pairs, p, 4, n_boot=12, seed=0)
     assert boot.means[:, 3].max() > 1.0
+
+
+def test_triad_sampling_defaults_to_seed_zero_and_warns_about_nothing():
+    k6 = np.array(list(combinations(range(6), 2)))
+    p = np.random.default_rng(1).uniform(0.05, 0.95, len(k6))
+    np.testing.assert_array_equal(
+        sample_triads(k6, 6, max_triads=3), sample_triads(k6, 6, max_triads=3, seed=0)
+    )
+    np.testing.assert_array_equal(
+        triad_cycle_values(k6, p, 6, max_triads=3), triad_cycle_values(k6, p, 6, 3, seed=0)
+    )
+    assert cycle_probability(k6, p, 6, max_triads=3) == cycle_probability(k6, p, 6, 3, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty slice
+        value, n = cycle_probability(np.array([[0, 1]]), np.array([0.6]), 2)
+    assert n == 0 and math.isnan(value)
+
+
+def test_sparse_triangles_end_the_search_within_its_attempts():
+    # one triangle among many pendant edges: the sampler stops after 4 * max_triads tries
+    pairs = np.array([[0, 1], [1, 2], [0, 2]] + [[0, i] for i in range(3, 40)])
+    got = sample_triads(pairs, 40, max_triads=50)
+    np.testing.assert_array_equal(got, [[0, 1, 2]])
