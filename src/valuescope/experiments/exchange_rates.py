@@ -594,7 +594,7 @@ def _chart(ctx: ExperimentContext, family: str, res: dict[str, Any]) -> str:
         ax.set_xlabel(
             f"worth of one unit relative to one {res['reference']} (log scale; 90% intervals)"
         )
-        ax.set_title(f"Implied exchange rates: {family} (dollar worth in brackets)")
+        ax.set_title(f"Implied relative worth: {family} (dollar worth in brackets)", fontsize=10)
         fig.tight_layout()
         atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
     return name
