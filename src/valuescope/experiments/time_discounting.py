@@ -420,8 +420,10 @@ def analyse(choices: pd.DataFrame, seed: int) -> dict[str, Any]:
         result["reading"] = (
             f"No discounting curve fits: only {int(inside.sum())} of {len(points)} delays have "
             "an indifference point inside the multiplier grid "
-            f"({result['censored']['above_grid']} never take the later payment, "
-            f"{result['censored']['below_grid']} always do); widen --param multipliers."
+            f"({result['censored']['above_grid']} never choose the later payment in half the "
+            f"answers or more, even at {choices['multiplier'].max():g}x; "
+            f"{result['censored']['below_grid']} always do, even at "
+            f"{choices['multiplier'].min():g}x); widen --param multipliers."
         )
         result["better_fit"] = "undecided"
         result["tables"] = {
