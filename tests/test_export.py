@@ -172,6 +172,13 @@ def test_export_command_writes_every_format(tmp_path, capsys):
     code, _, err = _cli(capsys, "export", str(out))  # parquet into the run directory
     assert code == 0, err
     pd.testing.assert_frame_equal(pd.read_parquet(out / "answers.parquet"), table)
+    # a run made before provenance was recorded: the same rows, `cached` unknown
+    metrics = json.loads((out / "metrics.json").read_text())
+    del metrics["provenance"]
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    older = answers_table(out)
+    assert older["cached"].isna().all()
+    pd.testing.assert_frame_equal(older.drop(columns="cached"), table.drop(columns="cached"))
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

@@ -54,7 +54,9 @@ QuietOption = Annotated[
 ]
 VerboseOption = Annotated[
     bool,
-    typer.Option("--verbose", "-v", help="also print the plan and the files written (stderr)"),
+    typer.Option(
+        "--verbose", "-v", help="also print the files written (run: and its plan first), on stderr"
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="print the results as JSON on stdout (nothing else)")
