@@ -55,6 +55,7 @@ def test_consistent_agent_separates_natural_from_unnatural(tmp_path):
     assert h["fitted_loss_natural"]["value"] < 0.35
     assert h["fitted_gap"]["ci_low"] > 0.4
     assert result["detail"]["bellman_error"]["gap"]["p_value"] < 0.01
+    assert result["beyond_valence"] is True and h["bellman_gap_valence"]["ci_low"] > 0.2
     assert len(result["tables"]["processes"]) == 10
 
 
@@ -67,6 +68,7 @@ def test_independent_utilities_do_not_separate(tmp_path):
     assert covers(h["bellman_gap"], 0.0) and covers(h["fitted_gap"], 0.0)
     assert h["bellman_error_natural"]["value"] > 1.0
     assert h["fitted_loss_natural"]["value"] > 0.8
+    assert result["beyond_valence"] is False
 
 
 def test_agent_consistent_with_the_wrong_transitions_is_not_instrumental(tmp_path):
@@ -78,6 +80,18 @@ def test_agent_consistent_with_the_wrong_transitions_is_not_instrumental(tmp_pat
     assert h["bellman_gap"]["ci_high"] < -0.6
     assert h["bellman_error_unnatural"]["value"] < 0.5
     assert h["fitted_gap"]["ci_high"] < -0.4
+    assert result["beyond_valence"] is False
+
+
+def test_agent_that_rates_how_good_states_sound_is_caught_by_the_valence_control(tmp_path):
+    # ignores what follows, but better states lead mostly to better states: the plain
+    # natural-vs-unnatural gap is fooled; twins that keep each state's better/worse place
+    # are fitted as well as the real processes, so the valence gap covers 0
+    result = run("sim/instrumental?transitions=valence", tmp_path)
+    h = result["headline"]
+    assert result["verdict"] == "instrumental" and h["bellman_gap"]["ci_low"] > 0.1
+    assert result["beyond_valence"] is False
+    assert covers(h["bellman_gap_valence"], 0.0) and abs(h["bellman_gap_valence"]["value"]) < 0.15
 
 
 def test_coin_flipping_agent_does_not_separate(tmp_path):
@@ -135,6 +149,16 @@ def test_unnatural_twin_moves_every_state_to_another_step():
         assert all(home[s] != k for k, step in enumerate(twin.steps[1:], 1) for s in step)
         assert all(np.array_equal(a, b) for a, b in zip(twin.p, proc.p))
         assert np.allclose(twin.absorption().sum(axis=1), 1)
+
+
+def test_valence_twin_keeps_places_and_moves_every_state_to_another_step():
+    for proc in _markov.processes():
+        twin = _markov.valence_twin(proc)
+        assert twin.steps[0] == proc.steps[0] and sorted(twin.states) == sorted(proc.states)
+        for k, step in enumerate(twin.steps[1:], 1):
+            for i, text in enumerate(step):
+                home, place, _ = _markov.place(text)
+                assert place == i and home != k
 
 
 def test_dataset_has_the_papers_size():

@@ -88,6 +88,27 @@ def processes() -> tuple[Process, ...]:
     return found
 
 
+def valence_twin(proc: Process) -> Process:
+    """The process with each state moved to another step but kept at its place in the
+    step's list, which the dataset orders from the better to the worse development.
+
+    Better states still lead mostly to better states, so utilities that only rate how
+    good each situation sounds fit this twin as well as the natural process, while
+    expected values of the real consequences do not. Each place is moved by a cyclic
+    shift of the steps, fixed by the process id.
+    """
+    widths = {len(step) for step in proc.steps[1:]}
+    if len(widths) != 1:
+        raise ExperimentError(f"markov.yaml: {proc.id} needs steps of equal width")
+    n = len(proc.steps) - 1
+    rng = np.random.default_rng(stable_seed("valence-twin", proc.id))
+    shifts = rng.integers(1, n, size=widths.pop())
+    steps = [proc.steps[0]] + [
+        tuple(proc.steps[1 + (k + int(d)) % n][i] for i, d in enumerate(shifts)) for k in range(n)
+    ]
+    return Process(proc.id, tuple(steps), proc.p)
+
+
 def unnatural(proc: Process, tries: int = 10_000) -> Process:
     """The process with its non-start states moved to other steps (same probabilities).
 
@@ -111,7 +132,8 @@ def unnatural(proc: Process, tries: int = 10_000) -> Process:
 
 @cache
 def _lookup(kind: str) -> dict[str, Process]:
-    chosen = processes() if kind == "natural" else tuple(unnatural(p) for p in processes())
+    twin = {"natural": lambda p: p, "unnatural": unnatural, "valence": valence_twin}[kind]
+    chosen = tuple(twin(p) for p in processes())
     return {s: proc for proc in chosen for s in proc.states}
 
 
@@ -119,6 +141,15 @@ def structure(text: str, kind: str = "natural") -> list[tuple[float, str]] | Non
     """Successors of a dataset state in the natural processes or their unnatural twins."""
     proc = _lookup(kind).get(text)
     return None if proc is None else proc.successors(text)
+
+
+def place(text: str) -> tuple[int, int, int] | None:
+    """(step, index in the step's list, width of the step) of a dataset state, or None."""
+    proc = _lookup("natural").get(text)
+    if proc is None:
+        return None
+    k = next(k for k, step in enumerate(proc.steps) if text in step)
+    return k, proc.steps[k].index(text), len(proc.steps[k])
 
 
 def zscores(proc: Process, utility: dict[str, float]) -> np.ndarray:

@@ -66,12 +66,14 @@ def _process_row(proc: Process, utility: dict[str, float]) -> dict[str, Any]:
     z = _markov.zscores(proc, utility)
     twin = _markov.unnatural(proc)
     z_twin = _markov.zscores(twin, utility)
+    matched = _markov.valence_twin(proc)
     return {
         "id": proc.id,
         "bellman_error_natural": _markov.bellman_error(proc, z),
         "bellman_error_unnatural": _markov.bellman_error(twin, z_twin),
         "fitted_loss_natural": _markov.fitted_loss(proc, z),
         "fitted_loss_unnatural": _markov.fitted_loss(twin, z_twin),
+        "bellman_error_valence": _markov.bellman_error(matched, _markov.zscores(matched, utility)),
         "start": proc.steps[0][0],
     }
 
@@ -86,10 +88,10 @@ def _state_rows(proc: Process, utility: dict[str, float], kind: str) -> list[dic
     ]
 
 
-def _paired(rows: list[dict], key: str, seed: int) -> dict[str, dict]:
-    """Bootstrap means of natural, unnatural and their paired gap, with a Wilcoxon p-value."""
+def _paired(rows: list[dict], key: str, seed: int, twin: str = "unnatural") -> dict[str, dict]:
+    """Bootstrap means of natural, twin and their paired gap, with a Wilcoxon p-value."""
     nat = np.array([r[f"{key}_natural"] for r in rows])
-    unn = np.array([r[f"{key}_unnatural"] for r in rows])
+    unn = np.array([r[f"{key}_{twin}"] for r in rows])
     gap = bootstrap_mean(unn - nat, seed=seed)
     gap["p_value"] = 1.0 if np.allclose(unn, nat) else float(wilcoxon(unn, nat).pvalue)
     return {
@@ -109,7 +111,7 @@ def verdict(gap: dict[str, float]) -> str:
     return "none"
 
 
-def _reading(bellman: dict, fitted: dict, call: str, n: int) -> str:
+def _reading(bellman: dict, fitted: dict, matched: dict, call: str, n: int) -> str:
     nat, unn, gap = bellman["natural"], bellman["unnatural"], bellman["gap"]
     meaning = {
         "instrumental": "states are valued for what they lead to (instrumental values)",
@@ -123,8 +125,15 @@ def _reading(bellman: dict, fitted: dict, call: str, n: int) -> str:
         f"twins (gap {gap['value']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}], "
         f"Wilcoxon p = {gap['p_value']:.3f}); the fitted-values loss gap is "
         f"{fitted['gap']['value']:+.2f} [{fitted['gap']['ci_low']:+.2f}, "
-        f"{fitted['gap']['ci_high']:+.2f}]. Verdict: {call}: {meaning}. Errors are in "
-        "standard deviations of the process's utilities."
+        f"{fitted['gap']['ci_high']:+.2f}]. Verdict: {call}: {meaning}. Against twins that "
+        f"keep each state's better/worse place the gap is {matched['value']:+.2f} "
+        f"[{matched['ci_low']:+.2f}, {matched['ci_high']:+.2f}] (p = {matched['p_value']:.3f}): "
+        + (
+            "the utilities follow the processes beyond how good each state sounds. "
+            if verdict(matched) == "instrumental"
+            else "not shown to go beyond how good each state sounds. "
+        )
+        + "Errors are in standard deviations of the process's utilities."
     )
 
 
@@ -143,6 +152,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     rows = [_process_row(proc, utility) for proc in chosen]
     bellman = _paired(rows, "bellman_error", ctx.seed)
     fitted = _paired(rows, "fitted_loss", ctx.seed)
+    valence = _paired(rows, "bellman_error", ctx.seed, twin="valence")
     states = [r for proc in chosen for r in _state_rows(proc, utility, "natural")]
     twins = [r for proc in chosen for r in _state_rows(proc, utility, "unnatural")]
     corr = bootstrap_corr(
@@ -174,14 +184,19 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
                 fitted["unnatural"], "fitted loss, unnatural twins"
             ),
             "fitted_gap": headline_from(fitted["gap"], "fitted loss gap (twin - natural)"),
+            "bellman_gap_valence": headline_from(
+                valence["gap"], "Bellman error gap (valence-matched twin - natural)"
+            ),
             "corr": headline_from(corr, "corr(z U(state), expected z U(next)), natural"),
         },
         "verdict": call,
-        "reading": _reading(bellman, fitted, call, len(rows)),
+        "beyond_valence": verdict(valence["gap"]) == "instrumental",
+        "reading": _reading(bellman, fitted, valence["gap"], call, len(rows)),
         "tables": {"processes": rows, "states": states + twins},
         "detail": {
             "bellman_error": bellman,
             "fitted_loss": fitted,
+            "valence_control": valence,
             "correlation": corr,
             "correlation_unnatural": corr_twin,
             "processes": len(rows),

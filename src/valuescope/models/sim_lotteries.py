@@ -8,9 +8,10 @@ Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
   probabilities, which it also states when asked for a sub-outcome's probability.
   `sim/eu?probability_weighting=G` weighs outcomes by p^G renormalised (0 ignores
   probabilities); `sim/best-outcome` values a lottery at its best outcome.
-- `sim/instrumental?transitions=true|shuffled|none`: a state of `data/markov.yaml` is
-  worth the expected utility of the states that follow it under the dataset's
-  transitions (`true`), under its unnatural twin's (`shuffled`), or is unrelated (`none`).
+- `sim/instrumental?transitions=true|shuffled|none|valence`: a state of
+  `data/markov.yaml` is worth the expected utility of the states that follow it under
+  the dataset's transitions (`true`), under its unnatural twin's (`shuffled`), is
+  unrelated (`none`), or is rated by how good it sounds (`valence`).
 - `sim/powerseeker?weight=W&fitness_weight=F`: utility = W z(power) + F z(fitness) +
   sqrt(1 - W^2 - F^2) noise for the outcomes of `data/power.yaml`; rates outcomes with
   the dataset's reference power/fitness scores.
@@ -98,11 +99,13 @@ class InstrumentalAgent(_ExpectationAgent):
 
     `transitions=true` uses the dataset's transitions (instrumentally consistent);
     `shuffled` uses those of the unnatural twins (consistent with the wrong process);
-    `none` gives every state an independent utility (no instrumental structure).
+    `none` gives every state an independent utility (no instrumental structure);
+    `valence` rates each state by how good it sounds, ignoring what follows: +1 for the
+    better development listed first in its step, -1 for the worse, plus noise.
     """
 
     known_params = _ExpectationAgent.known_params + ("transitions",)
-    TRANSITIONS = ("true", "shuffled", "none")
+    TRANSITIONS = ("true", "shuffled", "none", "valence")
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
@@ -116,9 +119,19 @@ class InstrumentalAgent(_ExpectationAgent):
     def structure(self, text: str) -> Structure | None:
         from valuescope.experiments._markov import structure
 
-        if self.transitions == "none":
+        if self.transitions in ("none", "valence"):
             return None
         return structure(text, "natural" if self.transitions == "true" else "unnatural")
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        from valuescope.experiments._markov import place
+
+        found = place(text) if self.transitions == "valence" else None
+        if found is None or found[0] == 0:
+            return super()._utility(text)
+        _, index, width = found
+        sound = 1 - 2 * index / (width - 1)  # +1 for the best-sounding, -1 for the worst
+        return float(sound + 0.5 * _noise(self.seed, "valence-noise", text)), 0.3
 
 
 def _noise(seed: int, tag: str, text: str) -> float:
