@@ -190,3 +190,19 @@ def test_json_on_experiment_is_the_result_alone(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["headline"] == json.loads((out / "time-discounting.json").read_text())["headline"]
+
+
+def test_every_command_with_quiet_has_verbose_and_refuses_both(cli, tmp_path):
+    def walk(command: click.Command, path: list[str]) -> list[list[str]]:
+        found = [path] if "--quiet" in {o for p in command.params for o in p.opts} else []
+        for name, sub in getattr(command, "commands", {}).items():
+            found += walk(sub, [*path, name])
+        return found
+
+    quiet_commands = walk(typer.main.get_command(app), [])
+    assert len(quiet_commands) >= 7  # run, sensitivity, experiment, report, control x3
+    for path in quiet_commands:
+        assert "--verbose" in _options(path) and "-v" in _options(path), path
+        args = {"report": [str(tmp_path)], "train": ["hf/none"]}.get(path[-1], [])
+        proc = cli(*path, *args, "--out", str(tmp_path / "o"), "-q", "-v")
+        assert proc.returncode == 1 and "--quiet and --verbose" in proc.stderr, (path, proc.stderr)

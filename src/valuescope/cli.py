@@ -45,7 +45,7 @@ from valuescope.interrupts import (
     sigterm_raises,
 )
 from valuescope.models._http import restore_credentials
-from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
+from valuescope.terminal import BarProgress, err_console, out_console, print_files, progress_bar
 
 app = typer.Typer(
     add_completion=True,
@@ -231,8 +231,7 @@ def _print_plan(run_plan) -> None:
 
 def _print_written(out: Path) -> None:
     """The files in a result directory (stderr)."""
-    names = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name[0] != ".")
-    err_console.print(f"files in {out}: {', '.join(names)}", highlight=False, soft_wrap=True)
+    print_files(out)
 
 
 def _resume_line(out: Path) -> str | None:
@@ -453,6 +452,7 @@ def experiment_command(
     )
     from valuescope.rundir import prepare_out_dir
 
+    _check_verbosity(quiet, verbose)
     if list_all or name is None:
         for exp in list_experiments():
             out_console.print(f"[bold]{exp.name}[/]  {exp.summary}", highlight=False)
@@ -464,7 +464,6 @@ def experiment_command(
         if not sep or not key:
             raise ValuescopeError(f"--param {item!r}: expected key=value")
         params[key.strip()] = value.strip()
-    _check_verbosity(quiet, verbose)
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
     run_options = _build_config(
         model=model, mode=mode, samples=samples, **transport.settings()
@@ -534,9 +533,12 @@ def report_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing"),
+    verbose: VerboseOption = False,
 ) -> None:
     """Compare runs: convergence, coherence vs size, rankings; CSV/Parquet exports."""
     from valuescope.report.compare import build_comparison, parse_size_options
+
+    _check_verbosity(quiet, verbose)
 
     sizes = parse_size_options(size)
     comp, path = build_comparison(
@@ -552,6 +554,8 @@ def report_command(
         print(json.dumps(_jsonable(summary), indent=2))
     elif not quiet:
         _print_comparison(comp, path)
+    if verbose:
+        _print_written(path.parent)
 
 
 def _print_comparison(comp, path: Path) -> None:

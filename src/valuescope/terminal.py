@@ -61,3 +61,11 @@ def progress_bar(disable: bool) -> Progress:
         console=err_console,
         disable=disable,
     )
+
+
+def print_files(out) -> None:
+    """`--verbose`: the files in a result directory, on stderr (stdout may carry JSON)."""
+    from pathlib import Path
+
+    names = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name[0] != ".")
+    err_console.print(f"files in {out}: {', '.join(names)}", highlight=False, soft_wrap=True)

@@ -30,7 +30,7 @@ from valuescope.cli_options import (
 from valuescope.control.errors import ControlError
 from valuescope.interrupts import interruptible
 from valuescope.rundir import prepare_out_dir, run_dir_lock, to_jsonable
-from valuescope.terminal import BarProgress, err_console, out_console, progress_bar
+from valuescope.terminal import BarProgress, out_console, print_files, progress_bar
 
 control_app = typer.Typer(
     no_args_is_help=True,
@@ -50,6 +50,11 @@ def _fmt(item, digits: int = 3) -> str:
     if item is None:
         return "—"
     return f"{item:.{digits}f}" if isinstance(item, float) else str(item)
+
+
+def _check_verbosity(quiet: bool, verbose: bool) -> None:
+    if quiet and verbose:
+        raise ControlError("--quiet and --verbose contradict each other; choose one")
 
 
 @contextlib.contextmanager
@@ -112,8 +117,7 @@ def assemble_command(
     """Sample citizens, let them vote and deliberate on pairs, write the assembly directory."""
     from valuescope.control.assemble import AssembleConfig, assemble
 
-    if quiet and verbose:
-        raise ControlError("--quiet and --verbose contradict each other; choose one")
+    _check_verbosity(quiet, verbose)
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
 
     config = AssembleConfig(
@@ -137,8 +141,7 @@ def assemble_command(
     with _working_in(out), progress_bar(quiet or as_json) as bar:
         summary = assemble(config, progress=BarProgress(bar))
     if verbose:
-        names = sorted(p.name for p in out.iterdir() if p.is_file() and p.name[0] != ".")
-        err_console.print(f"files in {out}: {', '.join(names)}", highlight=False, soft_wrap=True)
+        print_files(out)
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
         return
@@ -191,11 +194,14 @@ def train_command(
     memory_limit_gb: float | None = typer.Option(
         None, help="memory to plan for instead of what is free now"
     ),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Fine-tune MODEL so its answers match the assembly's vote shares (soft labels)."""
     from valuescope.control.train import TrainConfig, train
+
+    _check_verbosity(quiet, verbose)
 
     config = TrainConfig(
         model=model,
@@ -218,6 +224,8 @@ def train_command(
     )
     with _working_in(out, saved=_checkpoint_line), progress_bar(quiet or as_json) as bar:
         summary = train(config, progress=BarProgress(bar))
+    if verbose:
+        print_files(out)
     if as_json:
         print(json.dumps(to_jsonable(summary), indent=2))
     elif not quiet:
@@ -248,11 +256,14 @@ def evaluate_command(
     threads: int | None = typer.Option(None, help="torch CPU threads"),
     capability: Path | None = typer.Option(None, help="text file for the perplexity check"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or summary"),
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Agreement with the assembly, lean and perplexity: before, prompted, after training."""
     from valuescope.control.evaluate import EvaluateConfig, evaluate_control
+
+    _check_verbosity(quiet, verbose)
 
     config = EvaluateConfig(
         trained=trained,
@@ -271,6 +282,8 @@ def evaluate_command(
     guard = _working_in if trained.is_dir() else _interruptible_only
     with guard(where, saved=_nothing_line), progress_bar(quiet or as_json) as bar:
         result = evaluate_control(config, progress=BarProgress(bar))
+    if verbose:
+        print_files(where)
     if as_json:
         print(json.dumps(to_jsonable(result), indent=2))
         return
