@@ -19,7 +19,7 @@ from scipy.special import expit, log_expit, log_ndtr, ndtr, ndtri
 
 from valuescope.fit import ConvergenceWarning, metrics
 from valuescope.fit._validation import check_pairs, count_components
-from valuescope.fit.bootstrap import bootstrap_thurstonian
+from valuescope.fit.bootstrap import basic_interval, bootstrap_thurstonian, percentile_interval
 from valuescope.fit.bradley_terry import BradleyTerryResult, fit_bradley_terry
 from valuescope.fit.metrics import (
     accuracy,
@@ -462,3 +462,14 @@ def test_sparse_triangles_end_the_search_within_its_attempts():
     pairs = np.array([[0, 1], [1, 2], [0, 2]] + [[0, i] for i in range(3, 40)])
     got = sample_triads(pairs, 40, max_triads=50)
     np.testing.assert_array_equal(got, [[0, 1, 2]])
+
+
+def test_percentile_and_basic_intervals_golden():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan, np.inf])
+    lo, hi = np.percentile([1, 2, 3, 4, 5], [10, 90])
+    assert percentile_interval(values, 10) == pytest.approx([lo, hi])
+    assert percentile_interval(np.array([np.nan]), 5) is None
+    # basic: reflected around the estimate, 2 t - q_hi .. 2 t - q_lo
+    assert basic_interval(values, 10, 2.0) == pytest.approx([4.0 - hi, 4.0 - lo])
+    assert basic_interval(np.array([np.nan]), 5, 1.0) is None
+    assert basic_interval(values, 10, float("nan")) is None
