@@ -99,21 +99,17 @@ def test_curve_quality_matches_a_hand_made_leave_one_delay_out(kind):
     assert got["aic"] == pytest.approx(n * np.log((resid @ resid) / n) + 2, rel=1e-4)
 
 
-def payments_frame(log_d_of) -> pd.DataFrame:
-    """Utilities of a planted discounter: u = 0.8 ln(present value) + 0.1, exactly."""
-    rows = [(100.0 * m, 0.0) for m in (1, 2, 4, 8, 16)]
-    rows += [(100.0 * m, d) for d in DELAYS for m in (2, 4, 8)]
-    amount = np.array([r[0] for r in rows])
-    months = np.array([r[1] for r in rows])
-    pv = amount * np.exp(np.where(months > 0, log_d_of(months), 0.0))
+def choices_frame(log_d_of) -> pd.DataFrame:
+    """P(later) of a planted discounter with sqrt money utility, exactly.
+
+    The later payment m x $1,000 at delay t is worth sqrt(m d(t)) against sqrt(1) now.
+    """
+    multipliers = np.geomspace(0.5, 30, 30)
+    t = np.repeat(DELAYS, len(multipliers))
+    m = np.tile(multipliers, len(DELAYS))
+    p_later = ndtr(2.0 * (np.sqrt(m * np.exp(log_d_of(t))) - 1.0))
     return pd.DataFrame(
-        {
-            "outcome": [f"${a:g} in {m:g} months" for a, m in rows],
-            "mean": 0.8 * np.log(pv) + 0.1,
-            "amount": amount,
-            "months": months,
-            "se": 0.01,
-        }
+        {"delay": [f"{x:g} months" for x in t], "months": t, "multiplier": m, "p_later": p_later}
     )
 
 
@@ -121,17 +117,15 @@ def payments_frame(log_d_of) -> pd.DataFrame:
     ("planted", "curve", "param"),
     [("exponential", exponential, 0.95), ("hyperbolic", hyperbolic, 0.1)],
 )
-def test_better_fit_names_the_planted_curve(tmp_path, planted, curve, param):
-    frame = payments_frame(lambda t: curve(t, param))
-    ctx = ExperimentContext(model="sim/planted", out=tmp_path)
-    result = analyse(frame, 0, ctx)
+def test_better_fit_names_the_planted_curve(planted, curve, param):
+    result = analyse(choices_frame(lambda t: curve(t, param)), 0)
     assert result["better_fit"] == planted
     other = "hyperbolic" if planted == "exponential" else "exponential"
     assert result["curves"][planted]["aic"] < result["curves"][other]["aic"]
-    assert result["curves"][planted]["param"] == pytest.approx(param, rel=1e-3)
-    assert result["money_curve"]["slope"] == pytest.approx(0.8, rel=1e-6)
-    expected_share = 0.0 if planted == "exponential" else 1.0
-    assert result["hyperbolic_wins_share"] == pytest.approx(expected_share, abs=0.05)
+    assert result["curves"][planted]["param"] == pytest.approx(param, rel=1e-2)
+    # the indifference multiplier at each delay is 1 / d(t), whatever the money utility
+    got = [r["indifference_multiplier"] for r in result["tables"]["delays"]]
+    assert got == pytest.approx(np.exp(-curve(DELAYS, param)), rel=0.02)
 
 
 # ---- expected utility: the model's own probabilities -----------------------------------

@@ -4,18 +4,21 @@ The model chooses between "$X today" and "$X m in t months" over a grid of delay
 and multipliers m (both orders of every pair). For each delay, P(later) over ln m is
 the choice curve; it is made monotone (isotonic regression) and the indifference
 multiplier m*(t) is where it crosses 1/2, interpolated on the probit scale between the
-two grid points around the crossing. The discount factor is d(t) = 1 / m*(t), in money:
-no assumption about how the model values money enters. Two one-parameter curves are
+two grid points around the crossing (a monotone cubic through all of them). The
+discount factor is d(t) = 1 / m*(t), in money: no assumption about how the model values
+money enters. Two one-parameter curves are
 fitted to ln d by least squares (t in months):
 
     exponential  d(t) = delta ** t        (ln d = t ln delta)
     hyperbolic   d(t) = 1 / (1 + k t)     (ln d = -ln(1 + k t))
 
 Which fits better is decided on held-out delays: each delay is predicted by both curves
-fitted to the other delays, and the per-delay difference of squared errors
-(exponential minus hyperbolic) gets a 90% t-interval. Above 0: hyperbolic; below 0:
-exponential; covering 0: "undecided". Intervals on m*, k and delta: bootstrap, resampling
-the multipliers within each delay and then the delays.
+fitted to the other delays; the per-delay differences of squared errors (exponential
+minus hyperbolic) get a Hodges-Lehmann location with the 90% interval of the Wilcoxon
+signed-rank test. Above 0: hyperbolic; below 0: exponential; covering 0, or held-out
+RMSEs within 10% of each other: "undecided".
+Intervals on m*: residual bootstrap within each delay; on k and delta: bootstrap over
+delays.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.optimize import isotonic_regression, minimize_scalar
+from scipy.interpolate import PchipInterpolator
+from scipy.optimize import brentq, isotonic_regression, minimize_scalar
 from scipy.special import ndtri
 
 from valuescope.atomic import atomic_write
@@ -46,6 +50,9 @@ MONTHS = {"day": 12 / 365.25, "week": 12 / 52.18, "month": 1.0, "year": 12.0}
 EFFECT_ALPHA = 0.01
 _DELAY_RE = re.compile(r"^(\d+(?:\.\d+)?) (day|week|month|year)s?$")
 _P_CLIP = 1e-4  # probit interpolation: P(later) clipped to [clip, 1 - clip]
+# the verdict's practical margin: the losing curve's held-out RMSE must be this many
+# times the winner's (besides the signed-rank interval excluding 0)
+RMSE_MARGIN = 1.1
 
 
 @lru_cache(maxsize=1)
@@ -209,8 +216,9 @@ def crossing(log_m: np.ndarray, p_later: np.ndarray) -> float:
     """ln m where the monotone choice curve crosses 1/2 (+-inf: outside the grid).
 
     `log_m` must be sorted. The curve is the isotonic (non-decreasing) regression of
-    P(later) on ln m; the crossing is interpolated on the probit scale between the last
-    point below 1/2 and the first above it (the middle of a plateau at exactly 1/2).
+    P(later) on ln m; the crossing is interpolated on the probit scale, with a monotone
+    cubic (PCHIP) through every grid point, between the last point below 1/2 and the
+    first above it (the middle of a plateau at exactly 1/2).
     -inf: the later payment is preferred everywhere (indifference below the smallest
     multiplier); +inf: never preferred (above the largest).
     """
@@ -224,8 +232,13 @@ def crossing(log_m: np.ndarray, p_later: np.ndarray) -> float:
     lo, hi = below[-1], above[0]
     if hi - lo > 1:  # a plateau at exactly 1/2
         return float(np.mean(log_m[lo + 1 : hi]))
-    q_lo, q_hi = ndtri(np.clip(fit[[lo, hi]], _P_CLIP, 1 - _P_CLIP))
-    return float(log_m[lo] + (0.0 - q_lo) * (log_m[hi] - log_m[lo]) / (q_hi - q_lo))
+    q = ndtri(np.clip(fit, _P_CLIP, 1 - _P_CLIP))
+    keep = np.r_[True, np.diff(log_m) > 0]  # resampled grids repeat points
+    if keep.sum() < 3:
+        q_lo, q_hi = q[lo], q[hi]
+        return float(log_m[lo] + (0.0 - q_lo) * (log_m[hi] - log_m[lo]) / (q_hi - q_lo))
+    curve = PchipInterpolator(log_m[keep], q[keep])
+    return float(brentq(curve, log_m[lo], log_m[hi]))
 
 
 def _delay_draws(log_m: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -237,6 +250,8 @@ def _delay_draws(log_m: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> 
     """
     fit = isotonic_regression(p, increasing=True).x
     resid = p - fit
+    if np.all(np.abs(resid) < 1e-12):  # noise-free: every replicate is the same curve
+        return np.full(N_BOOT, crossing(log_m, p))
     draws = np.empty(N_BOOT)
     for b in range(N_BOOT):
         p_star = np.clip(fit + rng.choice(resid, size=len(resid)), 0.0, 1.0)
@@ -316,11 +331,12 @@ def _fit(kind: str, t: np.ndarray, log_d: np.ndarray) -> float:
 
 
 def heldout_errors(kind: str, t: np.ndarray, log_d: np.ndarray) -> np.ndarray:
-    """Leave-one-delay-out error of ln d at each delay (fit on the others, predict it)."""
+    """Leave-one-delay-out error of each ln d (fit on the other delays, predict this one)."""
     errors = np.empty(len(t))
-    for i in range(len(t)):
-        train = np.arange(len(t)) != i
-        errors[i] = log_d[i] - predict(kind, _fit(kind, t[train], log_d[train]), t[i : i + 1])[0]
+    for held in np.unique(t):
+        out = t == held
+        param = _fit(kind, t[~out], log_d[~out])
+        errors[out] = log_d[out] - predict(kind, param, t[out])
     return errors
 
 
@@ -339,23 +355,60 @@ def curve_quality(kind: str, t: np.ndarray, log_d: np.ndarray) -> dict[str, floa
     }
 
 
+def _signed_rank_cdf(n: int) -> np.ndarray:
+    """P(W <= w) for w = 0 .. n(n+1)/2, W the Wilcoxon signed-rank statistic under H0."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for k in range(1, n + 1):
+        counts[k:] = counts[k:] + counts[:-k].copy()
+    return np.cumsum(counts) / 2.0**n
+
+
+def hodges_lehmann(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
+    """Median of the Walsh averages and its distribution-free interval.
+
+    The interval is the one that inverts the two-sided Wilcoxon signed-rank test: it
+    drops the C smallest and C largest Walsh averages, C the largest count with
+    P(W <= C - 1) <= (1 - level) / 2. With too few values for the level (n < 5 at 90%)
+    the interval is (-inf, inf).
+    """
+    x = np.asarray(x, dtype=float)
+    i, j = np.triu_indices(len(x))
+    walsh = np.sort((x[i] + x[j]) / 2)
+    cdf = _signed_rank_cdf(len(x))
+    c = int(np.sum(cdf <= (1 - level) / 2))  # cdf[w] <= tail for w = 0 .. c - 1
+    if c == 0:
+        return float(np.median(walsh)), float("-inf"), float("inf")
+    return float(np.median(walsh)), float(walsh[c - 1]), float(walsh[len(walsh) - c])
+
+
 def compare_curves(t: np.ndarray, log_d: np.ndarray) -> dict[str, Any]:
     """The verdict: per-delay held-out squared error, exponential minus hyperbolic.
 
-    "hyperbolic" when the 90% t-interval of the mean difference lies above 0,
-    "exponential" when below, "undecided" when it covers 0 (or every error is 0).
+    The statistic is the Hodges-Lehmann location of the differences over delays with
+    the 90% interval of the Wilcoxon signed-rank test. The margin: a curve wins when
+    that interval excludes 0 on its side *and* the other curve's held-out RMSE is at
+    least RMSE_MARGIN times its own; otherwise "undecided" (always so with fewer than
+    5 delays).
     """
-    diff = (
-        heldout_errors("exponential", t, log_d) ** 2 - heldout_errors("hyperbolic", t, log_d) ** 2
-    )
-    mean = float(diff.mean())
-    if np.allclose(diff, diff[0]):
-        lo = hi = mean
-    else:
-        ci = stats.ttest_1samp(diff, 0.0).confidence_interval(LEVEL)
-        lo, hi = float(ci.low), float(ci.high)
-    verdict = "hyperbolic" if lo > 0 else ("exponential" if hi < 0 else "undecided")
-    return {"verdict": verdict, "value": mean, "ci_low": lo, "ci_high": hi, "n_delays": len(t)}
+    err = {kind: heldout_errors(kind, t, log_d) for kind in CURVES}
+    diff = err["exponential"] ** 2 - err["hyperbolic"] ** 2
+    value, lo, hi = hodges_lehmann(diff)
+    rmse = {kind: float(np.sqrt(np.mean(e**2))) for kind, e in err.items()}
+    ratio = max(rmse.values()) / max(min(rmse.values()), 1e-12)
+    verdict = "undecided"
+    if ratio >= RMSE_MARGIN:
+        verdict = "hyperbolic" if lo > 0 else ("exponential" if hi < 0 else "undecided")
+    return {
+        "verdict": verdict,
+        "value": value,
+        "ci_low": lo,
+        "ci_high": hi,
+        "rmse_ratio": ratio,
+        "mean": float(diff.mean()),
+        "share_hyperbolic_better": float(np.mean(diff > 0)),
+        "n_delays": len(np.unique(t)),
+    }
 
 
 def _bootstrap_params(
@@ -448,7 +501,7 @@ def analyse(choices: pd.DataFrame, seed: int) -> dict[str, Any]:
         verdict["value"],
         verdict["ci_low"],
         verdict["ci_high"],
-        "held-out squared error of ln d, exponential minus hyperbolic, mean over delays "
+        "held-out squared error of ln d, exponential minus hyperbolic, Hodges-Lehmann over delays "
         "(> 0 favours hyperbolic)",
     )
     result.update(
@@ -497,7 +550,7 @@ def _reading(curves: dict, verdict: dict, head: dict, points: pd.DataFrame) -> s
         text = f"The {verdict['verdict']} curve predicts held-out delays better"
     text += (
         f" (leave-one-delay-out RMSE on ln d {curves['hyperbolic']['cv_rmse']:.3f} hyperbolic "
-        f"vs {curves['exponential']['cv_rmse']:.3f} exponential; mean squared-error difference "
+        f"vs {curves['exponential']['cv_rmse']:.3f} exponential; squared-error difference "
         f"{verdict['value']:.3g}, 90% interval {verdict['ci_low']:.3g} to "
         f"{verdict['ci_high']:.3g}; {n_in} of {len(points)} delays have an indifference point "
         f"inside the grid). Hyperbolic k = {k['value']:.3g} per month"
