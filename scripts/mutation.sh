@@ -75,7 +75,9 @@ for target in "${TARGETS[@]}"; do
     echo "pytest_add_cli_args_test_selection ="
     list "$TESTS"
     echo "pytest_add_cli_args ="
-    printf '    %s\n' -p no:cacheprovider -m "not slow" -q -W ignore::DeprecationWarning
+    # a fixed hypothesis seed: every mutant meets the same examples as the clean run
+    printf '    %s\n' -p no:cacheprovider -m "not slow" -q -W ignore::DeprecationWarning \
+      --hypothesis-seed=0
     echo "use_git_change_detection = false"
   } >"$work/setup.cfg"
   start=$(date +%s)
