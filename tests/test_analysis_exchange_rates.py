@@ -182,3 +182,25 @@ def test_bad_input_is_one_clear_error(tmp_path):
         _run("sim/exchange", tmp_path / "f", grid="1,ten,100")
     with pytest.raises(UnknownModelError, match="expected log, sqrt or linear"):
         get_backend("sim/exchange?utility=cubic")
+
+
+def test_entities_above_the_whole_ladder_are_named_a_lower_bound():
+    """A model that prefers any life to any money, indifferent between amounts."""
+    from valuescope.experiments.exchange_rates import _reading
+
+    entities = [e for e in load_entities() if e.family == "countries"][:2]
+    rng = np.random.default_rng(0)
+    rows = [
+        {"entity": e.name, "n": n, "mean": 1.0 + 0.1 * rng.normal()}
+        for e in entities
+        for n in (1, 100, 10**4)
+    ]
+    rows += [
+        {"entity": DOLLARS, "n": x, "mean": -1.0 + 0.1 * rng.normal()} for x in (10, 10**3, 10**5)
+    ]
+    frame = pd.DataFrame(rows).assign(se=0.05)
+    res = analyse_family(frame, entities, entities[0].name, seed=0, n_boot=200)
+    assert res["above_ladder"] == 1.0 and not res["dollar_defined"]
+    assert all(r["worth_usd"] is None for r in res["rows"])
+    assert "worth more than $100k" in _reading("countries", res)
+    assert "undefined" in res["warnings"][0]

@@ -429,6 +429,7 @@ def analyse_family(
         "grid": sorted(int(v) for v in frame.loc[frame["entity"] != DOLLARS, "n"].unique()),
         "dollar_fit": dollar_fit,
         "dollar_defined": dollar_ok,
+        "above_ladder": _above_ladder(ys, names),
         "rows": rows,
         "log10_worth_spread": spread,
         "median_worth_usd": median,
@@ -458,6 +459,12 @@ def _at_one(
         "worth_usd_at_one_ci_low": _exp_or_none(lo),
         "worth_usd_at_one_ci_high": _exp_or_none(hi),
     }
+
+
+def _above_ladder(ys: dict[str, np.ndarray], names: list[str]) -> float:
+    """Share of the entities' outcomes with a higher utility than every rung of the ladder."""
+    top = float(ys[DOLLARS].max())
+    return float(np.mean(np.concatenate([ys[k] for k in names]) > top))
 
 
 def _join(note: str, extra: str) -> str:
@@ -551,10 +558,17 @@ def _money(x: float) -> str:
 
 def _reading(family: str, res: dict[str, Any]) -> str:
     if not res["dollar_defined"]:
-        return (
+        text = (
             f"{family}: utility does not reliably rise with the dollar amount, so no entity "
             "gets a dollar worth."
         )
+        if res["above_ladder"] == 1.0:
+            top = _money(max(res["dollar_fit"]["ladder"]))
+            text += (
+                f" Every one of its outcomes, one unit included, ranks above every rung of "
+                f"the ladder (up to {top}): to this model one unit is worth more than {top}."
+            )
+        return text
     ranked = sorted(res["rows"], key=lambda r: -r["worth_usd"])
     top, bottom = ranked[0], ranked[-1]
     text = (
