@@ -134,6 +134,7 @@ def test_deliberation_moves_votes_toward_the_majority_and_resumes(tmp_path, outc
             pairs=30,
             rounds=3,
             heldout_topic="none",
+            deliberation="votes",  # vote shares only: conformity alone moves the votes
         )
         return assemble(config)
 

@@ -18,14 +18,17 @@ import pandas as pd
 
 from valuescope.atomic import write_text
 from valuescope.control.assembly import (
+    DELIBERATIONS,
     SPLITS,
     AssemblyVotes,
+    compare_modes,
     deliberation_stats,
     design_pairs,
     run_assembly,
 )
 from valuescope.control.census import sample_citizens
 from valuescope.control.errors import ControlError
+from valuescope.control.power import planned_halfwidth
 from valuescope.elicit import ElicitSettings, ResponseCache
 from valuescope.models._http import redact_url
 from valuescope.rundir import prepare_out_dir, write_csv, write_json
@@ -41,7 +44,7 @@ class AssembleConfig:
     out: Path = Path("runs/assembly")
     outcomes: str = POLICIES
     citizens: int = 24
-    pairs: int = 40
+    pairs: int = 400
     rounds: int = 2
     heldout_fraction: float = 0.25
     heldout_topic: str | None = "auto"
@@ -50,7 +53,9 @@ class AssembleConfig:
     samples: int = 5
     temperature: float = 1.0
     template: str = "default"
-    arguments: int = 0
+    deliberation: str = "arguments"
+    arguments: int = 4
+    compare: bool = True
     seed: int = 0
     batch_size: int = 256
     api_key_env: str | None = None  # the variable's name, never the key
@@ -128,24 +133,35 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         batch_size=config.batch_size,
     )
     out = prepare_out_dir(Path(config.out))
+    modes = [config.deliberation]
+    if config.compare and config.rounds > 1:
+        modes += [m for m in DELIBERATIONS if m != config.deliberation]
     total = config.rounds * len(citizens) * len(design.pairs) * 2
-    total *= config.samples if mode == "sample" else 1
+    total *= (config.samples if mode == "sample" else 1) * len(modes)
     if progress is not None:
         progress.start(total, f"assembly of {len(citizens)} on {backend.name.split('#')[0]}")
+    runs: dict[str, AssemblyVotes] = {}
     with ResponseCache(out / "responses.sqlite") as cache:
-        votes = run_assembly(
-            backend,
-            [c.persona for c in citizens],
-            texts,
-            design.pairs,
-            cache,
-            rounds=config.rounds,
-            settings=settings,
-            template=config.template,
-            n_arguments=config.arguments,
-            progress=None if progress is None else progress.advance,
-        )
+        for deliberation in modes:  # the first round is shared: the second mode reads it cached
+            runs[deliberation] = run_assembly(
+                backend,
+                [c.persona for c in citizens],
+                texts,
+                design.pairs,
+                cache,
+                rounds=config.rounds,
+                settings=settings,
+                template=config.template,
+                n_arguments=config.arguments if deliberation == "arguments" else 0,
+                progress=None if progress is None else progress.advance,
+            )
+    votes = runs[config.deliberation]
     summary = _summary(config, set_name, mode, backend.name, design, votes, texts)
+    summary["n_queries"] = sum(v.n_queries for v in runs.values())
+    summary["n_queries_new"] = sum(v.n_new for v in runs.values())
+    summary["n_queries_cached"] = summary["n_queries"] - summary["n_queries_new"]
+    summary["modes"] = compare_modes(runs, seed=config.seed)
+    summary["heldout_halfwidth_planned"] = planned_halfwidth(summary["n_pairs"]["heldout"])
     write_csv(out / "citizens.csv", pd.DataFrame([c.row() for c in citizens]))
     write_csv(
         out / "outcomes.csv",
@@ -161,6 +177,8 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
 
 def _check(config: AssembleConfig) -> None:
     """Settings out of range fail here, before any question is asked."""
+    if config.deliberation not in DELIBERATIONS:
+        raise ControlError(f"--deliberation {config.deliberation!r}: use arguments or votes")
     if config.mode not in ("auto", "logprob", "sample"):
         raise ControlError(f"--mode {config.mode!r}: use auto, logprob or sample")
     if not 0 <= config.heldout_fraction < 1:
@@ -170,6 +188,8 @@ def _check(config: AssembleConfig) -> None:
             raise ControlError(f"--{key.replace('_', '-')} must be at least 1")
     if config.arguments < 0 or config.topic_pairs < 0:
         raise ControlError("--arguments and --topic-pairs must be 0 or more")
+    if config.deliberation == "arguments" and config.arguments < 1:
+        raise ControlError("--deliberation arguments needs --arguments 1 or more")
     if config.concurrency < 1 or config.max_retries < 0:
         raise ControlError("--concurrency must be at least 1 and --max-retries 0 or more")
     if config.timeout <= 0 or (config.rate_limit is not None and config.rate_limit <= 0):

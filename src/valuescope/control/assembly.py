@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from valuescope.elicit.elicit import aggregate, ask
 from valuescope.models.base import Query
 
 SPLITS = ("train", "heldout", "topic")
+DELIBERATIONS = ("arguments", "votes")
 
 
 @dataclass
@@ -193,10 +195,9 @@ def _collect_arguments(
 ) -> list[list[str]]:
     """Up to `n_arguments` one-line reasons per pair, from members on each side in turn.
 
-    Asked in sample mode through the cache; synthetic agents cannot argue, so they get none.
+    Asked in sample mode through the cache (synthetic citizens answer with a sentence
+    that states their side and its strength).
     """
-    if str(getattr(backend, "name", "")).startswith("sim/"):
-        return [[] for _ in pairs]
     queries, owners = [], []
     rng = np.random.default_rng([r, len(personas), len(pairs)])
     for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
@@ -229,7 +230,7 @@ def _collect_arguments(
     if queries:
         answers, _ = ask(backend, queries, cache, batch_size=settings.batch_size)
         for e, ans in zip(owners, answers):
-            text = " ".join((ans.text or "").split())[:300]
+            text = " ".join((ans.text or "").split())[:400]
             if text:
                 out[e].append(text)
     return out
@@ -275,3 +276,57 @@ def _with_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int) ->
         "ci_low": None if lo is None else float(lo),
         "ci_high": None if hi is None else float(hi),
     }
+
+
+def unanimous(shares: np.ndarray) -> np.ndarray:
+    """1.0 for each pair every member voted the same way on, else 0.0."""
+    return ((shares == 0) | (shares == 1)).astype(float)
+
+
+def compare_modes(
+    runs: dict[str, AssemblyVotes], seed: int = 0, n_boot: int = 500
+) -> dict[str, Any]:
+    """Deliberation with arguments against vote shares only, on the same first votes.
+
+    Per mode: unanimous pairs and mean majority in the first and the last round and the
+    change (90% paired bootstrap over pairs). Across modes: the change in unanimity of
+    arguments minus votes (paired), and how often the two final majorities agree (pairs
+    that neither mode tied).
+    """
+    rng = np.random.default_rng([seed, 577])
+    n_pairs = next(iter(runs.values())).shares.shape[1]
+    boots = rng.integers(0, n_pairs, (n_boot, n_pairs))
+    out: dict[str, Any] = {"n_pairs": int(n_pairs)}
+    gain = {}
+    for mode, v in runs.items():
+        first, last = v.shares[0], v.shares[-1]
+        gain[mode] = unanimous(last) - unanimous(first)
+        out[mode] = {
+            "unanimous_first": _boot_mean(unanimous(first), boots),
+            "unanimous_final": _boot_mean(unanimous(last), boots),
+            "unanimous_change": _boot_mean(gain[mode], boots),
+            "majority_first": _boot_mean(np.maximum(first, 1 - first), boots),
+            "majority_final": _boot_mean(np.maximum(last, 1 - last), boots),
+        }
+    if set(runs) == set(DELIBERATIONS):
+        a, b = runs["arguments"].final, runs["votes"].final
+        out["unanimous_change_arguments_minus_votes"] = _boot_mean(
+            gain["arguments"] - gain["votes"], boots
+        )
+        decided = (a != 0.5) & (b != 0.5)
+        same = np.where(decided, ((a - 0.5) * (b - 0.5) > 0).astype(float), np.nan)
+        out["final_majorities_agree"] = _boot_mean(same, boots)
+    return out
+
+
+def _boot_mean(values: np.ndarray, boots: np.ndarray) -> dict:
+    """Mean (NaN left out) with a 90% percentile interval over the bootstrap draws."""
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return {"value": None, "ci_low": None, "ci_high": None}
+    with np.errstate(invalid="ignore"):
+        sums = np.nansum(values[boots], axis=1)
+        counts = (~np.isnan(values[boots])).sum(axis=1)
+    means = sums[counts > 0] / counts[counts > 0]
+    lo, hi = np.percentile(means, [5, 95])
+    return {"value": float(values[ok].mean()), "ci_low": float(lo), "ci_high": float(hi)}

@@ -85,7 +85,9 @@ def assemble_command(
     outcomes: str = typer.Option("policies", help="policies (default), a built-in set, or a file"),
     out: Path = typer.Option(Path("runs/assembly"), help="assembly directory to write"),
     citizens: int = typer.Option(24, help="citizens sampled from the census marginals"),
-    pairs: int = typer.Option(40, help="training + held-out pairs (outside the held-out topic)"),
+    pairs: int = typer.Option(
+        400, help="training + held-out pairs (outside the held-out topic; 100 held out)"
+    ),
     rounds: int = typer.Option(2, help="voting rounds: 1 = no deliberation"),
     heldout_fraction: float = typer.Option(0.25, help="share of the pairs held out of training"),
     heldout_topic: str = typer.Option(
@@ -100,8 +102,15 @@ def assemble_command(
     samples: int = typer.Option(5, help="answers per order in sample mode"),
     temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
     template: str = typer.Option("default", help="forced-choice prompt template"),
-    arguments: int = typer.Option(
-        0, help="short arguments by members shown in each deliberation round (generating models)"
+    deliberation: str = typer.Option(
+        "arguments",
+        help="what a deliberation round shows: arguments (members' reasons and the vote "
+        "share) or votes (the vote share only)",
+        **choice(["arguments", "votes"]),
+    ),
+    arguments: int = typer.Option(4, help="arguments shown per pair in each deliberation round"),
+    compare: bool = typer.Option(
+        True, "--compare/--no-compare", help="also run the other deliberation mode and compare"
     ),
     seed: int = typer.Option(0, help="seed for citizens, pairs and synthetic agents"),
     base_url: BaseUrlOption = None,
@@ -134,7 +143,9 @@ def assemble_command(
         samples=samples,
         temperature=temperature,
         template=template,
+        deliberation=deliberation,
         arguments=arguments,
+        compare=compare,
         seed=seed,
         **transport.settings(),
     )
@@ -168,7 +179,31 @@ def assemble_command(
             _fmt(d.get("toward_majority")),
         )
     out_console.print(table)
+    _print_modes(summary["modes"], summary["settings"]["deliberation"])
     out_console.print(f"wrote {out}/ (labels.csv, votes.csv, citizens.csv, assembly.json)")
+
+
+def _print_modes(modes: dict, used: str) -> None:
+    """Unanimity before/after deliberation per mode and how the two modes agree."""
+    table = Table(title=f"deliberation modes (labels from: {used})")
+    for col in ("mode", "unanimous first", "unanimous final", "change", "majority final"):
+        table.add_column(col, justify="right")
+    for mode in ("arguments", "votes"):
+        if mode in modes:
+            m = modes[mode]
+            table.add_row(
+                mode,
+                *(_fmt(m[k]) for k in ("unanimous_first", "unanimous_final", "unanimous_change")),
+                _fmt(m["majority_final"]),
+            )
+    out_console.print(table)
+    if "final_majorities_agree" in modes:
+        out_console.print(
+            "arguments minus votes, change in unanimous pairs: "
+            f"{_fmt(modes['unanimous_change_arguments_minus_votes'])}; final majorities "
+            f"agree on {_fmt(modes['final_majorities_agree'])} of pairs",
+            highlight=False,
+        )
 
 
 @control_app.command("train")
@@ -314,6 +349,13 @@ def evaluate_command(
     out_console.print(
         f"held-out text perplexity {cap['perplexity_before']:.2f} -> {cap['perplexity_after']:.2f} "
         f"(change in nats/token {_fmt(cap['nll_change_per_token'])})",
+        highlight=False,
+    )
+    mc = result["capability_mc"]
+    out_console.print(
+        f"multiple-choice capability ({mc['n_questions']} questions, chance 0.25): "
+        f"{_fmt(mc['accuracy_before'])} -> {_fmt(mc['accuracy_after'])} "
+        f"(change {_fmt(mc['accuracy_change'])})",
         highlight=False,
     )
     out_console.print(f"wrote {where}/ (evaluation.json, answers.csv)")

@@ -9,9 +9,11 @@ template and answer tokens as `valuescope run`):
 Per split (train, heldout, topic) we report agreement with the assembly (accuracy on
 pairs it did not tie, KL from its vote share), with 90% bootstrap intervals over pairs,
 and paired intervals for the changes. Utilities fitted from each condition's answers
-give the political lean (experiments/political.py, on the policy dataset), and the
-perplexity of a small held-out text (control/data/capability.txt) checks that general
-ability stays.
+give the political lean (experiments/political.py, on the policy dataset) of each
+condition next to the assembly's, with intervals. General ability is checked twice:
+accuracy on 40 multiple-choice questions we wrote (control/capability.py, 95% Wilson
+intervals, paired change) and the perplexity of a small held-out text
+(control/data/capability.txt).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 
 from valuescope.control.assemble import POLICIES, load_assembly
 from valuescope.control.assembly import SPLITS
+from valuescope.control.capability import answer_letters, capability_mc_figures, load_questions
 from valuescope.control.errors import ControlError
 from valuescope.control.prompts import assembly_view
 from valuescope.control.train import (
@@ -81,18 +84,21 @@ def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
     view = assembly_view(_positions(labels, config.positions))
     examples = build_examples(base, labels, config.template, SPLITS)
     prompted = build_examples(base, labels, config.template, SPLITS, persona=view)
+    questions = load_questions()
     if progress is not None:
-        progress.start(3 * len(examples) + 2 * len(paragraphs), "evaluating")
+        progress.start(3 * len(examples) + 2 * (len(paragraphs) + len(questions)), "evaluating")
     probs = {
         "before": prompt_probs(torch, base, examples, config, progress),
         "prompted": prompt_probs(torch, base, prompted, config, progress),
     }
     nll = {"before": text_nll(torch, base, paragraphs, config, progress)}
+    letters = {"before": answer_letters(torch, base, questions, progress)}
     del base
     after, _ = load_trained(trained, config.threads)
     after.model.to(device)
     probs["after"] = prompt_probs(torch, after, examples, config, progress)
     nll["after"] = text_nll(torch, after, paragraphs, config, progress)
+    letters["after"] = answer_letters(torch, after, questions, progress)
 
     table = _answers_table(examples, labels, probs)
     rng_seed = config.seed
@@ -107,6 +113,8 @@ def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
         "agreement": agreement(table, labels, config.bootstrap, rng_seed),
         "lean": lean_figures(table, labels, meta),
         "capability": capability_figures(nll, config.bootstrap, rng_seed),
+        "capability_mc": capability_mc_figures(letters, questions),
+        "deliberation_modes": meta.get("modes"),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "seconds": time.perf_counter() - t0,
     }

@@ -39,6 +39,19 @@ def deliberation_messages(
     return tuple(messages)
 
 
+# Synthetic citizens state their argument's strength in this form (read back below).
+ARGUMENT_MARK = "for my own reasons."
+_ARGUMENT_RE = re.compile(r'^- I prefer "(.+)" (strongly|clearly|slightly), ', re.MULTILINE)
+STRENGTHS = {"strongly": 1.0, "clearly": 0.6, "slightly": 0.2}
+
+
+def read_arguments(messages: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
+    """(preferred option text, strength) of each synthetic argument shown in the prompt."""
+    if not messages:
+        return []
+    return [(m.group(1), STRENGTHS[m.group(2)]) for m in _ARGUMENT_RE.finditer(messages[-1][1])]
+
+
 def read_share(messages: Sequence[tuple[str, str]]) -> float | None:
     """The last round's share for the first-listed option, if the prompt shows one."""
     found = SHARE_PATTERN.search(messages[-1][1]) if messages else None
@@ -47,7 +60,8 @@ def read_share(messages: Sequence[tuple[str, str]]) -> float | None:
 
 ARGUMENT_REQUEST = (
     "In one or two sentences, give the main reason for your choice between the two "
-    "options below, speaking as yourself. Do not repeat the options word for word.\n\n"
+    "options below, speaking as yourself. Do not repeat the options word for word and do "
+    "not call them by their letters.\n\n"
     "Option A: {option_a}\nOption B: {option_b}\n\nYou chose Option {choice}."
 )
 

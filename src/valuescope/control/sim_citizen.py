@@ -9,9 +9,19 @@ utility(text) = common(text) + polarization * lean(persona) * axis(text) + own(p
   N(0, 0.3) from the persona text; a persona without a known phrase gets N(0, 1);
 - own ~ N(0, idio) per persona and text: personal taste.
 
-P(A > B) = Phi((u_A - u_B) / (sqrt(2) * noise) + conformity * logit(s)), where s is the
-share of the assembly that chose the first-listed option in the last round when the
-prompt shows one (deliberation rounds), else the conformity term is 0.
+P(A > B) = Phi((u_A - u_B) / (sqrt(2) * noise) + pull), where the pull is 0 in the
+first round. In a deliberation round showing only the vote share s of the first-listed
+option, pull = conformity * logit(s). When members' arguments are shown as well,
+pull = (1 - argument_weight) * conformity * logit(s) + persuasion * mean signed strength
+of the arguments (+ for the first-listed option): the citizen weighs reasons, which the
+assembly draws from both sides, more than the head count.
+
+Asked for an argument (prompts.ARGUMENT_REQUEST), a citizen answers with one sentence
+naming the option it chose and how strongly it holds the view (strongly / clearly /
+slightly, from its own utility gap), which other synthetic citizens read back.
+
+Planted agents: `sim/citizen-herd` (conformity 3: copies the majority it is shown) and
+`sim/citizen-fixed` (conformity 0, persuasion 0: deliberation changes nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import pandas as pd
 from scipy.special import logit, ndtr
 
 from valuescope.control.census import party_leans
-from valuescope.control.prompts import read_share
+from valuescope.control.prompts import ARGUMENT_MARK, read_arguments, read_share
 from valuescope.models.base import Answer, Query
 from valuescope.models.sim import _AGENTS, _float_param, _SimAgent, stable_seed
 
@@ -32,11 +42,23 @@ from valuescope.models.sim import _AGENTS, _float_param, _SimAgent, stable_seed
 class CitizenAgent(_SimAgent):
     """Persona-dependent utilities and a planted pull toward the shown majority."""
 
-    known_params = (*_SimAgent.known_params, "conformity", "polarization", "idio", "noise")
+    known_params = (
+        *_SimAgent.known_params,
+        "conformity",
+        "polarization",
+        "idio",
+        "noise",
+        "persuasion",
+        "argument_weight",
+    )
+    DEFAULT_CONFORMITY = 0.5
+    DEFAULT_PERSUASION = 1.0
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.conformity = _float_param(params, "conformity", 0.5, 0.0, 10.0)
+        self.conformity = _float_param(params, "conformity", self.DEFAULT_CONFORMITY, 0.0, 10.0)
+        self.persuasion = _float_param(params, "persuasion", self.DEFAULT_PERSUASION, 0.0, 10.0)
+        self.argument_weight = _float_param(params, "argument_weight", 0.8, 0.0, 1.0)
         self.polarization = _float_param(params, "polarization", 1.0, 0.0, 10.0)
         self.idio = _float_param(params, "idio", 0.3, 0.0, 10.0)
         self.noise = _float_param(params, "noise", 1.0, 0.01, 100.0)
@@ -63,9 +85,25 @@ class CitizenAgent(_SimAgent):
             np.sqrt(2) * self.noise
         )
         shown = read_share(q.messages)
-        if shown is not None and self.conformity:
-            z += self.conformity * float(logit(np.clip(shown, 0.02, 0.98)))
-        return float(ndtr(z))
+        if shown is None:
+            return float(ndtr(z))
+        herd = self.conformity * float(logit(np.clip(shown, 0.02, 0.98)))
+        strengths = [
+            s if text == q.option_a else -s
+            for text, s in read_arguments(q.messages)
+            if text in (q.option_a, q.option_b)
+        ]
+        if strengths:
+            herd = (1 - self.argument_weight) * herd + self.persuasion * float(np.mean(strengths))
+        return float(ndtr(z + herd))
+
+    def argument(self, q: Query) -> str:
+        """One sentence for the option this member chose, with how strongly it holds it."""
+        chosen = q.option_a if "You chose Option A" in q.messages[-1][1] else q.option_b
+        other = q.option_b if chosen == q.option_a else q.option_a
+        gap = abs(self.utility(q.persona, chosen) - self.utility(q.persona, other))
+        word = "strongly" if gap > 1.5 else "clearly" if gap > 0.5 else "slightly"
+        return f'I prefer "{chosen}" {word}, {ARGUMENT_MARK}'
 
     def p_first(self, option_a: str, option_b: str, template: str = "default") -> float:
         return self.p_query(Query(messages=(), option_a=option_a, option_b=option_b))
@@ -75,6 +113,8 @@ class CitizenAgent(_SimAgent):
             stable_seed(self.seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
         )
         refused = rng.random() < self.refusal_rate
+        if q.messages and "give the main reason for your choice" in q.messages[-1][1]:
+            return Answer(text=self.argument(q))
         p_a = self.position_bias + (1 - self.position_bias) * self.p_query(q)
         if q.mode == "logprob":
             return Answer(p_a=0.5, mass=0.0) if refused else Answer(p_a=float(p_a), mass=1.0)
@@ -109,4 +149,19 @@ def _policy_leans() -> dict[str, float]:
     return {p.text: p.lean for p in load_policies()}
 
 
+class HerdingCitizen(CitizenAgent):
+    """Planted violation: copies the majority it is shown (conformity 3)."""
+
+    DEFAULT_CONFORMITY = 3.0
+
+
+class FixedCitizen(CitizenAgent):
+    """Planted control: fixed views, deliberation moves nothing."""
+
+    DEFAULT_CONFORMITY = 0.0
+    DEFAULT_PERSUASION = 0.0
+
+
 _AGENTS["citizen"] = CitizenAgent
+_AGENTS["citizen-herd"] = HerdingCitizen
+_AGENTS["citizen-fixed"] = FixedCitizen
