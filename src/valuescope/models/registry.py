@@ -62,6 +62,7 @@ def get_backend(model: str, **options) -> Backend:
 # inside the factory, so the package loads without any SDK installed.
 BUILTIN_MODULES = (
     "valuescope.models.sim",
+    "valuescope.models.sim_maximization",
     "valuescope.models.openai_api",
     "valuescope.models.anthropic_api",
     "valuescope.models.llamacpp",
@@ -72,6 +73,8 @@ BUILTIN_MODULES = (
     # synthetic agents with planted properties for the analyses (experiments/)
     "valuescope.models.sim_lotteries",
     "valuescope.models.sim_quantities",
+    "valuescope.models.sim_power",
+    "valuescope.models.sim_political",  # non-partisan agent (political)
     "valuescope.control.sim_citizen",  # assembly members (control/)
 )
 
