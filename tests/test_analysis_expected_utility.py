@@ -233,6 +233,13 @@ class VagueAgent(ExpectedUtilityAgent):
         return super().probability(event, rng)
 
 
+class MuteAgent(ExpectedUtilityAgent):
+    """Gives no number for any probability question."""
+
+    def probability(self, event, rng):
+        return float("nan")
+
+
 def test_implicit_lotteries_use_the_models_own_probabilities(tmp_path, monkeypatch):
     monkeypatch.setitem(_AGENTS, "own-belief", OwnBeliefAgent)
     result = run("sim/own-belief", tmp_path)
@@ -268,6 +275,18 @@ def test_unparseable_probabilities_are_counted_and_the_event_dropped(tmp_path, m
     assert row["expected_utility"] is None and row["expected_utility_base_rate"] is not None
     assert result["detail"]["implicit"]["n"] == result["sizes"]["events"] - 1
     assert result["detail"]["implicit_base_rate"]["n"] == result["sizes"]["events"]
+
+
+def test_no_usable_probability_keeps_explicit_and_base_rate_results(tmp_path, monkeypatch):
+    monkeypatch.setitem(_AGENTS, "mute", MuteAgent)
+    result = run("sim/mute", tmp_path)
+    h = result["headline"]
+    assert "corr_implicit" not in h and "probability_sensitivity_implicit" not in h
+    assert h["corr_implicit_base_rate"]["value"] > 0.9 and h["corr_explicit"]["value"] > 0.9
+    el = result["probability_elicitation"]
+    assert el["unparseable"] == el["asked"] > 0 and el["events_dropped"] == el["events"]
+    assert "only 0 implicit lotteries usable" in result["notes"][0]
+    assert "Too few of the model's probabilities" in result["reading"]
 
 
 def test_reference_probabilities_skip_the_question(tmp_path):

@@ -47,9 +47,13 @@ QUICK_THREE_GROUPS = 3
 QUICK_EVENTS = 4
 N_BOOT = 1000
 LEVEL = 0.9
+# Measured on the embedded Qwen2.5-Coder-1.5B: asked for "a single number" it starts to
+# reason ("To estimate the probability that ...") and no number comes in 16 tokens; asked
+# for "only" the number with an example and "no explanation", it answers with a number.
 PROBABILITY_PROMPT = (
-    "{setup}\n\nEstimate the probability that it turns out as described below. Reply with "
-    "a single number: the probability in percent, from 0 to 100.\n\nEvent: {event}"
+    "{setup}\n\nHow likely is it that it turns out as described below? Answer with only the "
+    "probability in percent, a single number from 0 to 100 (for example: 35), and no "
+    "explanation.\n\nEvent: {event}"
 )
 
 Branches = list[tuple[float, str]]
@@ -381,6 +385,9 @@ def _reading(detail: dict[str, dict[str, Any]], source: str) -> str:
         + _sensitivity_sentence(s)
     )
     keys = ["implicit"] + (["implicit_base_rate"] if source == "model" else [])
+    if "implicit" not in detail:
+        text += " Too few of the model's probabilities were usable for implicit lotteries."
+        keys = ["implicit_base_rate"]
     for key in keys:
         d = detail[key]
         label = _SOURCE[source if key == "implicit" else "reference"]
@@ -433,16 +440,11 @@ def _elicitation_summary(
     }
 
 
-def _usable(rows: list[dict[str, Any]], kind: str, source: str) -> list[dict[str, Any]]:
+def _usable(rows: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     sel = [r for r in rows if r["kind"] == kind and r["expected_utility"] is not None]
     if len(sel) < 3:
-        hint = (
-            " (the model gave no usable probability for most events; "
-            "try --param probabilities=reference)"
-            if kind == "implicit" and source == "model"
-            else ""
-        )
-        raise ExperimentError(f"expected-utility: only {len(sel)} {kind} lotteries usable{hint}")
+        why = " (the model gave no usable probability)" if kind == "implicit" else ""
+        raise ExperimentError(f"expected-utility: only {len(sel)} {kind} lotteries usable{why}")
     return sel
 
 
@@ -479,12 +481,14 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             sub["utility"] = float(utility[sub["outcome"]])
             sub["model_probability"] = probs.get(sub["outcome"])
 
-    detail = {
-        "explicit": analyse(_usable(rows, "explicit", source), "expected_utility", ctx.seed),
-        "implicit": analyse(_usable(rows, "implicit", source), "expected_utility", ctx.seed),
-    }
+    detail = {"explicit": analyse(_usable(rows, "explicit"), "expected_utility", ctx.seed)}
     implicit_all = [r for r in rows if r["kind"] == "implicit"]
     detail["implicit_base_rate"] = analyse(implicit_all, "expected_utility_base_rate", ctx.seed)
+    notes = []
+    try:
+        detail["implicit"] = analyse(_usable(rows, "implicit"), "expected_utility", ctx.seed)
+    except ExperimentError as exc:  # too few usable probabilities: keep the rest
+        notes.append(f"{exc}; implicit lotteries are reported with base rates only")
     elicitation = {"source": source, "events": len(events), "events_dropped": dropped}
     elicitation.update(_elicitation_summary(sub_rows, events))
     plotted = [r for r in rows if r["expected_utility"] is not None]
@@ -504,6 +508,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "tables": {"lotteries": rows, "sub_outcomes": sub_rows},
         "figures": [figure],
         "probabilities": source,
+        "notes": notes,
         "probability_elicitation": elicitation,
         "dropped_no_probability": dropped,
         "sizes": {
