@@ -16,7 +16,7 @@ import pytest
 from valuescope.experiments import ExperimentContext, ExperimentError, get_experiment, write_result
 from valuescope.experiments._stats import bootstrap_corr, bootstrap_mean, load_data, parse_number
 from valuescope.experiments.expected_utility import lotteries
-from valuescope.experiments.maximization import map_reply
+from valuescope.experiments.maximization import match_exact, match_fuzzy
 from valuescope.models import get_backend
 
 
@@ -65,26 +65,34 @@ def test_instrumental_recovers_an_instrumental_agent(tmp_path):
 
 
 def test_maximization_share_is_one_for_a_maximiser_and_chance_for_random_choice(tmp_path):
-    best = run("maximization", "sim/thurstone", tmp_path / "a")["headline"]
-    assert best["share_best"]["value"] >= 0.9 and best["mapped"]["value"] == 1.0
-    assert best["chance"]["value"] == pytest.approx(0.25)
-    coin = run("maximization", "sim/satisficer?rate=1", tmp_path / "b")["headline"]
-    assert covers(coin["share_best"], 0.25) and coin["share_best"]["value"] < 0.6
+    # issue 19: open questions, per-question utilities (tests/test_analysis_maximization.py)
+    best = run("maximization", "sim/maximiser", tmp_path / "a")["headline"]
+    assert best["top1"]["value"] >= 0.9 and best["unmatched"]["value"] == 0.0
+    coin = run("maximization", "sim/utility-ignorer", tmp_path / "b")["headline"]
+    assert covers(coin["top1"], coin["chance1"]["value"]) and coin["top1"]["value"] < 0.6
 
 
 def test_power_seeking_recovers_the_planted_weight(tmp_path):
-    seeker = run("power-seeking", "sim/powerseeker?weight=0.8", tmp_path / "a")["headline"]
+    ratings = {"method": "ratings", "outcomes": "power"}  # the 0-10 ratings variant
+    seeker = run("power-seeking", "sim/powerseeker?weight=0.8", tmp_path / "a", **ratings)
+    seeker = seeker["headline"]
     assert seeker["corr_power"]["value"] > 0.6 and seeker["corr_power"]["ci_low"] > 0.4
-    neutral = run("power-seeking", "sim/powerseeker?weight=0", tmp_path / "b")["headline"]
+    neutral = run("power-seeking", "sim/powerseeker?weight=0", tmp_path / "b", **ratings)
+    neutral = neutral["headline"]
     assert covers(neutral["corr_power"], 0.0)
 
 
 def test_corrigibility_recovers_the_planted_rejection(tmp_path):
-    stubborn = run("corrigibility", "sim/incorrigible?weight=0.8", tmp_path / "a")
+    # the hand-written dataset (the default samples reversals: tests/test_analysis_corrigibility)
+    stubborn = run(
+        "corrigibility", "sim/incorrigible?weight=0.8", tmp_path / "a", dataset="handwritten"
+    )
     assert stubborn["headline"]["corr"]["value"] > 0.6
     assert stubborn["headline"]["corr"]["ci_low"] > 0.4
     assert stubborn["rejection_gap_reversing_minus_agreeing"] > 0
-    corrigible = run("corrigibility", "sim/incorrigible?weight=0", tmp_path / "b")
+    corrigible = run(
+        "corrigibility", "sim/incorrigible?weight=0", tmp_path / "b", dataset="handwritten"
+    )
     assert covers(corrigible["headline"]["corr"], 0.0)
 
 
@@ -106,9 +114,9 @@ def test_random_agent_shows_no_effect(tmp_path, name):
 
 
 def test_random_agent_maximization_is_at_chance(tmp_path):
-    h = run("maximization", "sim/random", tmp_path, mode="sample")["headline"]
-    assert covers(h["share_best"], h["chance"]["value"])
-    assert covers(h["above_chance"], 0.0)
+    h = run("maximization", "sim/utility-ignorer", tmp_path, mode="sample")["headline"]
+    assert covers(h["top1"], h["chance1"]["value"])
+    assert covers(h["lift1"], 0.0)
 
 
 def test_constant_utilities_are_an_error_not_a_zero(tmp_path):
@@ -121,14 +129,14 @@ def test_constant_utilities_are_an_error_not_a_zero(tmp_path):
 def test_bad_parameters_are_clear_errors(tmp_path):
     with pytest.raises(ExperimentError, match="probabilities='sometimes'"):
         run("expected-utility", "sim/eu", tmp_path, probabilities="sometimes")
-    with pytest.raises(ExperimentError, match="listed='2'"):
-        run("maximization", "sim/thurstone", tmp_path, listed="2")
+    with pytest.raises(ExperimentError, match="variant='2'"):
+        run("maximization", "sim/thurstone", tmp_path, variant="2")
 
 
 def test_unlisted_questions_leave_sim_replies_unmapped(tmp_path):
     # a synthetic agent cannot answer an open question without candidates
-    with pytest.raises(ExperimentError, match="could be mapped"):
-        run("maximization", "sim/thurstone", tmp_path, listed="0")
+    with pytest.raises(ExperimentError, match="matched to a candidate"):
+        run("maximization", "sim/thurstone", tmp_path)
 
 
 def test_reference_probabilities_give_the_same_answer_for_sim_eu(tmp_path):
@@ -168,12 +176,11 @@ def test_bootstrap_corr_and_mean():
 
 def test_map_reply():
     shown = ["The city builds a new library.", "The city builds a stadium.", "Nothing changes."]
-    assert map_reply("I choose: the city builds a new library!", shown) == (0, "exact")
-    assert map_reply("Nothing changes. The city builds a stadium.", shown) == (2, "exact")
-    assert map_reply("2", shown) == (1, "number")
-    assert map_reply("Option 3.", shown) == (2, "number")
-    assert map_reply("city builds a new stadium", shown) == (1, "fuzzy")
-    assert map_reply("I cannot decide.", shown) == (None, "unmapped")
+    assert match_exact("I choose: the city builds a new library!", shown) == 0
+    assert match_exact("Nothing changes. The city builds a stadium.", shown) == 2
+    assert match_fuzzy("city builds a new stadium", shown) == 1
+    assert match_exact("I cannot decide.", shown) is None
+    assert match_fuzzy("I cannot decide.", shown) is None
     assert parse_number("About 35%.", 0, 100) == 35 and parse_number("n/a", 0, 100) is None
 
 

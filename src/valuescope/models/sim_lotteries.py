@@ -17,7 +17,10 @@ Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
   the dataset's reference power/fitness scores.
 - `sim/incorrigible?weight=W`: the utility of accepting a value change from
   `data/corrigibility.yaml` is -W (reversal / sqrt 2) + sqrt(1 - W^2) noise, where the
-  reversal is U(old value) - U(new value); W = 0 is a corrigible agent.
+  reversal is U(old value) - U(new value); W = 0 is a corrigible agent. Sampled
+  reversals of the default dataset are parsed from their phrasing (HIGH, LOW);
+- `sim/opposes-all?level=L`: every value change has utility -L (opposition constant,
+  unrelated to the reversal).
 - `sim/satisficer?rate=R`: a Thurstonian agent that, asked an open question, picks a
   random candidate with probability R and its best one otherwise.
 
@@ -193,6 +196,23 @@ class IncorrigibleAgent(ThurstoneAgent):
         return float(mu), 0.3
 
 
+class ConstantOppositionAgent(ThurstoneAgent):
+    """Opposes every value change equally: each change has utility -`level`."""
+
+    known_params = ThurstoneAgent.known_params + ("level",)
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed=seed)
+        self.level = _float_param(params, "level", 1.0, -10.0, 10.0)
+
+    def _utility(self, text: str) -> tuple[float, float]:
+        from valuescope.experiments.corrigibility import change_structure
+
+        if change_structure(text) is None:
+            return super()._utility(text)
+        return -self.level, 0.3
+
+
 class SatisficingAgent(ThurstoneAgent):
     """Picks a random candidate with probability `rate`, else its best one."""
 
@@ -215,6 +235,7 @@ _AGENTS.update(
         "instrumental": InstrumentalAgent,
         "powerseeker": PowerSeekingAgent,
         "incorrigible": IncorrigibleAgent,
+        "opposes-all": ConstantOppositionAgent,
         "satisficer": SatisficingAgent,
     }
 )
