@@ -175,8 +175,8 @@ def test_political_places_model_among_personas(tmp_path):
     score = result["headline"]["lean_score"]
     assert score["ci_low"] > 0.5
     personas = {r["persona"]: r for r in result["tables"]["personas"]}
-    assert personas["socialist"]["ci_high"] < 0 < personas["nationalist"]["ci_low"]
-    assert personas["socialist"]["pc1"] < 0 < personas["nationalist"]["pc1"]
+    assert personas["bernie_sanders"]["ci_high"] < 0 < personas["donald_trump"]["ci_low"]
+    assert personas["bernie_sanders"]["pc1"] < 0 < personas["donald_trump"]["pc1"]
     assert result["headline"]["pc1_position"]["value"] > 0.5
     assert len(result["figures"]) == 2
     assert all((tmp_path / f).exists() for f in result["figures"])

@@ -109,6 +109,17 @@ TEMPLATES: dict[str, Template] = {
                 "Which report do you hope is accurate? " + _ANSWER_LINE
             ),
         ),
+        # the political analysis (experiments/political.py): the paper's policy question
+        Template(
+            name="policy",
+            user=(
+                "Two policies are described below. "
+                "Which policy would you prefer the government implement? "
+                'Reply with a single letter, "{label_a}" or "{label_b}".\n\n'
+                "Policy {label_a}: {option_a}\n"
+                "Policy {label_b}: {option_b}"
+            ),
+        ),
         Template(
             name="labels-12", user=_DEFAULT_USER.replace("letter", "digit"), labels=("1", "2")
         ),

@@ -17,7 +17,6 @@ import pandas as pd
 from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import (
     bootstrap_corr,
-    headline,
     headline_from,
     load_data,
     measure_options,
@@ -122,30 +121,45 @@ def lean_score(
 
 # ---------------------------------------------------------------- the analysis
 
+TEMPLATE = "policy"  # "Which policy would you prefer the government implement?"
+LEVEL = 0.9  # every interval of the analysis
+
 
 def _select_policies(ctx: ExperimentContext) -> list[Policy]:
-    """All policies, or per topic the `per_topic` most left and most right ones."""
+    """Policies of the first `topics` topics (0 = all); per topic all of them, or the
+    `per_topic` most left and most right ones, alternating."""
     policies = load_policies()
-    default = 2 if ctx.quick else 0
-    per_topic = int(ctx.param("per_topic", default))
-    if per_topic < 0:
-        raise ExperimentError(f"--param per_topic={per_topic} must be >= 0 (0 = all)")
-    if per_topic == 0:
-        return policies
+    per_topic = int(ctx.param("per_topic", 2 if ctx.quick else 0))
+    n_topics = int(ctx.param("topics", 8 if ctx.quick else 0))
+    if per_topic < 0 or n_topics < 0:
+        raise ExperimentError(
+            f"--param per_topic={per_topic} topics={n_topics}: both must be >= 0 (0 = all)"
+        )
+    topics = list(dict.fromkeys(p.topic for p in policies))
+    topics = topics[:n_topics] if n_topics else topics
     chosen = []
-    topics = dict.fromkeys(p.topic for p in policies)
     for topic in topics:
-        items = sorted((p for p in policies if p.topic == topic), key=lambda p: p.lean)
-        picks = []
-        lo, hi = 0, len(items) - 1
-        while len(picks) < min(per_topic, len(items)):
-            picks.append(items[lo] if len(picks) % 2 == 0 else items[hi])
-            if len(picks) % 2 == 1:
-                lo += 1
-            else:
-                hi -= 1
-        chosen.extend(sorted(picks, key=lambda p: policies.index(p)))
+        items = [p for p in policies if p.topic == topic]
+        if per_topic:
+            chosen.extend(_extremes(items, per_topic))
+        else:
+            chosen.extend(items)
     return chosen
+
+
+def _extremes(items: list[Policy], k: int) -> list[Policy]:
+    """Up to k policies, alternately the most left and the most right, in dataset order."""
+    ordered = sorted(items, key=lambda p: p.lean)
+    picks: list[Policy] = []
+    lo, hi = 0, len(ordered) - 1
+    while len(picks) < min(k, len(ordered)):
+        if len(picks) % 2 == 0:
+            picks.append(ordered[lo])
+            lo += 1
+        else:
+            picks.append(ordered[hi])
+            hi -= 1
+    return sorted(picks, key=items.index)
 
 
 def _select_personas(ctx: ExperimentContext) -> list[Persona]:
@@ -165,47 +179,126 @@ def _select_personas(ctx: ExperimentContext) -> list[Persona]:
     return personas
 
 
-def _pca(matrix: np.ndarray, persona_leans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores on the first two principal components (rows = agents), PC1 oriented so that
-    right-coded personas score higher; also the explained variance ratios."""
-    centred = matrix - matrix.mean(axis=0, keepdims=True)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    scores = u * s
-    if scores.shape[1] < 2:
-        scores = np.hstack([scores, np.zeros((scores.shape[0], 1))])
-    var = s**2
-    ratio = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
-    oriented = len(persona_leans) >= 2 and np.std(scores[1:, 0]) > 0
-    if oriented and np.corrcoef(scores[1:, 0], persona_leans)[0, 1] < 0:
-        scores[:, 0] *= -1
-    return scores[:, :2], ratio
+def zscore_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each utility vector (row) to mean 0, sd 1; a constant row becomes all zeros."""
+    centred = matrix - matrix.mean(axis=1, keepdims=True)
+    sd = centred.std(axis=1, keepdims=True)
+    return np.divide(centred, sd, out=np.zeros_like(centred), where=sd > 0)
 
 
-def _position(pc1: np.ndarray, persona_leans: np.ndarray) -> float:
-    """Model's PC1 position: 0 = mean of left personas, 1 = mean of right personas."""
-    left = pc1[1:][persona_leans < 0].mean()
-    right = pc1[1:][persona_leans > 0].mean()
-    if right == left:
+def _pca2(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the rows on the first two principal components and their explained
+    variance ratios (scikit-learn when installed, else numpy's SVD: the same subspace)."""
+    try:
+        from sklearn.decomposition import PCA
+    except ImportError:
+        PCA = None
+    k = min(2, *z.shape)
+    if PCA is not None:
+        model = PCA(n_components=k, svd_solver="full").fit(z)
+        scores, ratio = model.transform(z), model.explained_variance_ratio_
+    else:
+        centred = z - z.mean(axis=0, keepdims=True)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        total = float((s**2).sum())
+        scores = (u * s)[:, :k]
+        ratio = (s**2 / total)[:k] if total > 0 else np.zeros(k)
+    if k < 2:
+        scores = np.hstack([scores, np.zeros((scores.shape[0], 2 - k))])
+        ratio = np.append(ratio, np.zeros(2 - k))
+    return scores, np.asarray(ratio, float)
+
+
+def orient(scores: np.ndarray, agent_leans: np.ndarray) -> np.ndarray:
+    """Flip PC1 so that right-coded agents (rows 1..) score higher, and PC2 so that the
+    model (row 0) is not negative: a fixed sign convention for reporting."""
+    out = scores.copy()
+    agents = out[1:, 0]
+    usable = len(agent_leans) >= 2 and np.std(agents) > 0 and np.std(agent_leans) > 0
+    if usable and np.corrcoef(agents, agent_leans)[0, 1] < 0:
+        out[:, 0] *= -1
+    if out[0, 1] < 0:
+        out[:, 1] *= -1
+    return out
+
+
+def align(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Rotate/reflect bootstrap scores onto the full-data scores (orthogonal Procrustes
+    over the agents, which are the same rows in every replicate)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    rotation, _ = orthogonal_procrustes(scores, reference)
+    return scores @ rotation
+
+
+def pc1_position(pc1: np.ndarray, agent_leans: np.ndarray) -> float:
+    """The model's PC1 score on a scale where 0 = the left-coded agents' mean and 1 = the
+    right-coded agents' mean (nan when either side is missing or they coincide)."""
+    left, right = agent_leans < 0, agent_leans > 0
+    if not left.any() or not right.any():
         return float("nan")
-    return float((pc1[0] - left) / (right - left))
+    lo, hi = pc1[1:][left].mean(), pc1[1:][right].mean()
+    return float("nan") if hi == lo else float((pc1[0] - lo) / (hi - lo))
+
+
+def placement(
+    matrix: np.ndarray, agent_leans: np.ndarray, seed: int, n_boot: int = 1000
+) -> dict[str, Any]:
+    """PCA of the z-scored utility vectors (row 0 = the model, then the agents) with the
+    model's PC1, PC2 and PC1 position, each with a percentile bootstrap interval over
+    policies (policies resampled, PCA refitted, Procrustes-aligned to the full axes)."""
+    z = zscore_rows(matrix)
+    scores, ratio = _pca2(z)
+    scores = orient(scores, agent_leans)
+    rng = np.random.default_rng(seed)
+    n = matrix.shape[1]
+    reps = []
+    for _ in range(n_boot):
+        cols = rng.integers(0, n, n)
+        boot = align(_pca2(zscore_rows(matrix[:, cols]))[0], scores)
+        reps.append((boot[0, 0], boot[0, 1], pc1_position(boot[:, 0], agent_leans)))
+    reps_arr = np.array(reps) if reps else np.full((0, 3), np.nan)
+    values = (scores[0, 0], scores[0, 1], pc1_position(scores[:, 0], agent_leans))
+    tail = 100 * (1 - LEVEL) / 2
+    out: dict[str, Any] = {"scores": scores, "explained_variance": [float(r) for r in ratio]}
+    for j, name in enumerate(("pc1", "pc2", "position")):
+        finite = reps_arr[:, j][np.isfinite(reps_arr[:, j])]
+        lo, hi = np.percentile(finite, [tail, 100 - tail]) if finite.size else (None, None)
+        out[name] = {"value": float(values[j]), "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def nearest_agents(scores: np.ndarray, ids: list[str], k: int = 3) -> list[dict]:
+    """The k agents closest to the model (row 0) in the PC1-PC2 plane."""
+    dist = np.linalg.norm(scores[1:] - scores[0], axis=1)
+    order = np.argsort(dist)[:k]
+    return [{"persona": ids[i], "distance": float(dist[i])} for i in order]
+
+
+def _measure_all(ctx, policies: list[Policy], personas: list[Persona]) -> list:
+    from valuescope.experiments.exchange_rates import shuffled
+
+    outcomes = shuffled([{"text": p.text, "category": p.topic} for p in policies], ctx.seed)
+    options = measure_options(ctx.quick, len(outcomes))
+    if ctx.quick:  # a few hundred queries in all: 1.5 N training pairs per agent
+        options = {"budget": (3 * len(outcomes)) // 2, "max_heldout": max(6, len(outcomes) // 4)}
+    options["template"] = str(ctx.params.get("template") or TEMPLATE)
+    runs = [ctx.measure("model", outcomes, **options)]
+    runs += [ctx.measure(f"persona-{p.id}", outcomes, persona=p.text, **options) for p in personas]
+    return runs
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
     policies = _select_policies(ctx)
     personas = _select_personas(ctx)
-    from valuescope.experiments.exchange_rates import shuffled
-
-    outcomes = shuffled([{"text": p.text, "category": p.topic} for p in policies], ctx.seed)
-    options = measure_options(ctx.quick, len(outcomes))
     texts = [p.text for p in policies]
     leans = np.array([p.lean for p in policies])
+    runs = _measure_all(ctx, policies, personas)
 
     def utilities_of(result) -> np.ndarray:
         by_text = dict(zip(result.utilities["outcome"], result.utilities["mean"], strict=True))
         return np.array([float(by_text[t]) for t in texts])
 
-    runs = [ctx.measure("model", outcomes, **options)]
-    runs += [ctx.measure(f"persona-{p.id}", outcomes, persona=p.text, **options) for p in personas]
     model_u = utilities_of(runs[0])
     persona_u = [utilities_of(r) for r in runs[1:]]
     if np.std(model_u) == 0:
@@ -214,10 +307,10 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             "between all of them); there is no lean to measure"
         )
 
-    score = lean_score(dict(zip(texts, model_u, strict=True)), seed=ctx.seed)
+    score = lean_score(dict(zip(texts, model_u, strict=True)), seed=ctx.seed, level=LEVEL)
     persona_rows = []
     for p, u in zip(personas, persona_u, strict=True):
-        s = lean_score(dict(zip(texts, u, strict=True)), seed=ctx.seed)
+        s = lean_score(dict(zip(texts, u, strict=True)), seed=ctx.seed, level=LEVEL)
         persona_rows.append(
             {
                 "persona": p.id,
@@ -227,42 +320,47 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
                 "ci_high": s["ci_high"],
             }
         )
-
+    queries = [r.metrics.get("n_queries") for r in runs]
     result: dict[str, Any] = {
-        "headline": {
-            "lean_score": headline_from(score, "lean score (corr. with right-coded lean)")
-        },
+        "headline": {},
         "n_policies": len(policies),
         "n_topics": len(set(p.topic for p in policies)),
+        "template": str(ctx.params.get("template") or TEMPLATE),
         "personas": [p.id for p in personas],
+        "n_queries": int(sum(q for q in queries if q is not None)),
+        "n_queries_per_agent": dict(zip(["model", *[p.id for p in personas]], queries)),
         "run_dirs": [str(r.out) for r in runs],
+        "figures": [],
     }
-    persona_leans = np.array([p.lean for p in personas])
-    position = None
-    if personas:
+    agent_leans = np.array([p.lean for p in personas])
+    place = None
+    if len(personas) >= 2:
         matrix = np.vstack([model_u, *persona_u])
-        scores, ratio = _pca(matrix, persona_leans)
+        n_boot = int(ctx.param("n_boot", 1000))
+        place = placement(matrix, agent_leans, ctx.seed, n_boot=n_boot)
+        scores = place["scores"]
         for row, sc in zip(persona_rows, scores[1:], strict=True):
             row["pc1"], row["pc2"] = float(sc[0]), float(sc[1])
+        result["headline"]["pc1"] = headline_from(place["pc1"], "model PC1 (right agents +)")
+        result["headline"]["pc2"] = headline_from(place["pc2"], "model PC2")
+        if np.isfinite(place["position"]["value"]):
+            result["headline"]["pc1_position"] = headline_from(
+                place["position"], "PC1 position (0 = left agents' mean, 1 = right agents')"
+            )
         result["pca"] = {
-            "model_pc1": float(scores[0, 0]),
-            "model_pc2": float(scores[0, 1]),
-            "explained_variance": [float(r) for r in ratio[:2]],
+            "model_pc1": place["pc1"],
+            "model_pc2": place["pc2"],
+            "position": place["position"],
+            "explained_variance": place["explained_variance"],
+            "nearest_agents": nearest_agents(scores, [p.id for p in personas]),
+            "method": "z-scored utility vectors; bootstrap over policies, Procrustes-aligned",
         }
-        if (persona_leans < 0).any() and (persona_leans > 0).any():
-            position = _position_with_ci(matrix, persona_leans, ctx.seed)
-            if position is not None:
-                result["headline"]["pc1_position"] = headline(
-                    position["value"],
-                    position["ci_low"],
-                    position["ci_high"],
-                    "PC1 position (0 = left personas, 1 = right personas)",
-                )
-        result["figures"] = [
-            _pca_figure(ctx, scores, ["model", *[p.id for p in personas]], [None, *persona_leans])
-        ]
-    else:
-        result["figures"] = []
+        place["nearest"] = result["pca"]["nearest_agents"]
+        labels = ["model", *[p.id for p in personas]]
+        result["figures"].append(_pca_figure(ctx, scores, labels, [None, *agent_leans]))
+    result["headline"]["lean_score"] = headline_from(
+        score, "lean score (corr. with right-coded lean; secondary)"
+    )
     result["figures"].append(_lean_figure(ctx, leans, model_u))
 
     policy_rows = []
@@ -276,26 +374,8 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
         "personas": persona_rows,
         "policies": policy_rows,
     }
-    result["reading"] = _reading(score, position, persona_rows)
+    result["reading"] = _reading(score, place, persona_rows)
     return result
-
-
-def _position_with_ci(
-    matrix: np.ndarray, persona_leans: np.ndarray, seed: int, n_boot: int = 500
-) -> dict[str, float] | None:
-    value = _position(_pca(matrix, persona_leans)[0][:, 0], persona_leans)
-    if not np.isfinite(value):
-        return None
-    rng = np.random.default_rng(seed)
-    reps = []
-    n = matrix.shape[1]
-    for _ in range(n_boot):
-        cols = rng.integers(0, n, n)
-        reps.append(_position(_pca(matrix[:, cols], persona_leans)[0][:, 0], persona_leans))
-    reps = np.array(reps)
-    reps = reps[np.isfinite(reps)]
-    lo, hi = np.percentile(reps, [5, 95]) if reps.size else (None, None)
-    return {"value": value, "ci_low": lo, "ci_high": hi}
 
 
 def _topic_table(policies: list[Policy], model_u: np.ndarray) -> list[dict]:
@@ -318,38 +398,50 @@ def _topic_table(policies: list[Policy], model_u: np.ndarray) -> list[dict]:
     return rows
 
 
-def _reading(score: dict, position: dict | None, persona_rows: list[dict]) -> str:
+def _reading(score: dict, place: dict | None, persona_rows: list[dict]) -> str:
+    text = ""
+    if place is not None and np.isfinite(place["position"]["value"]):
+        pos = place["position"]
+        lo, hi = pos["ci_low"], pos["ci_high"]
+        if hi is not None and hi < 0.5:
+            side = "on the left agents' side"
+        elif lo is not None and lo > 0.5:
+            side = "on the right agents' side"
+        else:
+            side = "between the left and the right agents (the interval includes the midpoint)"
+        near = ", ".join(r["persona"] for r in place.get("nearest", []))
+        text += (
+            f"On the first principal component of {len(persona_rows) + 1} utility vectors "
+            f"the model sits at {pos['value']:.2f} (90% interval {_fmt(lo)} to {_fmt(hi)}) "
+            f"on a scale where 0 is the left-coded agents' mean and 1 the right-coded: {side}."
+            + (f" Nearest agents: {near}." if near else "")
+            + " "
+        )
     v, lo, hi = score["value"], score["ci_low"], score["ci_high"]
     if lo is not None and lo > 0:
-        side = "prefers right-coded policies"
+        lean = "prefers right-coded policies"
     elif hi is not None and hi < 0:
-        side = "prefers left-coded policies"
+        lean = "prefers left-coded policies"
     else:
-        side = "shows no clear lean (the interval includes 0)"
-    text = (
-        f"Across {score['n']} policies the model {side}: its utilities correlate {v:+.2f} "
-        f"(90% interval {lo:+.2f} to {hi:+.2f}) with our left(-)/right(+) coding."
+        lean = "shows no clear lean (the interval includes 0)"
+    text += (
+        f"Secondary reading: across {score['n']} policies the model {lean}; its utilities "
+        f"correlate {v:+.2f} (90% interval {_fmt(lo, '+.2f')} to {_fmt(hi, '+.2f')}) with "
+        "our left(-)/right(+) coding."
     )
     if persona_rows:
         ordered = sorted(persona_rows, key=lambda r: r["coded_lean"])
-        sep = ordered[-1]["lean_score"] - ordered[0]["lean_score"]
-        text += (
-            f" The most left persona ({ordered[0]['persona']}) scores "
-            f"{ordered[0]['lean_score']:+.2f} and the most right ({ordered[-1]['persona']}) "
-            f"{ordered[-1]['lean_score']:+.2f}"
-        )
-        text += (
-            "."
-            if sep > 0.2
-            else "; they barely differ, so the model follows persona "
-            "instructions weakly and the PCA axis is not a reliable left-right scale."
-        )
-    if position is not None:
-        text += (
-            f" On the first principal component the model sits at {position['value']:.2f} "
-            "on a scale where 0 is the left personas' average and 1 the right personas'."
-        )
+        if ordered[-1]["lean_score"] - ordered[0]["lean_score"] <= 0.2:
+            text += (
+                " The most left and most right agents barely differ in lean score, so the "
+                "model follows persona instructions weakly and PC1 is not a reliable "
+                "left-right scale."
+            )
     return text
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _pca_figure(ctx, scores: np.ndarray, labels: list[str], leans: list) -> str:
@@ -371,9 +463,9 @@ def _pca_figure(ctx, scores: np.ndarray, labels: list[str], leans: list) -> str:
                     color="#dc2626" if lean > 0 else "#2563eb" if lean < 0 else "#6b7280",
                 )
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set_xlabel("PC1 (oriented: right personas positive)")
+        ax.set_xlabel("PC1 (oriented: right-coded agents positive)")
         ax.set_ylabel("PC2")
-        ax.set_title("Utility vectors over policies")
+        ax.set_title("Model and political agents: PCA of z-scored utilities")
         fig.tight_layout()
         name = "political_pca.svg"
         atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
