@@ -433,6 +433,9 @@ def experiment_command(
     run_dir: list[Path] = typer.Option(
         [], "--run", help="an existing run directory (repeatable; for convergence)"
     ),
+    judge: str | None = typer.Option(
+        None, "--judge", help="model that judges free answers (maximization); default: MODEL"
+    ),
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
@@ -477,6 +480,7 @@ def experiment_command(
             run_options=run_options,
             params=params,
             run_dirs=list(run_dir),
+            judge=judge,
             progress=BarProgress(bar),
         )
         result = experiment.run(ctx)

@@ -39,6 +39,7 @@ class ExperimentContext:
     params: dict[str, str] = field(default_factory=dict)
     run_dirs: list[Path] = field(default_factory=list)
     progress: Progress | None = None
+    judge: str | None = None  # `--judge MODEL`: another model that judges replies
 
     def param(self, key: str, default: float) -> float:
         """A numeric `--param key=value`, or a clear error naming it."""
@@ -68,13 +69,17 @@ class ExperimentContext:
         # the analysis owns its sub-run directory: a changed analysis replaces the old run
         return run(config, progress=self.progress, overwrite=True)
 
-    def backend(self):
-        """The backend for direct questions (generation, ratings) outside a utility fit."""
+    def backend(self, model: str | None = None):
+        """The backend for direct questions (generation, ratings) outside a utility fit.
+
+        `model` names another model (a judge) asked with the same transport settings.
+        """
         from valuescope.models import get_backend
         from valuescope.pipeline import backend_options
 
-        config = RunConfig(model=self.model, out=self.out, seed=self.seed, **self.run_options)
-        return get_backend(self.model, **backend_options(config))
+        model = model or self.model
+        config = RunConfig(model=model, out=self.out, seed=self.seed, **self.run_options)
+        return get_backend(model, **backend_options(config))
 
 
 def _outcome_file(outcomes: list[dict[str, Any]] | list[str]) -> list[str] | dict[str, list]:

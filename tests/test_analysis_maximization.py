@@ -1,0 +1,149 @@
+"""Utility maximization (issue 19 item 1): statistics that can fail.
+
+Planted agents answer the open questions freely: `sim/maximiser` names its
+highest-utility candidate (top-k = 1), `sim/utility-ignorer` a uniformly random one
+(top-k = chance k / n), `sim/off-list` text that names no candidate (the unmatched path),
+and `sim/maximiser?style=reversed` spells its choice backwards so that only the judge
+can match it. Quick sizes, logprob mode, a few questions: each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from valuescope.experiments import ExperimentContext, ExperimentError, get_experiment
+from valuescope.experiments.maximization import (
+    COMPARE_PROMPT,
+    match_exact,
+    match_fuzzy,
+    parse_judge,
+    questions,
+)
+
+
+def run(model: str, tmp_path: Path, judge: str | None = None, **params: str) -> dict:
+    ctx = ExperimentContext(
+        model=model,
+        out=tmp_path,
+        quick=True,
+        run_options={"mode": "logprob", "bootstrap": 0},
+        params={"questions": "6", "answers": "2", **params},
+        judge=judge,
+    )
+    return get_experiment("maximization").run(ctx)
+
+
+def covers(entry: dict, value: float) -> bool:
+    return entry["ci_low"] <= value <= entry["ci_high"]
+
+
+def test_dataset_has_the_papers_shape():
+    qs = questions()
+    assert len(qs) >= 30
+    for q in qs:
+        assert 10 <= len(q["candidates"]) <= 50, q["id"]
+        assert len({c.lower() for c in q["candidates"]}) == len(q["candidates"]), q["id"]
+
+
+def test_a_maximiser_scores_one_at_every_k(tmp_path):
+    result = run("sim/maximiser", tmp_path)
+    h = result["headline"]
+    for k in (1, 3, 5):
+        assert h[f"top{k}"]["value"] == 1.0
+        assert h[f"lift{k}"]["ci_low"] > 0.3
+    assert h["chance1"]["value"] == pytest.approx(1 / 12, abs=0.02)
+    assert result["matched_by"]["exact"] == result["n_replies"] == 12
+    assert (tmp_path / result["figures"][0]).read_text().lstrip().startswith("<?xml")
+
+
+def test_an_agent_ignoring_its_utilities_is_at_chance(tmp_path):
+    h = run("sim/utility-ignorer", tmp_path, questions="8", answers="10")["headline"]
+    for k in (1, 3, 5):
+        assert covers(h[f"top{k}"], h[f"chance{k}"]["value"]), k
+        assert covers(h[f"lift{k}"], 0.0), k
+    assert h["top1"]["value"] < 0.3
+
+
+def test_answers_naming_no_candidate_are_counted_not_matched(tmp_path):
+    result = run("sim/off-list?rate=0.5", tmp_path, questions="4", answers="8")
+    unmatched = result["unmatched_count"]
+    assert result["matched_by"]["unmatched"] == unmatched
+    assert 0.2 < unmatched / result["n_replies"] < 0.8
+    assert result["headline"]["unmatched"]["value"] == unmatched / result["n_replies"]
+    for row in result["tables"]["questions"]:
+        assert len(row["ranks"]) == row["how"].count("exact")
+    with pytest.raises(ExperimentError, match="matched to a candidate"):
+        run("sim/off-list", tmp_path / "all", questions="3")
+
+
+def test_the_judge_matches_what_exact_and_fuzzy_cannot(tmp_path):
+    result = run("sim/maximiser?style=reversed", tmp_path, questions="3")
+    assert result["matched_by"]["judge"] == result["n_replies"]
+    assert result["headline"]["top1"]["value"] == 1.0
+    assert result["judge"] == "sim/maximiser?style=reversed"
+    # --judge: a judge that cannot read reversed text leaves every reply unmatched
+    with pytest.raises(ExperimentError, match="matched to a candidate"):
+        run(
+            "sim/maximiser?style=reversed", tmp_path / "other", judge="sim/thurstone", questions="3"
+        )
+
+
+def test_the_question_is_in_the_comparison_prompt(tmp_path):
+    result = run("sim/maximiser", tmp_path, questions="3")
+    first = questions()[0]
+    template = (tmp_path / "maximization-templates" / "q01.txt").read_text()
+    assert first["question"] in template and "{option_a}" in template
+    config = json.loads((Path(result["run_dirs"][0]) / "run_config.json").read_text())
+    assert config["template"].endswith("q01.txt")
+    assert "{question}" in COMPARE_PROMPT
+
+
+def test_exact_and_fuzzy_matching():
+    cands = ["Lisbon", "Buenos Aires", "Cape Town", "a tortoise", "the Moon", "Mars"]
+    assert match_exact("I'd love to see Buenos Aires!", cands) == 1
+    assert match_exact("Cape Town, then Lisbon.", cands) == 2  # the first one named
+    assert match_exact("A TORTOISE, definitely", cands) == 3  # case and article ignored
+    assert match_exact("The moon.", cands) == 4
+    assert match_exact("Marseille", cands) is None  # no partial words
+    assert match_fuzzy("Lisbonn", cands) == 0
+    assert match_fuzzy("Buenos Ayres", cands) == 1
+    assert match_fuzzy("Tokyo", cands) is None
+    assert parse_judge("3", 6) == 2 and parse_judge("0", 6) is None
+    assert parse_judge("7", 6) is None and parse_judge("none", 6) is None
+
+
+def test_bad_parameters_are_one_line_errors(tmp_path):
+    for params, match in [
+        ({"variant": "listed"}, "variant='listed'"),
+        ({"answers": "0"}, "answers=0"),
+        ({"questions": "2"}, "questions=2"),
+    ]:
+        with pytest.raises(ExperimentError, match=match):
+            run("sim/maximiser", tmp_path, **params)
+
+
+def test_multiple_choice_variant_still_runs(tmp_path):
+    result = run("sim/maximiser", tmp_path, variant="multiple-choice", questions="3")
+    assert result["variant"] == "multiple-choice" and result["headline"]["top1"]["value"] == 1.0
+
+
+def test_cli_passes_the_judge(tmp_path):
+    cmd = [sys.executable, "-m", "valuescope.cli", "experiment", "maximization"]
+    cmd += ["sim/maximiser?style=reversed", "--quick", "--mode", "logprob", "--out", str(tmp_path)]
+    cmd += ["--param", "questions=3", "--param", "answers=1", "--judge", "sim/thurstone", "-q"]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert lines[-1].startswith("error:") and "matched to a candidate" in lines[-1]
