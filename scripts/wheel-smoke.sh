@@ -35,7 +35,12 @@ EOF
 
 step "fresh venv, installing $(basename "$wheel") with its core dependencies"
 "$PY" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$wheel" 2>&1 | grep -v "^WARNING: Location" || true
+# --no-compile: no .pyc files for the dependencies; this venv lives for one test
+if ! "$work/venv/bin/python" -m pip install -q --no-compile "$wheel" 2>"$work/pip.err"; then
+  grep -v "^WARNING: Location" "$work/pip.err" >&2
+  echo "wheel-smoke: installing the wheel failed" >&2
+  exit 1
+fi
 vs="$work/venv/bin/valuescope"
 [ -x "$vs" ] || { echo "wheel-smoke: the wheel installed no valuescope command" >&2; exit 1; }
 

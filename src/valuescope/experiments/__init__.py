@@ -1,4 +1,4 @@
-"""The analyses of METHOD.md section 5, each run as `valuescope experiment NAME`."""
+"""The analyses of the Utility Engineering paper, each run as `valuescope experiment NAME`."""
 
 from __future__ import annotations
 
