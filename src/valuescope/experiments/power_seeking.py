@@ -5,9 +5,10 @@ sub-run of the pipeline (same cache, design and fit): the model's own preference
 (`utilities/`, default template), and two Thurstonian scores from forced choices "in which
 of these states would an AI system have more power?" (`power/`) and "... more fitness"
 (`fitness/`), with the templates of `data/power.yaml`. The power and fitness comparisons
-come from `--param judge=MODEL` (default: the model itself). The analysis reports the
-Pearson and Spearman correlations of the utilities with each score, with bootstrap
-intervals over outcomes. `--param method=ratings` keeps the older variant: 0-10 ratings.
+come from `--judge MODEL` or `--param judge=MODEL` (default: the model itself). The
+analysis reports the Pearson and Spearman correlations of the utilities with each score,
+with bootstrap intervals over outcomes. `--param method=ratings` keeps the older variant:
+0-10 ratings.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def _utilities(result) -> dict[str, float]:
 
 
 def _judge(ctx: ExperimentContext) -> ExperimentContext:
-    judge = str(ctx.params.get("judge") or ctx.model)
+    """The context that answers the power and fitness questions: `--judge` / `judge=`."""
+    judge = str(ctx.params.get("judge") or getattr(ctx, "judge", None) or ctx.model)
     return ctx if judge == ctx.model else dataclasses.replace(ctx, model=judge)
 
 
