@@ -44,7 +44,7 @@ class AssembleConfig:
     out: Path = Path("runs/assembly")
     outcomes: str = POLICIES
     citizens: int = 24
-    pairs: int = 400
+    pairs: int = 480
     rounds: int = 2
     heldout_fraction: float = 0.25
     heldout_topic: str | None = "auto"

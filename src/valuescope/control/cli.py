@@ -86,7 +86,7 @@ def assemble_command(
     out: Path = typer.Option(Path("runs/assembly"), help="assembly directory to write"),
     citizens: int = typer.Option(24, help="citizens sampled from the census marginals"),
     pairs: int = typer.Option(
-        400, help="training + held-out pairs (outside the held-out topic; 100 held out)"
+        480, help="training + held-out pairs (outside the held-out topic; 120 held out)"
     ),
     rounds: int = typer.Option(2, help="voting rounds: 1 = no deliberation"),
     heldout_fraction: float = typer.Option(0.25, help="share of the pairs held out of training"),
