@@ -42,7 +42,8 @@ target_config() {
     design)
       MUTATE="src/valuescope/design/pairs.py src/valuescope/design/active.py"
       MUTATE+=" src/valuescope/design/information.py"
-      TESTS="tests/test_design.py tests/test_design_information.py tests/test_design_golden.py" ;;
+      TESTS="tests/test_design.py tests/test_design_information.py tests/test_design_golden.py"
+      TESTS+=" tests/test_design_selection.py" ;;
     *)
       echo "mutation.sh: unknown target '$1' (fit, metrics, elicit, design)" >&2
       exit 2 ;;
