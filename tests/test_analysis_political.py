@@ -116,6 +116,9 @@ def test_planted_partisan_lands_beside_its_own_side(side):
     else:
         assert pos["ci_low"] > 0.85
     assert pos["ci_low"] <= pos["value"] <= pos["ci_high"]
+    # PC1 is oriented so that right-coded agents score positive: the model's sign is its side
+    assert np.sign(place["pc1"]["ci_low"]) == np.sign(place["pc1"]["ci_high"]) == side
+    assert np.corrcoef(scores[1:, 0], LEANS)[0, 1] > 0.8
     nearest = np.argsort(np.abs(scores[1:, 0] - scores[0, 0]))[:5]
     assert all(np.sign(LEANS[i]) == side for i in nearest)
     assert place["explained_variance"][0] > 0.5
