@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import check_grad
 from scipy.stats import spearmanr
@@ -92,15 +92,25 @@ def test_fit_is_deterministic(synthetic):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(4, 25))
+@example(seed=8994, n=18)  # L-BFGS once stalled here (loss 0.6479 vs 0.6415); now restarted
 def test_invariant_to_relabelling_outcomes(seed, n):
+    """Same optimum whatever the labels, to the precision the fitter's stop guarantees.
+
+    On incoherent answers (uniform p) the optimum is flat: the stop (relative reduction
+    1e-9) leaves the loss within about 1e-8 of its best, the predictions within 1e-4 and
+    the parameters within about 5e-4 (150 seeds measured). The loss check is the sharp
+    one: a stalled fit (seed 8994, n 18, before the fitter's restart) differs by 1e-2.
+    """
     rng = np.random.default_rng(seed)
     pairs = np.array([rng.choice(n, 2, replace=False) for _ in range(4 * n)])
     p = rng.uniform(0, 1, len(pairs))
     perm = rng.permutation(n)  # outcome i becomes perm[i]
     base = fit_thurstonian(pairs, p, n)
     relabelled = fit_thurstonian(perm[pairs], p, n)
-    np.testing.assert_allclose(relabelled.mean[perm], base.mean, atol=2e-4)
-    np.testing.assert_allclose(relabelled.sigma[perm], base.sigma, rtol=2e-3, atol=2e-4)
+    assert relabelled.loss == pytest.approx(base.loss, rel=1e-7)
+    np.testing.assert_allclose(relabelled.predict(perm[pairs]), base.predict(pairs), atol=1e-3)
+    np.testing.assert_allclose(relabelled.mean[perm], base.mean, atol=2e-3)
+    np.testing.assert_allclose(relabelled.sigma[perm], base.sigma, rtol=1e-2, atol=2e-4)
 
 
 @settings(max_examples=25, deadline=None)
