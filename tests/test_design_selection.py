@@ -404,3 +404,134 @@ def test_split_half_fits_the_two_halves_of_one_permutation(e):
     assert got.mean == pytest.approx(_spearman_brown(np.mean(r_mean)), abs=1e-9)
     assert got.sigma == pytest.approx(_spearman_brown(np.mean(r_sigma)), abs=1e-9)
     assert (got.splits, got.n_pairs) == (2, e)
+
+
+# ---- edges found by mutation testing ------------------------------------------------------
+
+
+def test_active_degree_is_the_sum_of_both_endpoints():
+    # 0-1 is the closest pair but both ends were asked a lot (degree sum 6, difference 0);
+    # 4-5 is a little wider with unasked ends: the little-asked rule must pick 4-5
+    mean = np.array([0.0, 0.01, 3.0, 6.0, 9.0, 9.03])
+    asked = np.array([[0, 2], [0, 3], [0, 4], [1, 2], [1, 3], [1, 5]])
+    for seed in range(5):
+        got = active.select_batch(
+            mean,
+            asked,
+            NONE,
+            1,
+            np.random.default_rng(seed),
+            gap_quantile=0.2,
+            degree_quantile=0.2,
+        )
+        assert got.tolist() == [[4, 5]]
+
+
+def test_active_zero_gap_quantile_keeps_the_closest_pair():
+    # gap_quantile 0: the good set is the pairs whose gap equals the smallest (<=, not <)
+    mean = np.array([0.0, 0.5, 1.5, 3.0, 3.02])
+    asked = np.array([[3, 0], [3, 1], [4, 0], [4, 1]])  # 3-4 (the closest) has degree 4
+    for seed in range(5):
+        got = active.select_batch(
+            mean,
+            asked,
+            NONE,
+            1,
+            np.random.default_rng(seed),
+            gap_quantile=0.0,
+            degree_quantile=1.0,
+        )
+        assert got.tolist() == [[3, 4]]
+
+
+def test_active_top_up_breaks_rank_ties_at_random():
+    # four outcomes in a row of equal gaps, none asked: with an empty good set
+    # (quantile 0 of the degree is 0 = every degree, but gap quantile 0 keeps only the
+    # single smallest float gap), the top-up among equal combined ranks must vary
+    mean = np.array([0.0, 10.0, 20.0, 30.0, 40.0, 50.0])
+    seen = set()
+    for seed in range(30):
+        got = active.select_batch(
+            mean,
+            NONE.reshape(0, 2),
+            NONE,
+            3,
+            np.random.default_rng(seed),
+            gap_quantile=0.0,
+            degree_quantile=0.0,
+        )
+        seen.add(tuple(map(tuple, got.tolist())))
+    assert len(seen) > 1
+
+
+def test_active_uniform_share_returns_k_pairs_even_above_one():
+    mean = np.array([0.0, 0.1, 0.2, 0.3, 5.0, 5.05, 12.0, 12.02])
+    asked = np.array([[0, 1], [1, 2], [2, 3], [0, 2], [1, 3], [0, 3]])
+    for share in (0.5, 1.0, 2.0, 5.0):
+        got = active.select_batch(
+            mean, asked, NONE, 3, np.random.default_rng(0), uniform_share=share
+        )
+        assert got.shape == (3, 2) and len(set(pair_codes(got, 8).tolist())) == 3
+
+
+def test_active_a_single_uniform_pick_is_uniform():
+    # k = 3, share 0.34: one uniform pick, two active ones. Without the uniform pick the
+    # batch is always the good set plus the best ranked pair; with it the third varies.
+    mean = np.array([0.0, 0.1, 0.2, 0.3, 5.0, 5.05, 12.0, 12.02])
+    asked = np.array([[0, 1], [1, 2], [2, 3], [0, 2], [1, 3], [0, 3]])
+    batches = set()
+    for seed in range(30):
+        got = active.select_batch(
+            mean, asked, NONE, 3, np.random.default_rng(seed), uniform_share=0.34
+        )
+        batches.add(tuple(pair_codes(got, 8).tolist()))
+    assert len(batches) > 4
+
+
+def test_active_enumerates_up_to_the_limit(monkeypatch):
+    # at exactly ENUMERATE_LIMIT outcomes every pair is a candidate (no sampling of 5)
+    monkeypatch.setattr(active, "ENUMERATE_LIMIT", 10)
+    monkeypatch.setattr(active, "CANDIDATES", 5)
+    got = active.select_batch(np.zeros(10), NONE, NONE, 6, np.random.default_rng(0))
+    assert len(got) == 6
+    monkeypatch.setattr(active, "ENUMERATE_LIMIT", 9)  # sampling: only 5 candidates
+    got = active.select_batch(np.zeros(10), NONE, NONE, 6, np.random.default_rng(0))
+    assert len(got) == 5
+
+
+def test_rank_r_constant_or_undefined_is_zero_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert information._rank_r(np.zeros(4), np.arange(4.0)) == 0.0
+        assert information._rank_r(np.arange(4.0), np.ones(4)) == 0.0
+    # a spread of exactly 1 is not constant
+    assert information._rank_r(np.array([0.0, 1.0, 0.5]), np.array([1.0, 3.0, 2.0])) == 1.0
+    assert information._rank_r(np.array([1.0, 0.0, 0.5]), np.array([1.0, 2.0, 1.5])) == -1.0
+    assert information._rank_r(np.array([0.0, 1.0, np.nan]), np.arange(3.0)) == 0.0
+
+
+def test_estimated_spearman_and_spearman_brown_by_hand():
+    # ranks 1 2 3 4 vs 1 2 4 3: rho = 1 - 6 * 2 / (4 * 15) = 0.8, so moved = 0.2
+    prev, cur = np.array([1.0, 2, 3, 4]), np.array([1.0, 2, 4, 3])
+    assert information.estimated_spearman(prev, cur, 100, 150) == pytest.approx(
+        1 - 2.0 * 0.2 * 100 / 50
+    )
+    assert information.estimated_spearman(prev, cur, 100, 150, safety=1.0) == pytest.approx(
+        1 - 0.2 * 100 / 50
+    )
+    assert information.spearman_brown(0.5) == pytest.approx(2 * 0.5 / 1.5)
+    assert information.spearman_brown(1.5) == 1.0  # clipped at 1
+    assert information.spearman_brown(-0.9) == pytest.approx(-1.0)
+
+
+def test_small_n_edges_of_budget_heldout_and_triads():
+    from valuescope.design.pairs import check_budget, split_heldout
+    from valuescope.errors import BudgetError
+
+    with pytest.raises(BudgetError, match="the 3 needed"):
+        check_budget(3, 2, 0)
+    start, held, triads = split_heldout(2, np.random.default_rng(0), 0)
+    assert start.shape == (1, 2) and held.shape == (0, 2) and triads.shape == (0, 3)
+    assert sample_uniform_triads(3, 1, NONE, np.random.default_rng(0)).tolist() == [[0, 1, 2]]
