@@ -7,9 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# this machine's pin: the CPU torch wheel on its disk (pyproject.toml asks only torch>=2.4)
-TORCH_VERSION="2.13.0"
-"$PY" -m pip install -q "torch==$TORCH_VERSION"
-"$PY" -m pip install -q -e ".[dev,hf,ray,control,inspect]"
-bash scripts/install-browser.sh
-PYTHON="$PY" bash scripts/install-models.sh smollm2-135m
+# One step (install | models) or both; CI runs them as separate timed phases.
+STEP="${1:-all}"
+case "$STEP" in
+  all | install | models) ;;
+  *)
+    echo "setup-dev.sh: unknown step $STEP (known: install, models; none = both)" >&2
+    exit 2
+    ;;
+esac
+if [ "$STEP" != models ]; then
+  # this machine's pin: the CPU torch wheel on its disk (pyproject.toml asks only torch>=2.4)
+  TORCH_VERSION="2.13.0"
+  "$PY" -m pip install -q "torch==$TORCH_VERSION"
+  "$PY" -m pip install -q -e ".[dev,hf,ray,control,inspect]"
+  bash scripts/install-browser.sh
+fi
+if [ "$STEP" != install ]; then
+  PYTHON="$PY" bash scripts/install-models.sh smollm2-135m
+fi
