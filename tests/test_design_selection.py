@@ -535,3 +535,27 @@ def test_small_n_edges_of_budget_heldout_and_triads():
     start, held, triads = split_heldout(2, np.random.default_rng(0), 0)
     assert start.shape == (1, 2) and held.shape == (0, 2) and triads.shape == (0, 3)
     assert sample_uniform_triads(3, 1, NONE, np.random.default_rng(0)).tolist() == [[0, 1, 2]]
+
+
+def test_a_pick_shrinks_its_first_outcome_too():
+    # the mirror of the test above: 0-1 first, then 0-2 (sharing outcome 0, the first of
+    # the picked pair) loses to 3-4 once outcome 0 is settled
+    mean = np.array([0.01, 0.0, 0.03, 1.0, 1.025])
+    want = _reference_batch(mean, np.ones(5), np.zeros((0, 2), int), NONE, 2, answers=50.0)
+    assert want == [(0, 1), (3, 4)]
+    got = information.select_batch(
+        mean, np.zeros((0, 2)), NONE, 2, np.random.default_rng(0), answers=50.0
+    )
+    assert got.tolist() == [[0, 1], [3, 4]]
+
+
+def test_information_batch_default_is_one_answer_per_pair():
+    # second place: 1-2 under one answer per pair, 3-4 under two (the reference shows the
+    # example is sensitive to the weight); the default must be one answer
+    mean = np.array([0.0, 0.01, 0.03, 1.0, 1.026])
+    none = np.zeros((0, 2), int)
+    one = _reference_batch(mean, np.ones(5), none, NONE, 2, answers=1.0)
+    two = _reference_batch(mean, np.ones(5), none, NONE, 2, answers=2.0)
+    assert one == [(0, 1), (1, 2)] and two == [(0, 1), (3, 4)]
+    got = information.select_batch(mean, none, NONE, 2, np.random.default_rng(0))
+    assert got.tolist() == [[0, 1], [1, 2]]
