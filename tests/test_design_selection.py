@@ -559,3 +559,41 @@ def test_information_batch_default_is_one_answer_per_pair():
     assert one == [(0, 1), (1, 2)] and two == [(0, 1), (3, 4)]
     got = information.select_batch(mean, none, NONE, 2, np.random.default_rng(0))
     assert got.tolist() == [[0, 1], [1, 2]]
+    # and a weight of two answers reaches the variance update as well
+    got = information.select_batch(mean, none, NONE, 2, np.random.default_rng(0), answers=2.0)
+    assert got.tolist() == [[0, 1], [3, 4]]
+
+
+def test_information_candidates_enumerate_up_to_the_limit(monkeypatch):
+    monkeypatch.setattr(information, "ENUMERATE_LIMIT", 10)
+    monkeypatch.setattr(information, "CANDIDATES", 5)
+    got = information.candidate_pairs(10, NONE.reshape(0, 2), NONE, np.random.default_rng(0))
+    assert len(got) == 45
+
+
+def test_pairs_small_n_edges():
+    from valuescope.design.pairs import heldout_size, split_start
+    from valuescope.errors import BudgetError
+
+    assert heldout_size(4) == 1 and heldout_size(3) == 0
+    assert heldout_size(6, max_pairs=3) == 3
+    start, held = split_start(2, np.random.default_rng(0), 0)
+    assert start.shape == (1, 2) and held.shape == (0, 2)
+    with pytest.raises(BudgetError, match="at least 2 outcomes are needed, got 1"):
+        split_start(1, np.random.default_rng(0), 0)
+    assert len(sample_new_codes(12, 0, set(), np.random.default_rng(0))) == 0
+    got = sample_new_codes(4, 10, np.array([1, 1, 2, 2]), np.random.default_rng(0))
+    np.testing.assert_array_equal(got, [3, 6, 7, 11])
+
+
+def test_sample_new_codes_large_n_reaches_outcome_zero_and_skips_exclusions():
+    n = ENUMERATE_LIMIT + 1
+    rng = np.random.default_rng(0)
+    got = sample_new_codes(n, 20_000, set(), rng)
+    assert 0 in set(decode(got, n).ravel().tolist())
+    # every pair touching outcomes 0..99 excluded: about 6.6% of draws hit them
+    low = np.arange(100)
+    a, b = np.meshgrid(low, np.arange(n), indexing="ij")
+    excl = set(pair_codes(np.stack([a.ravel(), b.ravel()], 1)[a.ravel() != b.ravel()], n).tolist())
+    got = sample_new_codes(n, 300, excl, rng)
+    assert len(got) == 300 and not set(got.tolist()) & excl
