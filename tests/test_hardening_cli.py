@@ -136,6 +136,13 @@ def test_console_script_and_module_agree():
 # -- point 2: Ctrl-C and SIGTERM ----------------------------------------------------------
 
 
+def terminal_signals() -> None:
+    """In the child: SIGINT as a terminal's foreground job has it. A job started in the
+    background of a non-interactive shell (as CI may start this suite) inherits SIGINT
+    ignored, and Python then never raises KeyboardInterrupt, whatever valuescope does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_slow_run(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "valuescope", "run", SLOW_SIM, "--out", str(out)]
@@ -143,6 +150,7 @@ def start_slow_run(out: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_signals,
         env=ENV,
     )
 
@@ -220,6 +228,7 @@ def test_ctrl_c_stops_a_shell_and_chain(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_signals,
         env=ENV,
         start_new_session=True,
     )
@@ -248,6 +257,7 @@ def test_sigint_during_api_requests_keeps_the_answers_that_arrived(tmp_path):
             [sys.executable, "-m", "valuescope", *command],
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=terminal_signals,
             env=env,
         )
         wait_for_answers(out, 20)
@@ -300,6 +310,7 @@ def test_sigint_in_sensitivity_experiment_and_control(tmp_path, args):
         [sys.executable, "-m", "valuescope", *args, "--out", str(out), "-q"],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=terminal_signals,
         env=ENV,
     )
     deadline = time.monotonic() + 60
