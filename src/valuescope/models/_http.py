@@ -673,14 +673,12 @@ class ApiClient:
         return f"the server rejected the request (HTTP {status}): {detail}"
 
 
-def _drain(
-    arrivals: queue.Queue, block: bool = True
-) -> tuple[list[tuple[int, Answer]], bool, object | None]:
-    """(answers waiting, whether the stream ended, its error) after waiting for the first.
+def drain_queue(arrivals: queue.Queue, block: bool = True) -> list:
+    """Everything waiting in `arrivals`, after waiting for a first item when `block`.
 
     Waits in short steps so that Ctrl-C reaches the consuming thread at once.
     """
-    got: list[tuple[int, Answer]] = []
+    got: list = []
     while block and not got:
         try:
             got.append(arrivals.get(timeout=0.1))
@@ -690,7 +688,14 @@ def _drain(
         try:
             got.append(arrivals.get_nowait())
         except queue.Empty:
-            break
+            return got
+
+
+def _drain(
+    arrivals: queue.Queue, block: bool = True
+) -> tuple[list[tuple[int, Answer]], bool, object | None]:
+    """(answers waiting, whether the stream ended, its error) after waiting for the first."""
+    got: list[tuple[int, Answer]] = drain_queue(arrivals, block)
     for n, (i, item) in enumerate(got):
         if i is _DONE:
             error = item if isinstance(item, BaseException) or _failed(item) else None

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 
 from valuescope.errors import BackendError, MissingDependencyError, UnknownModelError
 from valuescope.models._http import (
+    drain_queue,
     parse_flag,
     parse_params,
     parse_prices,
@@ -231,7 +232,7 @@ class InspectBackend:
         left, arrived = len(queries), 0
         try:
             while left:
-                got = _drain(arrivals)
+                got = drain_queue(arrivals)
                 left -= len(got)
                 answers = [(i, a) for i, a in got if isinstance(a, Answer)]
                 arrived += len(answers)
@@ -320,21 +321,6 @@ class InspectBackend:
             return bad_answer(str(exc))
         p_a, mass = choice_probabilities(tops, labels)
         return Answer(p_a=p_a, mass=mass, tokens_in=tokens_in, tokens_out=tokens_out)
-
-
-def _drain(arrivals: queue.Queue) -> list[tuple[int, object]]:
-    """What has arrived, after waiting (in short steps, so Ctrl-C gets through) for one."""
-    got: list[tuple[int, object]] = []
-    while not got:
-        try:
-            got.append(arrivals.get(timeout=0.1))
-        except queue.Empty:
-            continue
-    while True:
-        try:
-            got.append(arrivals.get_nowait())
-        except queue.Empty:
-            return got
 
 
 def _usage(output) -> tuple[int, int]:
