@@ -1,7 +1,7 @@
 """Full-pipeline throughput against a loopback OpenAI-compatible server.
 
 Starts `tests/loopback_server.py` in its own process (20 ms latency per request), runs
-`valuescope.pipeline.run` through the `openai/` backend (cache writes included) at
+`valuescope.runcore.pipeline.run` through the `openai/` backend (cache writes included) at
 concurrency 64 and, side by side, at concurrency 1, and prints queries per second and
 client CPU per query. Target: >= 300 queries/s at concurrency 64.
 
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from valuescope.config import RunConfig
-from valuescope.pipeline import Progress, run
+from valuescope.runcore.pipeline import Progress, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_SHARE, SLOW_SECONDS = 0.01, 2.0  # the slow case: 1% of replies take 2 s more

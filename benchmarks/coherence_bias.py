@@ -30,7 +30,7 @@ import numpy as np
 from valuescope.config import RunConfig
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 AGENTS = (
     "sim/thurstone",

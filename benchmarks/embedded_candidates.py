@@ -24,10 +24,10 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from valuescope import pipeline
 from valuescope.config import RunConfig
 from valuescope.models.embedded import available
 from valuescope.models.llamacpp import DEFAULT_PREFILL
+from valuescope.runcore import pipeline
 
 # demo outcomes whose sign nearly everyone agrees on (ids in the built-in demo set)
 GOOD = (

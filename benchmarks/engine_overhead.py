@@ -1,6 +1,6 @@
 """Local engine vs Ray engine on the same machine: what running through Ray costs.
 
-Runs the full pipeline (`valuescope.pipeline.run`, fresh cache, bootstrap off) with each
+Runs the full pipeline (`valuescope.runcore.pipeline.run`, fresh cache, bootstrap off) with each
 engine and times the elicitation phase (first question to last answer, fits between
 active-design rounds included, the same for every engine):
 
@@ -36,7 +36,7 @@ from valuescope.elicit.elicit import ask, build_queries
 from valuescope.engine.ray_engine import RayEngine
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import Progress, backend_options, plan, run
+from valuescope.runcore.pipeline import Progress, backend_options, plan, run
 
 
 class Timer(Progress):

@@ -3,7 +3,7 @@
 The subject is `sim/thurstone` on the built-in `main` set (503 outcomes); its hidden
 utilities are drawn from the seed. Four experiments:
 
-A. protocols, through `valuescope.pipeline.run(RunConfig(..., bootstrap=0))`: the reference
+A. protocols, through `valuescope.runcore.pipeline.run(RunConfig(..., bootstrap=0))`: the reference
    protocol (sample mode, K=10 samples per order, active design) against valuescope's
    defaults (logprob mode, active design), over a sweep of budgets (training pairs).
 B. designs, through a loop that mirrors `pipeline._elicit_design` (same start cycle, held-out
@@ -76,7 +76,7 @@ from valuescope.elicit import (
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import _elicit_design, run
+from valuescope.runcore.pipeline import _elicit_design, run
 
 TARGET = 0.97
 MODEL = "sim/thurstone"

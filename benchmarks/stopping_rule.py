@@ -47,7 +47,7 @@ from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_temp
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import _elicit_design
+from valuescope.runcore.pipeline import _elicit_design
 
 N = 100
 AGENTS = {

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from scipy.optimize import curve_fit
 from scipy.special import logit, ndtr
+from valuescope.models.sim_lotteries import ExpectedUtilityAgent
 
 from valuescope.control import sample_citizens
-from valuescope.control.assemble import labels_table
-from valuescope.control.assembly import design_pairs, run_assembly
+from valuescope.control.assembly_run import labels_table
+from valuescope.control.deliberation import design_pairs, run_assembly
 from valuescope.control.train import build_examples
 from valuescope.elicit import ResponseCache, get_template
 from valuescope.experiments import ExperimentContext, get_experiment
@@ -29,7 +30,6 @@ from valuescope.experiments.time_discounting import (
 )
 from valuescope.models import get_backend
 from valuescope.models.sim import _AGENTS
-from valuescope.models.sim_lotteries import ExpectedUtilityAgent
 
 # ---- time discounting: least squares, leave-one-delay-out, the better-fit rule ---------
 

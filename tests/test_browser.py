@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from valuescope.config import RunConfig
-from valuescope.pipeline import run
 from valuescope.report import build_report
 from valuescope.report.compare import build_comparison
+from valuescope.runcore.pipeline import run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -16,7 +16,7 @@ from valuescope.elicit.elicit import ElicitSettings, ask, build_queries, elicit_
 from valuescope.elicit.prompts import get_template
 from valuescope.models import get_backend
 from valuescope.models.base import Query
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 TMPL = get_template("default")
 SAMPLE = Query(

@@ -23,17 +23,17 @@ from valuescope.design import (
     triad_pairs,
 )
 from valuescope.elicit import ElicitSettings, PairAnswers, aggregate, build_queries, get_template
-from valuescope.evaluate import (
+from valuescope.fit import fit_thurstonian
+from valuescope.models import get_backend
+from valuescope.outcomes import load_outcomes
+from valuescope.runcore.fit_evaluation import (
     _bootstrap,
     dof_factor,
     ratio_interval,
     uniform_coherence,
     widened_interval,
 )
-from valuescope.fit import fit_thurstonian
-from valuescope.models import get_backend
-from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 LEVEL = 0.90
 

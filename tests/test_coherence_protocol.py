@@ -17,7 +17,7 @@ from valuescope.elicit.cache import query_key
 from valuescope.elicit.prompts import load_template_file
 from valuescope.errors import ValuescopeError
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 N_SMALL = 60
 

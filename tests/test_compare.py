@@ -10,7 +10,6 @@ import pytest
 
 from valuescope.config import RunConfig
 from valuescope.errors import ValuescopeError
-from valuescope.pipeline import run
 from valuescope.report.compare import (
     align,
     build_comparison,
@@ -21,6 +20,7 @@ from valuescope.report.compare import (
     run_labels,
     size_from_name,
 )
+from valuescope.runcore.pipeline import run
 
 TABLES = ["utilities", "metrics", "cosine_similarity", "spearman", "run_pairs", "categories"]
 FIGURES = ["cosine_heatmap", "coherence", "utilities_side_by_side"]

@@ -16,7 +16,7 @@ import yaml
 from scipy.special import ndtr
 
 from valuescope.control import AssembleConfig, ControlError, assemble, marginals, sample_citizens
-from valuescope.control.assembly import design_pairs, run_assembly
+from valuescope.control.deliberation import design_pairs, run_assembly
 from valuescope.elicit import ResponseCache
 from valuescope.models import get_backend
 

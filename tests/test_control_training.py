@@ -110,7 +110,7 @@ def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp
 def test_fine_tuning_moves_a_tiny_model_to_the_assembly(tiny, synthetic_assembly, tmp_path):
     """Full fine-tuning: on this random 2-layer model LoRA often settles near the mean share
     (docs/control.md, "Tests"); LoRA is covered by the resume and CLI tests and the demo."""
-    from valuescope.control.evaluate import EvaluateConfig, evaluate_control
+    from valuescope.control.finetune_evaluation import EvaluateConfig, evaluate_control
     from valuescope.control.train import TrainConfig, train
 
     summary = train(

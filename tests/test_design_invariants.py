@@ -16,7 +16,7 @@ import pytest
 
 from valuescope.config import RunConfig
 from valuescope.design.pairs import heldout_size, n_all_pairs
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 N = 36  # outcomes in the demo set
 

@@ -25,7 +25,7 @@ from valuescope.experiments.political import (
 )
 from valuescope.experiments.time_discounting import delay_months, parse_payment
 from valuescope.models import get_backend
-from valuescope.pipeline import run as run_pipeline
+from valuescope.runcore.pipeline import run as run_pipeline
 
 
 def _run(name: str, model: str, out: Path, quick: bool = True, mode: str = "logprob", **kw):

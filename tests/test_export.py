@@ -17,7 +17,7 @@ import pytest
 from valuescope.cli import main
 from valuescope.config import RunConfig
 from valuescope.export import COLUMNS, answers_table
-from valuescope.pipeline import Progress, run
+from valuescope.runcore.pipeline import Progress, run
 
 
 def _run(out, **settings) -> dict:

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from valuescope.atomic import atomic_write, write_text
 from valuescope.cli import app
 from valuescope.errors import ValuescopeError
-from valuescope.rundir import run_dir_lock
+from valuescope.runcore.rundir import run_dir_lock
 
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
 # slow enough to be interrupted mid-run: each batch of 8 questions takes 0.1 s
@@ -405,7 +405,7 @@ def test_run_files_go_through_the_atomic_writer(tmp_path):
     the old file and no temporary one."""
     import pandas as pd
 
-    from valuescope.rundir import write_csv, write_json
+    from valuescope.runcore.rundir import write_csv, write_json
 
     path = tmp_path / "metrics.json"
     write_json(path, {"a": 1})

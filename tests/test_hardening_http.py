@@ -34,7 +34,7 @@ from valuescope.models._http import (
     strip_userinfo,
 )
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import plan, run
+from valuescope.runcore.pipeline import plan, run
 
 OPENAI_KEY = "sk-test-" + "hardening-openai-91c4"  # fake keys, split against scanners
 ANTHROPIC_KEY = "sk-ant-" + "test-hardening-77ab"

@@ -18,7 +18,7 @@ from scipy import stats
 from valuescope.config import RunConfig
 from valuescope.fit import fit_thurstonian
 from valuescope.fit.bootstrap import BootstrapResult, bootstrap_thurstonian
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 SEEDS = (0, 1, 2, 3)
 BUDGET = 150
@@ -129,7 +129,7 @@ def test_bootstrap_interval_and_statistics_percentiles():
 
 
 def test_normal_interval_uses_the_bootstrap_spread():
-    from valuescope.evaluate import widened_interval
+    from valuescope.runcore.fit_evaluation import widened_interval
 
     reps = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]])
     low, high = widened_interval(np.array([1.0, 1.0]), reps, 0.9, widen=1.5)

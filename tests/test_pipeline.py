@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
 from valuescope.fit import coin_completeness
-from valuescope.pipeline import run
+from valuescope.runcore.pipeline import run
 
 
 def spearman_with_truth(run_dir) -> float:

@@ -17,8 +17,8 @@ import scipy
 from valuescope import provenance
 from valuescope.config import RunConfig
 from valuescope.elicit.prompts import get_template
-from valuescope.pipeline import run
-from valuescope.rundir import read_run_config
+from valuescope.runcore.pipeline import run
+from valuescope.runcore.rundir import read_run_config
 
 
 def test_a_run_records_its_provenance(tmp_path):

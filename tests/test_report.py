@@ -391,7 +391,7 @@ def test_progress_shows_cost_so_far(tmp_path: Path, monkeypatch) -> None:
     from rich.progress import Progress as RichProgress
 
     from valuescope.config import RunConfig
-    from valuescope.pipeline import run
+    from valuescope.runcore.pipeline import run
     from valuescope.terminal import BarProgress
 
     class Recorder(BarProgress):

@@ -9,11 +9,11 @@ import pytest
 from valuescope.config import RunConfig
 from valuescope.design import decode, heldout_size, pair_codes, sample_new_codes, split_start
 from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_template
-from valuescope.evaluate import evaluate
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.pipeline import run
-from valuescope.sensitivity import sensitivity
+from valuescope.runcore.fit_evaluation import evaluate
+from valuescope.runcore.pipeline import run
+from valuescope.runcore.sensitivity import sensitivity
 
 
 def _coverage(seed: int, level: float, over: str) -> float:

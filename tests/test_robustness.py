@@ -35,7 +35,7 @@ from valuescope.fit import fit_thurstonian
 from valuescope.models.base import Answer, Query
 from valuescope.outcomes import load_outcomes
 from valuescope.outcomes.loader import MAX_LENGTH
-from valuescope.rundir import run_dir_lock
+from valuescope.runcore.rundir import run_dir_lock
 
 pytestmark = pytest.mark.robustness
 
@@ -310,7 +310,7 @@ LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from valuescope.rundir import run_dir_lock
+    from valuescope.runcore.rundir import run_dir_lock
     with run_dir_lock(Path(sys.argv[1])):
         print("locked", flush=True)
         time.sleep(600)

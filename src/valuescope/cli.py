@@ -156,7 +156,7 @@ def run_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Ask MODEL forced-choice questions, fit utilities, and write a run directory."""
-    from valuescope.pipeline import plan, run
+    from valuescope.runcore.pipeline import plan, run
 
     _check_verbosity(quiet, verbose)
 
@@ -269,7 +269,7 @@ def sensitivity_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Ask the same pairs under several prompt templates and compare the utilities."""
-    from valuescope.sensitivity import sensitivity
+    from valuescope.runcore.sensitivity import sensitivity
 
     _check_verbosity(quiet, verbose)
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
@@ -335,7 +335,7 @@ def fit_command(
     import numpy as np
 
     from valuescope.fit import fit_bradley_terry, fit_thurstonian
-    from valuescope.rundir import read_fit_inputs, write_csv
+    from valuescope.runcore.rundir import read_fit_inputs, write_csv
 
     fitter = {"thurstonian": fit_thurstonian, "bradley-terry": fit_bradley_terry}.get(method)
     if fitter is None:
@@ -453,7 +453,7 @@ def experiment_command(
         list_experiments,
         write_result,
     )
-    from valuescope.rundir import prepare_out_dir
+    from valuescope.runcore.rundir import prepare_out_dir
 
     _check_verbosity(quiet, verbose)
     if list_all or name is None:
@@ -644,7 +644,7 @@ def _resume_config(ctx: typer.Context, out: Path) -> RunConfig:
     not are refused together, in one line.
     """
     from valuescope.models._http import redact_url
-    from valuescope.rundir import (
+    from valuescope.runcore.rundir import (
         RUN_CONFIG,
         TRANSPORT_SETTINGS,
         normalise_source,
@@ -722,7 +722,7 @@ def _build_config(**kwargs) -> RunConfig:
 
 
 def _jsonable(metrics: dict) -> dict:
-    from valuescope.rundir import to_jsonable
+    from valuescope.runcore.rundir import to_jsonable
 
     return to_jsonable(metrics)
 

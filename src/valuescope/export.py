@@ -27,7 +27,7 @@ from valuescope.errors import ValuescopeError
 from valuescope.models._http import strip_userinfo
 from valuescope.models.base import Answer
 from valuescope.provenance import parse_utc
-from valuescope.rundir import OUTCOMES_SNAPSHOT, read_json, read_metrics, read_table
+from valuescope.runcore.rundir import OUTCOMES_SNAPSHOT, read_json, read_metrics, read_table
 
 ANSWERS_FILE = "answers.parquet"
 FORMATS = ("parquet", "csv", "jsonl")

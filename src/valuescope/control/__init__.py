@@ -6,7 +6,7 @@ assembly's vote shares; `evaluate` compares the model before and after, and agai
 prompting it with the assembly's views. torch is imported only by train/evaluate.
 """
 
-from valuescope.control.assemble import AssembleConfig, assemble, load_assembly
+from valuescope.control.assembly_run import AssembleConfig, assemble, load_assembly
 from valuescope.control.census import Citizen, marginals, sample_citizens
 from valuescope.control.errors import ControlError
 

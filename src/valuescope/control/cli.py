@@ -29,7 +29,7 @@ from valuescope.cli_options import (
 )
 from valuescope.control.errors import ControlError
 from valuescope.interrupts import interruptible
-from valuescope.rundir import prepare_out_dir, run_dir_lock, to_jsonable
+from valuescope.runcore.rundir import prepare_out_dir, run_dir_lock, to_jsonable
 from valuescope.terminal import BarProgress, out_console, print_files, progress_bar
 
 control_app = typer.Typer(
@@ -124,7 +124,7 @@ def assemble_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Sample citizens, let them vote and deliberate on pairs, write the assembly directory."""
-    from valuescope.control.assemble import AssembleConfig, assemble
+    from valuescope.control.assembly_run import AssembleConfig, assemble
 
     _check_verbosity(quiet, verbose)
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
@@ -296,7 +296,7 @@ def evaluate_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Agreement with the assembly, lean and perplexity: before, prompted, after training."""
-    from valuescope.control.evaluate import EvaluateConfig, evaluate_control
+    from valuescope.control.finetune_evaluation import EvaluateConfig, evaluate_control
 
     _check_verbosity(quiet, verbose)
 

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from valuescope.atomic import replace_dir
-from valuescope.control.assemble import load_assembly
+from valuescope.control.assembly_run import load_assembly
 from valuescope.control.errors import ControlError
 from valuescope.control.memory import check_memory, estimate
 from valuescope.elicit import get_template
 from valuescope.errors import MissingDependencyError
-from valuescope.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 
 PIP_LINE = 'pip install "valuescope[hf,control]"'
 API_PROVIDERS = ("openai", "anthropic", "vllm")

@@ -5,7 +5,8 @@ to an engine, and writes each batch of answers the engine streams back (the driv
 only writer of the SQLite cache). Engines only turn queries into answers.
 """
 
-from valuescope.engine.base import ENGINES, Engine, check_engine, make_engine
+from valuescope.engine.base import ENGINES, Engine
+from valuescope.engine.factory import check_engine, make_engine
 from valuescope.engine.local import LocalEngine
 
 __all__ = ["ENGINES", "Engine", "LocalEngine", "check_engine", "make_engine"]

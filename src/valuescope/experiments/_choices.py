@@ -17,14 +17,14 @@ from valuescope.config import RunConfig
 from valuescope.elicit import ResponseCache, elicit_pairs, get_template, pool_templates
 from valuescope.elicit.elicit import PairAnswers
 from valuescope.experiments.base import ExperimentContext, ExperimentError
-from valuescope.pipeline import (
+from valuescope.runcore.pipeline import (
     Progress,
     backend_options,
     check_templates,
     elicit_settings,
     resolve_mode,
 )
-from valuescope.rundir import prepare_out_dir
+from valuescope.runcore.rundir import prepare_out_dir
 
 
 @dataclass

@@ -12,8 +12,8 @@ import yaml
 from valuescope.atomic import write_text
 from valuescope.config import RunConfig
 from valuescope.errors import ValuescopeError
-from valuescope.pipeline import Progress, RunResult, run
-from valuescope.rundir import prepare_out_dir, write_json
+from valuescope.runcore.pipeline import Progress, RunResult, run
+from valuescope.runcore.rundir import prepare_out_dir, write_json
 
 
 class ExperimentError(ValuescopeError):
@@ -75,7 +75,7 @@ class ExperimentContext:
         `model` names another model (a judge) asked with the same transport settings.
         """
         from valuescope.models import get_backend
-        from valuescope.pipeline import backend_options
+        from valuescope.runcore.pipeline import backend_options
 
         model = model or self.model
         config = RunConfig(model=model, out=self.out, seed=self.seed, **self.run_options)

@@ -40,7 +40,7 @@ from valuescope.experiments._choices import ask_pairs
 from valuescope.experiments._stats import bootstrap_mean, headline, headline_from, load_data
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 from valuescope.models.sim import stable_seed
-from valuescope.rundir import write_csv
+from valuescope.runcore.rundir import write_csv
 
 N_BOOT = 400
 LEVEL = 0.9

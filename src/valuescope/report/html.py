@@ -16,7 +16,7 @@ from scipy import stats
 from valuescope.atomic import write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import plots, sections
-from valuescope.rundir import read_json
+from valuescope.runcore.rundir import read_json
 
 DASH = "—"
 NUMERIC = ["mean", "sigma", "ci_low", "ci_high"]

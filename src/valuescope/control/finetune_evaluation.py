@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from valuescope.control.assemble import POLICIES, load_assembly
-from valuescope.control.assembly import SPLITS
+from valuescope.control.assembly_run import POLICIES, load_assembly
 from valuescope.control.capability import answer_letters, capability_mc_figures, load_questions
+from valuescope.control.deliberation import SPLITS
 from valuescope.control.errors import ControlError
 from valuescope.control.prompts import assembly_view
 from valuescope.control.train import (
@@ -41,7 +41,7 @@ from valuescope.control.train import (
     require_training_stack,
     resolve_device,
 )
-from valuescope.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 
 CONDITIONS = ("before", "prompted", "after")
 

@@ -44,7 +44,6 @@ from valuescope.elicit import (
 from valuescope.elicit.elicit import elicit_pair_sets
 from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
-from valuescope.evaluate import evaluate, random_baseline
 from valuescope.export import write_answers
 from valuescope.fit import (
     ConvergenceWarning,
@@ -53,7 +52,8 @@ from valuescope.fit import (
 )
 from valuescope.models import get_backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
-from valuescope.rundir import (
+from valuescope.runcore.fit_evaluation import evaluate, random_baseline
+from valuescope.runcore.rundir import (
     check_run_dir,
     clear_run_files,
     normalise_source,

@@ -15,12 +15,12 @@ from valuescope.design import decode, pair_codes, sample_new_codes, split_start
 from valuescope.elicit import ResponseCache, elicit_pairs, get_template
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES, Template
 from valuescope.errors import ValuescopeError
-from valuescope.evaluate import position_share
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
 from valuescope.models.base import Backend
 from valuescope.outcomes import OutcomeSet, load_outcomes
-from valuescope.pipeline import (
+from valuescope.runcore.fit_evaluation import position_share
+from valuescope.runcore.pipeline import (
     Progress,
     backend_options,
     check_templates,
@@ -28,7 +28,7 @@ from valuescope.pipeline import (
     plan_budget,
     resolve_mode,
 )
-from valuescope.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
+from valuescope.runcore.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
 
 # A template whose utilities agree with the others this much less than the typical
 # template does (in Spearman correlation) is flagged as noisy.

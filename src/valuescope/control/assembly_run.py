@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from valuescope.atomic import write_text
-from valuescope.control.assembly import (
+from valuescope.control.census import sample_citizens
+from valuescope.control.deliberation import (
     DELIBERATIONS,
     SPLITS,
     AssemblyVotes,
@@ -26,12 +27,11 @@ from valuescope.control.assembly import (
     design_pairs,
     run_assembly,
 )
-from valuescope.control.census import sample_citizens
 from valuescope.control.errors import ControlError
 from valuescope.control.power import planned_halfwidth
 from valuescope.elicit import ElicitSettings, ResponseCache
 from valuescope.models._http import redact_url
-from valuescope.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 
 POLICIES = "policies"
 
@@ -101,7 +101,7 @@ def _pick_topic(topics: list[str], wanted: str | None, seed: int) -> str | None:
 def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
     """Run the assembly and write its directory; returns the summary (assembly.json)."""
     from valuescope.models import get_backend
-    from valuescope.pipeline import resolve_mode
+    from valuescope.runcore.pipeline import resolve_mode
 
     _check(config)
     texts, topics, set_name = load_assembly_outcomes(config.outcomes)
