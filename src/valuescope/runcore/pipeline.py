@@ -245,18 +245,20 @@ def record_template_files(config: RunConfig, templates: list) -> RunConfig:
     return config.model_copy(update={"template": ",".join(names), "template_files": files})
 
 
-def plan(config: RunConfig, *, overwrite: bool = False) -> RunPlan:
+def plan(config: RunConfig, *, overwrite: bool = False, backend: object = None) -> RunPlan:
     """Validate settings, outcomes, model, budget and output directory (no model calls).
 
     A directory that holds another run (other settings or other outcomes, per its
     run_config.json) is refused unless `overwrite`, which replaces that run's result files
-    (never other files; the answer cache stays). The same run again passes.
+    (never other files; the answer cache stays). The same run again passes. `backend`: an
+    already built backend to ask instead of building one from `config.model`.
     """
     check_engine(config.engine)
     outcomes = load_outcomes(config.outcomes)
     # recorded resolved, so that --resume works from any working directory
     config = config.model_copy(update={"outcomes": normalise_source(config.outcomes)})
-    backend = get_backend(config.model, **backend_options(config))
+    if backend is None:
+        backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
     if getattr(backend, "reasoning", False) and config.template == "default":
         # a reasoning model thinks before it answers: ask for its final "Answer: X" line
