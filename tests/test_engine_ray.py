@@ -265,5 +265,5 @@ def test_vllm_missing_is_a_clear_error():
 def test_vllm_parameters_are_checked_before_loading():
     with pytest.raises(UnknownModelError, match="no parameter 'temp'"):
         get_backend("vllm/some/model?temp=1")
-    with pytest.raises(UnknownModelError, match="tp and logprobs must be at least 1"):
+    with pytest.raises(UnknownModelError, match="parameter tp: expected a number at least 1"):
         get_backend("vllm/some/model?tp=0")

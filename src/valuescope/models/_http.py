@@ -41,13 +41,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
+from pydantic import Field, model_validator
+
 from valuescope.errors import (
     BackendError,
     MissingDependencyError,
-    UnknownModelError,
     ValuescopeError,
 )
 from valuescope.models.base import Answer
+from valuescope.models.params import MaybeNumber, ModelParams
 
 if TYPE_CHECKING:
     import aiohttp
@@ -284,48 +286,24 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-def parse_params(
-    provider: str, model: str, params: Mapping[str, str], known: Sequence[str]
-) -> dict[str, str]:
-    """Model-string parameters after checking none is unknown."""
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UnknownModelError(
-            f"{provider}/{model} has no parameter {unknown[0]!r}; known: {', '.join(known)}"
-        )
-    return dict(params)
+class PricedParams(ModelParams):
+    """Parameters every HTTP backend takes: prices (USD per 1M tokens) and the key's variable."""
 
+    price_in: MaybeNumber = Field(None, ge=0)
+    price_out: MaybeNumber = Field(None, ge=0)
+    api_key_env: str | None = None
 
-def parse_prices(
-    provider: str, model: str, params: Mapping[str, str]
-) -> tuple[float, float] | None:
-    """(USD per 1M input tokens, per 1M output tokens) from `price_in` / `price_out`."""
-    if "price_in" not in params and "price_out" not in params:
-        return None
-    if "price_in" not in params or "price_out" not in params:
-        raise UnknownModelError(f"{provider}/{model}: give both price_in and price_out (USD/1M)")
-    try:
-        prices = (float(params["price_in"]), float(params["price_out"]))
-    except ValueError:
-        raise UnknownModelError(f"{provider}/{model}: price_in/price_out must be numbers") from None
-    if min(prices) < 0:
-        raise UnknownModelError(f"{provider}/{model}: prices must be >= 0")
-    return prices
+    @model_validator(mode="after")
+    def _both_prices(self) -> PricedParams:
+        if (self.price_in is None) != (self.price_out is None):
+            raise ValueError("give both price_in and price_out (USD per 1M tokens)")
+        return self
 
-
-def parse_flag(
-    provider: str, model: str, params: Mapping[str, str], key: str, default: bool
-) -> bool:
-    """A boolean model-string parameter (1/0, true/false, yes/no)."""
-    raw = params.get(key)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise UnknownModelError(f"{provider}/{model}: {key}={raw!r} must be 0 or 1")
+    def prices(self) -> tuple[float, float] | None:
+        """(USD per 1M input tokens, per 1M output tokens), or None when not given."""
+        if self.price_in is None or self.price_out is None:
+            return None
+        return (self.price_in, self.price_out)
 
 
 def require_transport(label: str) -> None:

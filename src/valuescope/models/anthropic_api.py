@@ -13,9 +13,8 @@ from valuescope.errors import ValuescopeError
 from valuescope.models._http import (
     ApiClient,
     HttpOptions,
+    PricedParams,
     Request,
-    parse_params,
-    parse_prices,
     request_headers,
     require_transport,
     resolve_base_url,
@@ -24,6 +23,7 @@ from valuescope.models._http import (
     url_credentials,
 )
 from valuescope.models.base import Answer, BadNumber, Query, bad_answer, token_count
+from valuescope.models.params import validate_params
 from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -83,7 +83,7 @@ class AnthropicBackend:
     """
 
     supports_logprobs = False
-    known_params = ("price_in", "price_out", "api_key_env")
+    Params = PricedParams
 
     def __init__(
         self,
@@ -94,14 +94,14 @@ class AnthropicBackend:
         options: HttpOptions | None = None,
         api_key_env: str | None = None,
     ) -> None:
-        params = parse_params("anthropic", model, params or {}, self.known_params)
+        settings = validate_params(PricedParams, f"anthropic/{model}", params)
         self.model = model
         self.name = f"anthropic/{model}"
         require_transport(self.name)
         url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = strip_userinfo(url)
-        self.prices = parse_prices("anthropic", model, params)
-        key, key_env = resolve_key(url, params.get("api_key_env", api_key_env), self.name)
+        self.prices = settings.prices()
+        key, key_env = resolve_key(url, settings.api_key_env or api_key_env, self.name)
         root = self.base_url
         endpoint = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
         key_headers = {"x-api-key": key} if key else {}

@@ -15,16 +15,18 @@ import inspect
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
+from pydantic import Field
+
+from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
+from valuescope.models.params import Flag, ModelParams, Whole, validate_params
 from valuescope.models.registry import register
 from valuescope.models.sim import stable_seed
 
 PIP_LINE = 'pip install "valuescope[hf]"'
-KNOWN_PARAMS = ("gguf_file", "dtype", "prefill", "seed", "batch", "prefix_cache", "threads")
 DTYPES = ("float32", "bfloat16", "float16")
 ANSWER_LABELS = ("A", "B")
 # Below this many shared tokens a batch is run without the prefix cache.
@@ -356,33 +358,28 @@ class HFBackend:
         return {i for i in ids if i is not None}
 
 
+class HFParams(ModelParams):
+    """`hf/<dir, hub id or .gguf>?...`: the load and answer settings."""
+
+    gguf_file: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prefill: str = ""
+    seed: Whole = Field(0, ge=0)
+    batch: Whole = Field(DEFAULT_BATCH, ge=1)
+    prefix_cache: Flag = True
+    threads: Whole = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+
+
 def _parse_params(name: str, params: Mapping[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(KNOWN_PARAMS))
-    if unknown:
-        raise UnknownModelError(
-            f"hf/{name} has no parameter {unknown[0]!r}; known: {', '.join(KNOWN_PARAMS)}"
-        )
-    dtype = params.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise UnknownModelError(f"hf/{name}: dtype={dtype!r}; known: {', '.join(DTYPES)}")
-    flag = params.get("prefix_cache", "1").lower()
-    if flag not in ("0", "1", "true", "false"):
-        raise UnknownModelError(f"hf/{name}: prefix_cache={flag!r} must be 0 or 1")
-    try:
-        seed, batch = int(params.get("seed", 0)), int(params.get("batch", DEFAULT_BATCH))
-        threads = int(params.get("threads", 0))
-    except ValueError:
-        raise UnknownModelError(f"hf/{name}: seed, batch and threads must be integers") from None
-    if batch < 1 or threads < 0:
-        raise UnknownModelError(f"hf/{name}: batch must be at least 1, threads at least 0")
+    settings = validate_params(HFParams, f"hf/{name}", params)
     return {
-        "gguf_file": params.get("gguf_file") or None,
-        "dtype": dtype,
-        "prefill": params.get("prefill", ""),
-        "seed": seed,
-        "batch_size": batch,
-        "prefix_cache": flag in ("1", "true"),
-        "threads": threads or None,
+        "gguf_file": settings.gguf_file or None,
+        "dtype": settings.dtype,
+        "prefill": settings.prefill,
+        "seed": settings.seed,
+        "batch_size": settings.batch,
+        "prefix_cache": settings.prefix_cache,
+        "threads": settings.threads or None,
     }
 
 

@@ -31,10 +31,8 @@ from collections.abc import Iterator, Sequence
 
 from valuescope.errors import BackendError, MissingDependencyError, UnknownModelError
 from valuescope.models._http import (
+    PricedParams,
     drain_queue,
-    parse_flag,
-    parse_params,
-    parse_prices,
     redact_url,
     resolve_base_url,
     resolve_key,
@@ -47,6 +45,7 @@ from valuescope.models.openai_api import (
     choice_probabilities,
     is_reasoning_model,
 )
+from valuescope.models.params import MaybeFlag, validate_params
 from valuescope.models.registry import register
 
 PIP_LINE = "pip install 'valuescope[inspect]'"
@@ -115,6 +114,12 @@ class _Loop:
             self._thread.join(5)
 
 
+class InspectParams(PricedParams):
+    """`inspect/<provider>/<model>?...`: logprobs (default: from LOGPROB_PROVIDERS)."""
+
+    logprobs: MaybeFlag = None
+
+
 class InspectBackend:
     """Queries answered by an Inspect AI model (`inspect_ai.model.get_model`).
 
@@ -133,7 +138,7 @@ class InspectBackend:
         Inspect's `max_connections`, `attempt_timeout` (seconds, rounded up), `max_retries`.
     """
 
-    known_params = ("logprobs", "price_in", "price_out", "api_key_env")
+    Params = InspectParams
 
     def __init__(
         self,
@@ -146,7 +151,7 @@ class InspectBackend:
         timeout: float = 60.0,
         max_retries: int = 6,
     ) -> None:
-        params = parse_params("inspect", model, params or {}, self.known_params)
+        settings = validate_params(InspectParams, f"inspect/{model}", params)
         provider, _, name = model.partition("/")
         if not provider or not name:
             raise UnknownModelError(
@@ -155,13 +160,14 @@ class InspectBackend:
             )
         self.name = f"inspect/{model}"
         self.provider = provider
-        self.prices = parse_prices("inspect", model, params)
+        self.prices = settings.prices()
         # a reasoning model samples, with the reasoning template (see pipeline.plan)
         self.reasoning = provider in OPENAI_PROVIDERS and is_reasoning_model(name)
         default_logprobs = provider in LOGPROB_PROVIDERS and not self.reasoning
-        self.supports_logprobs = parse_flag("inspect", model, params, "logprobs", default_logprobs)
+        logprobs = settings.logprobs
+        self.supports_logprobs = default_logprobs if logprobs is None else logprobs
         self._inspect_model = self._build(
-            model, base_url, params.get("api_key_env", api_key_env), concurrency, timeout,
+            model, base_url, settings.api_key_env or api_key_env, concurrency, timeout,
             max_retries,
         )  # fmt: skip
         api_url = getattr(self._inspect_model.api, "base_url", None)

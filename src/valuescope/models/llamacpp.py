@@ -21,9 +21,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+from pydantic import Field
 
-from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
+from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
+from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
 from valuescope.models.registry import register
 from valuescope.models.sim import stable_seed
 
@@ -31,7 +33,6 @@ LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
 # Starts the assistant turn so that the next token is the letter (measured in docs/embedded.md).
 DEFAULT_PREFILL = "I would prefer Option"
-KNOWN_PARAMS = ("prefill", "seed", "n_ctx", "threads", "reuse")
 EVAL_CHUNK = 16
 
 
@@ -286,33 +287,19 @@ class LlamaCppBackend:
         return replies
 
 
-def _int_param(params: dict[str, str], key: str, default: int | None, lo: int) -> int | None:
-    raw = params.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UnknownModelError(f"llamacpp parameter {key}={raw!r} is not an integer") from None
-    if value < lo:
-        raise UnknownModelError(f"llamacpp parameter {key}={value} must be at least {lo}")
-    return value
+class LlamaCppParams(ModelParams):
+    """`llamacpp/<file.gguf>?...` and `embedded/<name>?...`: the load and answer settings."""
+
+    prefill: str = DEFAULT_PREFILL
+    seed: Whole = Field(0, ge=0)
+    n_ctx: Whole = Field(2048, ge=64, description="context window, tokens")
+    threads: MaybeWhole = Field(None, ge=1)
+    reuse: Flag = Field(True, description="reuse the shared prompt prefix's KV cache")
 
 
 def backend_kwargs(params: dict[str, str], provider: str = "llamacpp") -> dict:
     """Constructor keywords from model-string parameters (checked)."""
-    unknown = sorted(set(params) - set(KNOWN_PARAMS))
-    if unknown:
-        raise UnknownModelError(
-            f"{provider} has no parameter {unknown[0]!r}; known: {', '.join(KNOWN_PARAMS)}"
-        )
-    return {
-        "prefill": params.get("prefill", DEFAULT_PREFILL),
-        "seed": _int_param(params, "seed", 0, 0),
-        "n_ctx": _int_param(params, "n_ctx", 2048, 64),
-        "threads": _int_param(params, "threads", None, 1),
-        "reuse": _int_param(params, "reuse", 1, 0) != 0,
-    }
+    return validate_params(LlamaCppParams, provider, params).model_dump()
 
 
 @register("llamacpp")
@@ -321,6 +308,6 @@ def make_llamacpp(name: str, params: dict[str, str], **_: object) -> LlamaCppBac
 
     The run's `--seed` does not reach the model (it would split the cache); `?seed=` does.
     """
-    kwargs = backend_kwargs(params)
+    kwargs = backend_kwargs(params, provider=f"llamacpp/{name}")
     import_llama_cpp()
     return LlamaCppBackend(name, **kwargs)

@@ -29,10 +29,8 @@ from valuescope.models._http import (
     ApiClient,
     FatalError,
     HttpOptions,
+    PricedParams,
     Request,
-    parse_flag,
-    parse_params,
-    parse_prices,
     request_headers,
     require_transport,
     resolve_base_url,
@@ -41,6 +39,7 @@ from valuescope.models._http import (
     url_credentials,
 )
 from valuescope.models.base import Answer, BadNumber, Query, bad_answer, check_logprob, token_count
+from valuescope.models.params import Flag, MaybeFlag, validate_params
 from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -130,6 +129,14 @@ def _usage(data: dict) -> tuple[int, int]:
     return token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
 
 
+class OpenAIParams(PricedParams):
+    """`openai/<model>?...`: logprobs, reasoning (default: from the name), api_version (Azure)."""
+
+    logprobs: Flag = True
+    reasoning: MaybeFlag = None
+    api_version: str | None = None
+
+
 class OpenAIBackend:
     """Chat completions against `base_url` (default: OpenAI's API).
 
@@ -150,7 +157,7 @@ class OpenAIBackend:
         service's host gets a key (`OPENAI_API_KEY` for api.openai.com, ...); others none.
     """
 
-    known_params = ("logprobs", "price_in", "price_out", "api_key_env", "reasoning", "api_version")
+    Params = OpenAIParams
 
     def __init__(
         self,
@@ -161,19 +168,19 @@ class OpenAIBackend:
         options: HttpOptions | None = None,
         api_key_env: str | None = None,
     ) -> None:
-        params = parse_params("openai", model, params or {}, self.known_params)
+        settings = validate_params(OpenAIParams, f"openai/{model}", params)
         self.model = model
         self.name = f"openai/{model}"
         require_transport(self.name)
         url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = strip_userinfo(url)
-        self.reasoning = parse_flag("openai", model, params, "reasoning", is_reasoning_model(model))
-        self.supports_logprobs = parse_flag("openai", model, params, "logprobs", True)
-        self.supports_logprobs = self.supports_logprobs and not self.reasoning
-        self.prices = parse_prices("openai", model, params)
-        self.endpoint = chat_completions_url(self.base_url, model, params.get("api_version"))
+        reasoning = settings.reasoning
+        self.reasoning = is_reasoning_model(model) if reasoning is None else reasoning
+        self.supports_logprobs = settings.logprobs and not self.reasoning
+        self.prices = settings.prices()
+        self.endpoint = chat_completions_url(self.base_url, model, settings.api_version)
         azure = is_azure(url)
-        key, key_env = resolve_key(url, params.get("api_key_env", api_key_env), self.name)
+        key, key_env = resolve_key(url, settings.api_key_env or api_key_env, self.name)
         if not key:
             key_headers = {}
         else:

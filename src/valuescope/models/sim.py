@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from scipy.special import expit, ndtr
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
-from valuescope.models.registry import register
+from valuescope.models.params import MaybeWhole, ModelParams, Number, model_label, validate_params
+from valuescope.models.registry import SIM_AGENTS
 
 REFUSAL_TEXT = "I would rather not choose between these two options."
 
@@ -23,12 +25,6 @@ REFUSAL_TEXT = "I would rather not choose between these two options."
 CANDIDATE_RE = re.compile(r"^\s*(\d+)[.)]\s+(.+?)\s*$", re.M)
 OUTCOME_RE = re.compile(r"^Outcome:\s*(.+?)\s*$", re.M)
 EVENT_RE = re.compile(r"^Event:\s*(.+?)\s*$", re.M)
-
-
-def stable_seed(*parts: object) -> int:
-    """A 64-bit seed from any values, stable across processes and platforms."""
-    digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
 
 
 def _float_param(params: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
@@ -42,33 +38,45 @@ def _float_param(params: dict[str, str], key: str, default: float, lo: float, hi
     return value
 
 
+class SimParams(ModelParams):
+    """`sim/<agent>?...`: what every synthetic agent takes."""
+
+    seed: MaybeWhole = Field(None, ge=0, le=2**63, description="default: the run's --seed")
+    position_bias: Number = Field(0.0, ge=0, le=1, description="share answering option A")
+    refusal_rate: Number = Field(0.0, ge=0, le=1)
+    delay: Number = Field(0.0, ge=0, le=60, description="seconds per batch")
+    template_noise: Number = Field(0.0, ge=0, le=100, description="utility shift per template")
+    noisy_template: str | None = Field(None, description="the one template with that noise")
+    logprob_noise: Number = Field(0.0, ge=0, le=100, description="logit noise per prompt")
+
+
 class _SimAgent:
     """Shared machinery: a per-query random stream, refusals, position bias, delay."""
 
     supports_logprobs = True
-    known_params: tuple[str, ...] = (
-        "seed",
-        "position_bias",
-        "refusal_rate",
-        "delay",
-        "template_noise",
-        "noisy_template",
-        "logprob_noise",
-    )
+    Params: type[SimParams] = SimParams
+    # parameters a subclass still reads itself, by hand, beyond its Params
+    known_params: tuple[str, ...] = tuple(SimParams.model_fields)
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
-        unknown = sorted(set(params) - set(self.known_params))
+        declared = self.Params.model_fields
+        extra = [k for k in self.known_params if k not in declared]
+        unknown = [k for k in params if k not in declared and k not in extra]
         if unknown:
+            known = ", ".join([*declared, *extra])
             raise UnknownModelError(
-                f"sim/{kind} has no parameter {unknown[0]!r}; known: {', '.join(self.known_params)}"
+                f"model {model_label(f'sim/{kind}', params)!r} has no parameter "
+                f"{unknown[0]!r}; known: {known}"
             )
-        self.seed = int(_float_param(params, "seed", seed, 0, 2**63))
-        self.position_bias = _float_param(params, "position_bias", 0.0, 0.0, 1.0)
-        self.refusal_rate = _float_param(params, "refusal_rate", 0.0, 0.0, 1.0)
-        self.delay = _float_param(params, "delay", 0.0, 0.0, 60.0)
-        self.template_noise = _float_param(params, "template_noise", 0.0, 0.0, 100.0)
-        self.noisy_template = params.get("noisy_template")
-        self.logprob_noise = _float_param(params, "logprob_noise", 0.0, 0.0, 100.0)
+        own = {k: v for k, v in params.items() if k in declared}
+        self.settings = validate_params(self.Params, f"sim/{kind}", own)
+        self.seed = seed if self.settings.seed is None else self.settings.seed
+        self.position_bias = self.settings.position_bias
+        self.refusal_rate = self.settings.refusal_rate
+        self.delay = self.settings.delay
+        self.template_noise = self.settings.template_noise
+        self.noisy_template = self.settings.noisy_template
+        self.logprob_noise = self.settings.logprob_noise
         self.params = params
         query = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "seed")
         self.name = f"sim/{kind}" + (f"?{query}" if query else "") + f"#seed={self.seed}"
@@ -168,6 +176,12 @@ class RandomAgent(_SimAgent):
         return 0.5
 
 
+class ThurstoneParams(SimParams):
+    """`sim/thurstone?...`: also `rps`, the share of outcomes in an intransitive cycle."""
+
+    rps: Number = Field(0.0, ge=0, le=1)
+
+
 class ThurstoneAgent(_SimAgent):
     """Hidden utilities N(mu, sigma^2) per outcome, drawn from the seed and the text.
 
@@ -178,12 +192,12 @@ class ThurstoneAgent(_SimAgent):
     rock-paper-scissors cycle (a quarter of the triads inside the block cycle).
     """
 
-    known_params = _SimAgent.known_params + ("rps",)
+    Params: type[SimParams] = ThurstoneParams
     RPS_STRENGTH = 3.0
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.rps = _float_param(params, "rps", 0.0, 0.0, 1.0)
+        self.rps = self.settings.rps
 
     def rps_angle(self, text: str) -> float | None:
         """The outcome's angle on the intransitive circle, None outside the block."""
@@ -220,16 +234,11 @@ class ThurstoneAgent(_SimAgent):
         return table
 
 
-_AGENTS = {"random": RandomAgent, "thurstone": ThurstoneAgent}
-
-
-@register("sim")
 def make_sim(name: str, params: dict[str, str], seed: int = 0, **_: object) -> _SimAgent:
-    """Factory for `sim/<agent>`."""
-    cls = _AGENTS.get(name)
-    if cls is None:
+    """Factory for `sim/<agent>`: the agent class comes from registry.SIM_AGENTS."""
+    if name not in SIM_AGENTS:
         raise UnknownModelError(
             f"unknown synthetic agent sim/{name}; known: "
-            + ", ".join(f"sim/{k}" for k in sorted(_AGENTS))
+            + ", ".join(f"sim/{k}" for k in sorted(SIM_AGENTS))
         )
-    return cls(name, params, seed=seed)
+    return SIM_AGENTS[name](name, params, seed=seed)

@@ -19,22 +19,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
+from pydantic import Field
+
+from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.hf import answer_token_ids
+from valuescope.models.params import MaybeWhole, ModelParams, Number, Whole, validate_params
 from valuescope.models.registry import register
 from valuescope.models.sim import stable_seed
 
 PIP_LINE = 'pip install "valuescope[vllm]"'
-KNOWN_PARAMS = (
-    "prefill",
-    "seed",
-    "dtype",
-    "tp",
-    "logprobs",
-    "max_model_len",
-    "gpu_memory_utilization",
-)
 DEFAULT_LOGPROBS = 20
 
 
@@ -131,36 +125,21 @@ class VLLMBackend:
         return Answer(p_a=probs[0] / mass if mass > 0 else 0.5, mass=mass, tokens_in=n_in)
 
 
+class VLLMParams(ModelParams):
+    """`vllm/<model>?...`: the engine and answer settings."""
+
+    prefill: str = ""
+    seed: Whole = Field(0, ge=0)
+    dtype: str = "auto"
+    tp: Whole = Field(1, ge=1, description="tensor-parallel GPUs")
+    logprobs: Whole = Field(DEFAULT_LOGPROBS, ge=1, description="top log-probabilities read")
+    max_model_len: MaybeWhole = Field(None, ge=1)
+    gpu_memory_utilization: Number = Field(0.9, gt=0, le=1)
+
+
 def _parse_params(name: str, params: Mapping[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(KNOWN_PARAMS))
-    if unknown:
-        raise UnknownModelError(
-            f"vllm/{name} has no parameter {unknown[0]!r}; known: {', '.join(KNOWN_PARAMS)}"
-        )
-    try:
-        seed = int(params.get("seed", 0))
-        tp = int(params.get("tp", 1))
-        logprobs = int(params.get("logprobs", DEFAULT_LOGPROBS))
-        max_len = int(params["max_model_len"]) if params.get("max_model_len") else None
-        memory = float(params.get("gpu_memory_utilization", 0.9))
-    except ValueError:
-        raise UnknownModelError(
-            f"vllm/{name}: seed, tp, logprobs and max_model_len must be integers, "
-            "gpu_memory_utilization a number"
-        ) from None
-    if tp < 1 or logprobs < 1 or not 0 < memory <= 1:
-        raise UnknownModelError(
-            f"vllm/{name}: tp and logprobs must be at least 1, gpu_memory_utilization in (0, 1]"
-        )
-    return {
-        "prefill": params.get("prefill", ""),
-        "seed": seed,
-        "dtype": params.get("dtype", "auto"),
-        "tp": tp,
-        "logprobs": logprobs,
-        "max_model_len": max_len,
-        "gpu_memory_utilization": memory,
-    }
+    raw = {k: v for k, v in params.items() if not (k == "max_model_len" and not v)}
+    return validate_params(VLLMParams, f"vllm/{name}", raw).model_dump()
 
 
 def canonical_name(name: str, settings: Mapping[str, Any]) -> str:
