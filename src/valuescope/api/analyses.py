@@ -1,0 +1,144 @@
+"""`experiment` and `compare`: an analysis of the paper, or several runs side by side."""
+
+from __future__ import annotations
+
+import difflib
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from valuescope.api.measure import SettingError, run_config
+from valuescope.api.results import ComparisonRun, ExperimentRun, Run
+
+# Keyword arguments of `experiment` that are the command's own options (`--run` is `runs`).
+CONTEXT_OPTIONS = ("out", "seed", "quick", "judge", "runs", "progress")
+# Run settings an analysis applies to every utility measurement it makes (as the CLI).
+RUN_OPTIONS = (
+    "mode",
+    "samples",
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "timeout",
+    "max_retries",
+    "rate_limit",
+)
+
+
+def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
+    """Run the analysis `name` on `model`, as `valuescope experiment NAME MODEL` does.
+
+    Parameters
+    ----------
+    name : str
+        An analysis (`valuescope experiment --list`: "time-discounting", "convergence", ...).
+    model : str
+        The model string (default: the embedded default model).
+    **params
+        The command's options (`out`, `seed`, `quick`, `judge`, `runs`: a list of run
+        directories or Runs, for convergence), the run settings every measurement uses
+        (`mode`, `samples`, `base_url`, `concurrency`, ...), and the analysis's own
+        `--param` settings (`rates="1,10"`; lists are joined with commas). Without `out`,
+        the results are written to a new temporary directory (`valuescope-experiment-*`).
+
+    Returns
+    -------
+    ExperimentRun
+        The result (NAME.json) with its headline figures, tables and sub-runs.
+    """
+    from valuescope.config import DEFAULT_MODEL
+    from valuescope.experiments import ExperimentContext, get_experiment, write_result
+    from valuescope.report import build_report
+    from valuescope.runcore.rundir import prepare_out_dir
+
+    analysis = get_experiment(name)
+    model = model or DEFAULT_MODEL
+    _check_near_misses(params)
+    context = {k: params.pop(k) for k in CONTEXT_OPTIONS if k in params}
+    options = {k: params.pop(k) for k in RUN_OPTIONS if k in params}
+    if options:  # checked as `valuescope run` checks them, one line naming the bad one
+        config = run_config(model, "demo", options)
+        options = config.model_dump(include=set(options))
+    out = context.get("out") or tempfile.mkdtemp(prefix="valuescope-experiment-")
+    ctx = ExperimentContext(
+        model=model,
+        out=prepare_out_dir(Path(out)),
+        seed=int(context.get("seed", 0)),
+        quick=bool(context.get("quick", False)),
+        run_options=options,
+        params={key: _param_text(key, value) for key, value in params.items()},
+        run_dirs=[_run_dir(r) for r in context.get("runs") or []],
+        judge=context.get("judge"),
+        progress=context.get("progress"),
+    )
+    result = analysis.run(ctx)
+    write_result(ctx, analysis, result)
+    build_report(ctx.out)
+    return ExperimentRun(ctx.out, analysis.name)
+
+
+def compare(
+    runs: Sequence[str | Path | Run],
+    out: str | Path | None = None,
+    *,
+    sizes: Mapping[str, float] | None = None,
+    seed: int = 0,
+    figures: bool = False,
+    overwrite: bool = False,
+) -> ComparisonRun:
+    """Compare runs as `valuescope report A B --out DIR` does; the comparison's tables.
+
+    `runs` are run directories or Runs. The page and its tables (tables/*.csv|parquet)
+    are written to `out` (default: a new temporary directory `valuescope-compare-*`);
+    `figures=True` also writes figures/*.svg|png. `sizes` maps a run's model to its
+    parameter count (for coherence against size).
+    """
+    from valuescope.report.compare import build_comparison
+
+    if isinstance(runs, str | Path | Run) or not isinstance(runs, Sequence):
+        raise SettingError(
+            f"runs: expected a list of run directories or Runs, got {type(runs).__name__}"
+        )
+    dirs = [_run_dir(r) for r in runs]
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="valuescope-compare-"))
+    comparison, path = build_comparison(
+        dirs,
+        folder,
+        dict(sizes) if sizes else None,
+        seed,
+        figure_files=figures,
+        overwrite=overwrite,
+    )
+    return ComparisonRun(comparison, path)
+
+
+def _check_near_misses(params: Mapping[str, Any]) -> None:
+    """A name that is not an option but nearly one (`sample=3`) is a typo, not a --param."""
+    known = [*CONTEXT_OPTIONS, *RUN_OPTIONS]
+    for name in params:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if name not in known and close:
+            raise SettingError(
+                f"valuescope.experiment: unknown setting {name!r}; did you mean {close[0]}? "
+                f"(options: {', '.join(known)}; other names go to the analysis as --param)"
+            )
+
+
+def _run_dir(run: object) -> Path:
+    if isinstance(run, Run):
+        return run.out
+    if isinstance(run, str | Path):
+        return Path(run)
+    raise SettingError(f"runs: expected run directories or Runs, got {type(run).__name__}")
+
+
+def _param_text(key: str, value: object) -> str:
+    """An analysis setting as `--param key=value` gives it: text (lists joined by commas)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise SettingError(f"{key}={value!r}: an analysis setting is a number, text or a list")
