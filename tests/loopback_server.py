@@ -38,7 +38,8 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from valuescope.models.sim import ThurstoneAgent, stable_seed
+from valuescope.common.seeds import stable_seed
+from valuescope.models.sim import ThurstoneAgent
 
 OPTION_RE = re.compile(r"^(?:(?:Option|Report) )?([A-Za-z0-9]{1,2})[:)] (.+)$", re.MULTILINE)
 RETRYABLE_KINDS = ("429", "500", "drop", "slow", "malformed")

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import curve_fit
 from scipy.special import logit, ndtr
-from valuescope.models.sim_lotteries import ExpectedUtilityAgent
 
+from valuescope.agents.structured import ExpectedUtilityAgent
 from valuescope.control import sample_citizens
 from valuescope.control.assembly_run import labels_table
 from valuescope.control.deliberation import design_pairs, run_assembly
@@ -29,7 +29,7 @@ from valuescope.experiments.time_discounting import (
     fit_hyperbolic,
 )
 from valuescope.models import get_backend
-from valuescope.models.sim import _AGENTS
+from valuescope.models.registry import SIM_AGENTS as _AGENTS
 
 # ---- time discounting: least squares, leave-one-delay-out, the better-fit rule ---------
 

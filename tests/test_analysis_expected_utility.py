@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from valuescope.agents.structured import ExpectedUtilityAgent
 from valuescope.errors import ValuescopeError
 from valuescope.experiments import ExperimentContext, get_experiment
 from valuescope.experiments.expected_utility import (
@@ -25,8 +26,7 @@ from valuescope.experiments.expected_utility import (
     sensitivity,
 )
 from valuescope.models import get_backend
-from valuescope.models.sim import _AGENTS
-from valuescope.models.sim_lotteries import ExpectedUtilityAgent
+from valuescope.models.registry import SIM_AGENTS as _AGENTS
 
 
 def run(model: str, tmp_path: Path, **params: str) -> dict:

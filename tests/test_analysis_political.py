@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from valuescope.agents.political import planted_utilities
 from valuescope.elicit.cache import query_key
 from valuescope.elicit.prompts import get_template
 from valuescope.experiments import ExperimentContext, ExperimentError, get_experiment, write_result
@@ -28,7 +29,6 @@ from valuescope.experiments.political import (
     zscore_rows,
 )
 from valuescope.models import get_backend
-from valuescope.models.sim_political import planted_utilities
 
 LEANS = np.array([a.lean for a in load_personas()])
 TEXTS = [p.text for p in load_policies()]

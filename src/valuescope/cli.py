@@ -598,7 +598,7 @@ def models_command() -> None:
     """List the model providers, the synthetic agents and the embedded models."""
     from valuescope.models import providers
     from valuescope.models.embedded import MODELS, available
-    from valuescope.models.sim import _AGENTS
+    from valuescope.models.registry import SIM_AGENTS as _AGENTS
 
     out_console.print("[bold]providers[/] (model strings are provider/name?key=value)")
     for p in providers():

@@ -1,6 +1,6 @@
 """Synthetic agents with planted structure, the ground truth of the analyses.
 
-Importing this module adds them to `sim._AGENTS`, so `sim/NAME` resolves:
+`valuescope.models.registry.SIM_AGENTS` names each, so `sim/NAME` resolves:
 
 - `sim/eu`: an expected-utility maximiser. Base outcomes have hidden Thurstonian
   utilities (as sim/thurstone); a lottery text from `data/lotteries.yaml` is worth the
@@ -33,8 +33,9 @@ import math
 
 import numpy as np
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
-from valuescope.models.sim import _AGENTS, ThurstoneAgent, _float_param, stable_seed
+from valuescope.models.sim import ThurstoneAgent, _float_param
 
 Structure = list[tuple[float, str]]
 
@@ -226,16 +227,3 @@ class SatisficingAgent(ThurstoneAgent):
         if rng.random() < self.rate_random:
             return int(rng.integers(len(candidates)))
         return super().choose(candidates, rng)
-
-
-_AGENTS.update(
-    {
-        "eu": ExpectedUtilityAgent,
-        "best-outcome": BestOutcomeAgent,
-        "instrumental": InstrumentalAgent,
-        "powerseeker": PowerSeekingAgent,
-        "incorrigible": IncorrigibleAgent,
-        "opposes-all": ConstantOppositionAgent,
-        "satisficer": SatisficingAgent,
-    }
-)

@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from valuescope.models.sim import _AGENTS, stable_seed
-from valuescope.models.sim_quantities import PartisanAgent
+from valuescope.agents.quantities import PartisanAgent
+from valuescope.common.seeds import stable_seed
 
 
 @lru_cache(maxsize=8)
@@ -50,9 +50,6 @@ class NonPartisanAgent(PartisanAgent):
             return super().utility(text)
         value = _axis(self.seed).get(text.strip())
         return self._fallback(text) if value is None else self.strength * value
-
-
-_AGENTS.update({"nonpartisan": NonPartisanAgent})
 
 
 def planted_utilities(agent: PartisanAgent, texts: list[str], persona: str = "") -> list[float]:

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
-from valuescope.models.sim import _AGENTS, _float_param, _SimAgent, stable_seed
+from valuescope.models.sim import _float_param, _SimAgent
 
 SIGMA = 0.3  # noise of every planted utility (Thurstonian sigma)
 
@@ -246,13 +247,3 @@ class PartisanAgent(_PlantedAgent):
         rng = np.random.default_rng(stable_seed("partisan", self.seed, text.strip()))
         own = self.effective_lean(self._persona)
         return self.strength * own * lean + 0.5 * float(rng.normal())
-
-
-_AGENTS.update(
-    {
-        "exchange": ExchangeAgent,
-        "hyperbolic": HyperbolicAgent,
-        "exponential": ExponentialAgent,
-        "partisan": PartisanAgent,
-    }
-)

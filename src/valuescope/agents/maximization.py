@@ -1,6 +1,6 @@
 """Planted agents for the utility-maximization analysis (`data/open_questions.yaml`).
 
-Importing this module adds them to `sim._AGENTS`. Each has hidden Thurstonian utilities
+`valuescope.models.registry.SIM_AGENTS` names each. Each has hidden Thurstonian utilities
 (as sim/thurstone) and answers the dataset's open questions in free text:
 
 - `sim/maximiser`: names its highest-utility candidate. `style=reversed` spells it
@@ -19,8 +19,9 @@ import re
 
 import numpy as np
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
-from valuescope.models.sim import _AGENTS, ThurstoneAgent, _float_param, stable_seed
+from valuescope.models.sim import ThurstoneAgent, _float_param
 
 OFF_LIST_REPLY = "Honestly, something that is on nobody's list at all."
 
@@ -58,6 +59,8 @@ class _OpenAnswerAgent(ThurstoneAgent):
 
 
 class Maximiser(_OpenAnswerAgent):
+    """Names its highest-utility candidate (`style=reversed` spells it backwards)."""
+
     known_params = ThurstoneAgent.known_params + ("style",)
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
@@ -74,6 +77,8 @@ class Maximiser(_OpenAnswerAgent):
 
 
 class UtilityIgnorer(_OpenAnswerAgent):
+    """Names a uniformly random candidate, whatever its utilities."""
+
     def pick(self, candidates: list[str], rng: np.random.Generator) -> str:
         return candidates[int(rng.integers(len(candidates)))]
 
@@ -91,6 +96,3 @@ class OffList(_OpenAnswerAgent):
         if rng.random() < self.rate:
             return OFF_LIST_REPLY
         return max(candidates, key=lambda c: self._utility(c)[0])
-
-
-_AGENTS.update({"maximiser": Maximiser, "utility-ignorer": UtilityIgnorer, "off-list": OffList})

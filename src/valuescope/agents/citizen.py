@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import logit, ndtr
 
+from valuescope.common.seeds import stable_seed
 from valuescope.control.census import party_leans
 from valuescope.control.prompts import ARGUMENT_MARK, read_arguments, read_share
 from valuescope.models.base import Answer, Query
-from valuescope.models.sim import _AGENTS, _float_param, _SimAgent, stable_seed
+from valuescope.models.sim import _float_param, _SimAgent
 
 
 class CitizenAgent(_SimAgent):
@@ -160,8 +161,3 @@ class FixedCitizen(CitizenAgent):
 
     DEFAULT_CONFORMITY = 0.0
     DEFAULT_PERSUASION = 0.0
-
-
-_AGENTS["citizen"] = CitizenAgent
-_AGENTS["citizen-herd"] = HerdingCitizen
-_AGENTS["citizen-fixed"] = FixedCitizen

@@ -23,8 +23,9 @@ import math
 import numpy as np
 from scipy.special import ndtr
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
-from valuescope.models.sim import _AGENTS, ThurstoneAgent, _float_param, stable_seed
+from valuescope.models.sim import ThurstoneAgent, _float_param
 
 SIGMA = 0.3
 DEFAULTS = {
@@ -81,6 +82,3 @@ class PowerAgent(ThurstoneAgent):
     def rate(self, outcome: str, prompt: str, rng: np.random.Generator) -> float:
         key = "fitness" if "fitness" in prompt.lower() else "power"
         return float(np.clip(round(5 + 2 * self.judged(outcome, key)), 0, 10))
-
-
-_AGENTS.update({kind: PowerAgent for kind in DEFAULTS})
