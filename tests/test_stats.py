@@ -86,10 +86,7 @@ def test_bootstrap_interval_is_scipys_bca():
 
 def test_bootstrap_falls_back_to_percentile_when_the_jackknife_is_degenerate():
     # 3 pairs: every jackknife sample has 2 pairs, whose correlation is undefined
-    def corr(a, b, axis=-1):
-        return stats._corr_along(a, b, "spearman", axis=axis)
-
-    got = stats.bootstrap_interval(([1.0, 2.0, 3.0], [1.0, 3.0, 2.0]), corr, seed=0)
+    got = stats.paired_interval([1.0, 2.0, 3.0], [1.0, 3.0, 2.0], "spearman", seed=0)
     assert got.method == "percentile" and -1 <= got.low <= got.high <= 1
     flat = stats.bootstrap_interval(([1.0, 1.0, 1.0, 1.0],), np.mean, seed=0)
     assert (flat.low, flat.high, flat.method) == (1.0, 1.0, "percentile")
@@ -123,9 +120,7 @@ def test_bca_spearman_interval_covers_a_planted_bivariate_normal_near_95_percent
     the 95% interval holds it in 0.90-0.99 of them (measured 0.955)."""
     truth = 6 / np.pi * np.arcsin(0.25)
 
-    def corr(a, b, axis=-1):
-        return stats._corr_along(a, b, "spearman", axis=axis)
-
+    corr = stats.PAIRED["spearman"]
     hits = 0
     for r in range(200):
         x, y = _planted_pairs(5000 + r, 50, 0.5)
@@ -139,17 +134,13 @@ def test_bca_spearman_interval_covers_a_planted_bivariate_normal_near_95_percent
 
 def test_permutation_pvalue_is_exact_for_small_n():
     # 5! = 120 pairings; |r| = 1 only for the order itself and its reverse
-    def corr(a, b, axis=-1):
-        return stats._corr_along(a, b, "pearson", axis=axis)
-
+    corr = stats.PAIRED["pearson"]
     p = stats.permutation_pvalue([1, 2, 3, 4, 5], [2, 4, 6, 8, 10], corr, seed=0)
     assert p == pytest.approx(2 / 120)
 
 
 def test_permutation_pvalue_is_uniform_ish_under_the_null_and_small_for_a_relation():
-    def corr(a, b, axis=-1):
-        return stats._corr_along(a, b, "pearson", axis=axis)
-
+    corr = stats.PAIRED["pearson"]
     null = [stats.permutation_pvalue(*_planted_pairs(s, 30, 0.0), corr, seed=s) for s in range(60)]
     assert 0.02 <= np.mean(np.array(null) < 0.1) <= 0.25
     assert stats.permutation_pvalue(*_planted_pairs(1, 30, 0.8), corr, seed=1) < 0.01
@@ -175,3 +166,12 @@ def test_mean_test_summary_and_errors():
     assert stats.mean_test([4.0], seed=0)["ci_low"] == 4.0
     with pytest.raises(UndefinedStatistic, match="empty"):
         stats.mean_test([np.nan], seed=0)
+
+
+def test_no_interval_when_most_draws_are_undefined():
+    def defined_above_03(a, axis=-1):  # undefined for about 3 in 4 resamples of the data
+        m = np.mean(a, axis=axis)
+        return np.where(m > 0.3, m, np.nan)
+
+    got = stats.bootstrap_interval(([0.0, 0.0, 0.0, 0.0, 1.0],), defined_above_03, seed=0)
+    assert got == (None, None, "none")

@@ -56,22 +56,35 @@ def _check_level(level: float) -> None:
 # ---------------------------------------------------------------- point statistics
 
 
-def _pearson_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Pearson r along `axis` (broadcasting); NaN where a side is constant or n < 3."""
+def _cosine_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cosine of the mean-centred vectors along `axis`; NaN where a side is constant."""
     x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
     xc = x - x.mean(axis=axis, keepdims=True)
     yc = y - y.mean(axis=axis, keepdims=True)
     den = np.sqrt((xc * xc).sum(axis=axis) * (yc * yc).sum(axis=axis))
-    flat = (np.ptp(x, axis=axis) == 0) | (np.ptp(y, axis=axis) == 0) | (x.shape[axis] < MIN_PAIRS)
+    flat = (np.ptp(x, axis=axis) == 0) | (np.ptp(y, axis=axis) == 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (xc * yc).sum(axis=axis) / den
     return np.where(flat, np.nan, np.clip(r, -1.0, 1.0))
 
 
-def _corr_along(x: np.ndarray, y: np.ndarray, method: Method, axis: int = -1) -> np.ndarray:
-    if method == "spearman":  # average ranks: tied values share their rank
-        x, y = sps.rankdata(x, axis=axis), sps.rankdata(y, axis=axis)
-    return _pearson_along(x, y, axis=axis)
+def _pearson_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Pearson r along `axis`: the centred cosine, NaN below 3 pairs."""
+    r = _cosine_along(x, y, axis=axis)
+    return np.full_like(r, np.nan) if np.shape(x)[axis] < MIN_PAIRS else r
+
+
+def _spearman_along(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman rho along `axis` (average ranks: tied values share their rank)."""
+    return _pearson_along(sps.rankdata(x, axis=axis), sps.rankdata(y, axis=axis), axis=axis)
+
+
+# paired statistics by name, vectorized along `axis` (as scipy.stats.bootstrap wants them)
+PAIRED: dict[str, Callable[..., np.ndarray]] = {
+    "pearson": _pearson_along,
+    "spearman": _spearman_along,
+    "cosine": _cosine_along,
+}
 
 
 def _check_method(method: str) -> None:
@@ -90,13 +103,16 @@ def correlation(x: Any, y: Any, method: Method = "pearson") -> float:
         )
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return float("nan")
-    return float(_corr_along(x, y, method))
+    return float(PAIRED[method](x, y))
 
 
 def cosine(x: Any, y: Any) -> float:
     """Cosine similarity of the mean-centred vectors (the Pearson correlation, defined
     here from 2 points on); NaN when either is constant."""
-    return float(cosine_matrix(np.vstack([x, y]))[0, 1])
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise UndefinedStatistic(f"cosine needs two equal-length lists, got {x.shape}, {y.shape}")
+    return float(_cosine_along(x, y))
 
 
 def cosine_matrix(rows: Any) -> np.ndarray:
@@ -152,7 +168,7 @@ def bootstrap_interval(
 
     A vectorized `statistic` takes `axis=-1`. Where BCa cannot run (an undefined draw
     or jackknife value, or all draws equal), the percentile interval of the same draws,
-    the undefined ones left out.
+    the undefined ones left out; no interval when most draws are undefined.
     """
     _check_level(level)
     arrays = tuple(np.asarray(d, dtype=float) for d in data)
@@ -176,7 +192,18 @@ def bootstrap_interval(
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if np.isfinite(lo) and np.isfinite(hi):
         return Interval(lo, hi, "BCa")
-    return percentile_interval(res.bootstrap_distribution, level)
+    draws = np.asarray(res.bootstrap_distribution, dtype=float)
+    if np.isfinite(draws).sum() < draws.size / 2:
+        # mostly undefined draws: an interval of the rest would describe other data
+        return Interval(None, None, "none")
+    return percentile_interval(draws, level)
+
+
+def paired_interval(
+    x: Any, y: Any, statistic: str, seed: Seed, level: float = 0.9, n_resamples: int = 1000
+) -> Interval:
+    """Bootstrap interval (over pairs) of a `PAIRED` statistic: pearson, spearman, cosine."""
+    return bootstrap_interval((x, y), PAIRED[statistic], seed, level=level, n_resamples=n_resamples)
 
 
 def resample_indices(n: int, n_resamples: int, seed: Seed) -> np.ndarray:
@@ -244,17 +271,14 @@ def correlation_test(
     x, y = _finite_pairs(x, y)
     if x.size < MIN_PAIRS:
         raise UndefinedStatistic(f"correlation needs at least 3 finite pairs, got {x.size}")
-    value = float(_corr_along(x, y, method))
+    value = float(PAIRED[method](x, y))
     if not np.isfinite(value):
         raise UndefinedStatistic(
             "correlation undefined: one side is constant (the model gave every item the "
             "same utility or score)"
         )
     rng = _rng(seed)
-
-    def corr(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _corr_along(a, b, method, axis=axis)
-
+    corr = PAIRED[method]
     ci = bootstrap_interval((x, y), corr, rng, level=level, n_resamples=n_resamples)
     return {
         "value": value,

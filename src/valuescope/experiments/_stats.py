@@ -2,8 +2,9 @@
 
 The API here is stable; analyses written by different people import it:
 - `bootstrap_corr(x, y, seed, n_boot=1000, level=0.9, method="pearson")`
-  -> {"value", "ci_low", "ci_high", "n", "p_value"}
-- `bootstrap_mean(x, seed, n_boot=1000, level=0.9)` -> same keys (shares, errors)
+  -> {"value", "ci_low", "ci_high", "n", "p_value", "interval"} (BCa or percentile)
+- `bootstrap_mean(x, seed, n_boot=1000, level=0.9)` -> the same but "p_value" (shares, errors)
+(both wrap `valuescope.stats`, which every statistic of the analyses goes through)
 - `headline(value, ci_low, ci_high, label)` -> a headline entry for `write_result`
 - `load_data(name)` -> the parsed YAML file `experiments/data/NAME.yaml`
 - `scatter_svg(path, x, y, xlabel, ylabel, title, diagonal=False)` -> writes an SVG
@@ -18,19 +19,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.stats import rankdata
 
+from valuescope import stats
 from valuescope.atomic import atomic_write
 from valuescope.experiments.base import ExperimentError
-
-
-def _corr(x: np.ndarray, y: np.ndarray, method: str) -> float:
-    if method == "spearman":  # average ranks: tied values share their rank
-        x, y = rankdata(x), rankdata(y)
-    sx, sy = x.std(), y.std()
-    if sx == 0 or sy == 0:
-        return float("nan")
-    return float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
+from valuescope.stats import UndefinedStatistic
 
 
 def bootstrap_corr(
@@ -41,70 +34,26 @@ def bootstrap_corr(
     level: float = 0.9,
     method: str = "pearson",
 ) -> dict[str, float]:
-    """Correlation of paired values with a percentile bootstrap interval over pairs.
+    """Correlation of the finite pairs with a BCa bootstrap interval over pairs and a
+    two-sided permutation p-value for "no correlation" (`valuescope.stats.correlation_test`).
 
-    `p_value` is a two-sided permutation p-value for "no correlation" (`n_boot`
-    shuffles of y). The percentile interval is approximate: with fewer than ~30 pairs it
-    is often too narrow (it excluded 0 for a coin-flipping agent in 4 of 16 quick runs),
-    so read small-n intervals together with the p-value.
-
-    Raises ExperimentError when the correlation is undefined (fewer than 3 pairs, or
-    one side constant) — a degenerate measurement, not a zero effect.
+    The interval falls back to percentile where BCa cannot run (tiny n, undefined draws);
+    `interval` says which. With fewer than ~30 pairs read the interval together with the
+    p-value. Raises ExperimentError when the correlation is undefined (fewer than 3 pairs,
+    or one side constant) — a degenerate measurement, not a zero effect.
     """
-    if method not in ("pearson", "spearman"):
-        raise ExperimentError(f"correlation method {method!r}: expected pearson or spearman")
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ExperimentError(f"correlation needs two equal-length lists, got {x.shape}, {y.shape}")
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3:
-        raise ExperimentError(f"correlation needs at least 3 finite pairs, got {x.size}")
-    value = _corr(x, y, method)
-    if not np.isfinite(value):
-        raise ExperimentError(
-            "correlation undefined: one side is constant (the model gave every item the "
-            "same utility or score)"
-        )
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    for k in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        reps[k] = _corr(x[idx], y[idx], method)
-    reps = reps[np.isfinite(reps)]
-    lo, hi = _percentiles(reps, level)
-    perms = np.array([_corr(x, rng.permutation(y), method) for _ in range(n_boot)])
-    p_value = (1 + np.sum(np.abs(perms) >= abs(value) - 1e-12)) / (1 + n_boot)
-    return {
-        "value": value,
-        "ci_low": lo,
-        "ci_high": hi,
-        "n": int(x.size),
-        "p_value": float(p_value),
-    }
+    try:
+        return stats.correlation_test(x, y, seed, method, level=level, n_resamples=n_boot)
+    except UndefinedStatistic as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def bootstrap_mean(x: Any, seed: int, n_boot: int = 1000, level: float = 0.9) -> dict[str, float]:
-    """Mean of `x` (e.g. 0/1 hits or absolute errors) with a percentile bootstrap interval."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        raise ExperimentError("mean of an empty list")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, (n_boot, x.size))
-    reps = x[idx].mean(axis=1)
-    lo, hi = _percentiles(reps, level)
-    return {"value": float(x.mean()), "ci_low": lo, "ci_high": hi, "n": int(x.size)}
-
-
-def _percentiles(reps: np.ndarray, level: float) -> tuple[float | None, float | None]:
-    if not 0 < level < 1:
-        raise ExperimentError(f"interval level {level} must lie strictly between 0 and 1")
-    if reps.size == 0:
-        return None, None
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(reps, tail)), float(np.percentile(reps, 100 - tail))
+    """Mean of `x` (e.g. 0/1 hits or absolute errors) with a BCa bootstrap interval."""
+    try:
+        return stats.mean_test(x, seed, level=level, n_resamples=n_boot)
+    except UndefinedStatistic as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def headline(value: float, ci_low: float | None, ci_high: float | None, label: str) -> dict:
@@ -143,14 +92,12 @@ def scatter_svg(
     groups: list[str] | None = None,
 ) -> str:
     """Write a scatter plot as SVG at `path`; returns the file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     if groups is None:
         ax.scatter(x, y, s=18, alpha=0.75)
     else:
@@ -167,7 +114,6 @@ def scatter_svg(
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="svg"))
-    plt.close(fig)
     return Path(path).name
 
 
@@ -197,11 +143,3 @@ def ask(ctx: Any, prompts: list[str], max_tokens: int = 24) -> list[str]:
         raise ExperimentError(f"model {ctx.model} cannot generate free text")
     messages = [(("user", p),) for p in prompts]
     return list(generate(messages, max_tokens=max_tokens, temperature=0.0, seed=ctx.seed))
-
-
-def shuffled(items: list, seed: int, tag: str) -> list:
-    """`items` in a seeded random order (outcomes are measured in no meaningful order)."""
-    from valuescope.models.sim import stable_seed
-
-    order = np.random.default_rng(stable_seed("order", seed, tag)).permutation(len(items))
-    return [items[i] for i in order]

@@ -3,42 +3,33 @@
 Reads existing run directories (`--run DIR`, repeatable). On the outcomes all runs share
 (matched by text) each run's utility vector is centred (its mean over the shared outcomes
 subtracted) and compared by cosine similarity, which for centred vectors is the Pearson
-correlation. The mean over pairs of runs gets a percentile bootstrap interval over
-outcomes. Coherence is each run's held-out accuracy (metrics.json). Capability is what the
-user gives (`--param capability=a,b,c` in --run order, or `--param capability_LABEL=x`
-per run, LABEL = the run directory's name), else the parameter count read from the model
-name ("...-135m", "...-1.7b", "7B"); with 3 or more known values the analysis reports
-Spearman correlations of coherence and of agreement with log capability.
+correlation. The mean over pairs of runs gets a BCa bootstrap interval over outcomes
+(percentile where BCa cannot run). Coherence is each run's held-out accuracy
+(metrics.json). Capability is what the user gives (`--param capability=a,b,c` in --run
+order, or `--param capability_LABEL=x` per run, LABEL = the run directory's name), else
+the parameter count read from the model name ("...-135m", "...-1.7b", "7B"; one size in
+the name, see `valuescope.common.model_size`); with 3 or more known values the analysis
+reports Spearman correlations of coherence and of agreement with log capability.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from valuescope import stats
 from valuescope.atomic import atomic_write
+from valuescope.common.model_size import parameters_from_name
 from valuescope.experiments._stats import bootstrap_corr, headline, headline_from
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
 N_BOOT = 1000
 LEVEL = 0.9
-_SIZE_RE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.IGNORECASE)
-
-
-def model_size(model: str) -> float | None:
-    """Parameter count read from a model name ('smollm2-135m' -> 1.35e8), else None."""
-    name = model.split("/")[-1].split("?")[0].split("#")[0]
-    found = _SIZE_RE.findall(name)
-    if not found:
-        return None
-    value, unit = found[-1]
-    return float(value) * (1e6 if unit.lower() == "m" else 1e9)
 
 
 def _load_run(path: Path) -> tuple[pd.DataFrame, dict]:
@@ -96,7 +87,7 @@ def _capabilities(ctx: ExperimentContext, labels: list[str], models: list[str]) 
     for value, model in zip(given, models, strict=True):
         if value is not None:
             out.append((value, "given"))
-        elif (size := model_size(model)) is not None:
+        elif (size := parameters_from_name(model)) is not None:
             out.append((size, "model name"))
         else:
             out.append((None, "unknown"))
@@ -113,18 +104,15 @@ def _number(raw: str, key: str) -> float:
     return value
 
 
-def similarity(vectors: np.ndarray) -> np.ndarray:
-    """Cosine similarity between rows after centring each row."""
-    centred = vectors - vectors.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = centred / norms[:, None]
-    return unit @ unit.T
-
-
 def _mean_offdiag(matrix: np.ndarray) -> float:
     k = matrix.shape[0]
     return float((matrix.sum() - np.trace(matrix)) / (k * (k - 1)))
+
+
+def _mean_similarity(*rows: np.ndarray) -> float:
+    """Mean pairwise similarity of the runs' vectors: the statistic bootstrapped over
+    outcomes (each row one run, resampled at the same outcomes)."""
+    return _mean_offdiag(stats.cosine_matrix(np.vstack(rows)))
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
@@ -156,19 +144,13 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             )
         vectors.append(v)
     vectors = np.vstack(vectors)
-    matrix = similarity(vectors)
+    matrix = stats.cosine_matrix(vectors)
     mean_sim = _mean_offdiag(matrix)
-
-    rng = np.random.default_rng(ctx.seed)
     n = len(shared_list)
-    reps = []
-    for _ in range(N_BOOT):
-        idx = rng.integers(0, n, n)
-        m = similarity(vectors[:, idx])
-        if np.all(np.isfinite(m)):
-            reps.append(_mean_offdiag(m))
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.percentile(reps, [tail, 100 - tail]) if reps else (None, None)
+    lo, hi, _ = stats.bootstrap_interval(
+        tuple(vectors), _mean_similarity, ctx.seed, level=LEVEL, n_resamples=N_BOOT,
+        vectorized=False,
+    )  # fmt: skip
 
     models = [str(m.get("model", "")) for _, m in loaded]
     coherence = [m.get("heldout_accuracy") for _, m in loaded]
@@ -217,14 +199,13 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
 
 
 def _trends(rows: list[dict], seed: int) -> dict[str, dict]:
-    """Spearman correlations with log capability (average ranks, so ties are handled)."""
-    from scipy.stats import rankdata
-
+    """Spearman correlations with log capability (average ranks, so ties are handled;
+    each bootstrap draw is ranked again)."""
     known = [r for r in rows if r["capability"] is not None]
     out: dict[str, dict] = {}
     if len({r["capability"] for r in known}) < 3:
         return out  # fewer than 3 distinct capabilities: no trend to speak of
-    cap_rank = rankdata(np.log10([r["capability"] for r in known]))
+    log_cap = np.log10([r["capability"] for r in known])
     pairs = {
         "coherence_vs_capability": ([r["coherence"] for r in known], "coherence"),
         "agreement_vs_capability": ([r["mean_agreement"] for r in known], "agreement"),
@@ -235,9 +216,7 @@ def _trends(rows: list[dict], seed: int) -> dict[str, dict]:
         if ok.sum() < 3:
             continue
         try:
-            stat = bootstrap_corr(
-                cap_rank[ok], rankdata(y[ok]), seed=seed, n_boot=N_BOOT, method="pearson"
-            )
+            stat = bootstrap_corr(log_cap[ok], y[ok], seed=seed, n_boot=N_BOOT, method="spearman")
         except ExperimentError:
             continue  # constant values: no trend to report
         stat["label"] = f"Spearman correlation of {what} with log capability"

@@ -231,16 +231,14 @@ def summarise(rows: list[dict[str, Any]], seed: int) -> dict[str, Any]:
 
 def _topk_svg(ctx: ExperimentContext, stats: dict[str, Any]) -> str:
     """Bars: top-1/3/5 rates with their intervals, against chance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no backend switch
 
     x = np.arange(len(TOP_K))
     value = [stats[f"top{k}"]["value"] for k in TOP_K]
     low = [v - stats[f"top{k}"]["ci_low"] for v, k in zip(value, TOP_K)]
     high = [stats[f"top{k}"]["ci_high"] - v for v, k in zip(value, TOP_K)]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.bar(x - 0.2, value, 0.4, yerr=[low, high], color="#4c72b0", label="free answers")
     ax.bar(x + 0.2, [stats[f"chance{k}"] for k in TOP_K], 0.4, color="#bbbbbb", label="chance")
     ax.set_xticks(x, [f"top {k}" for k in TOP_K])
@@ -251,7 +249,6 @@ def _topk_svg(ctx: ExperimentContext, stats: dict[str, Any]) -> str:
     fig.tight_layout()
     name = "maximization_topk.svg"
     atomic_write(ctx.out / name, lambda tmp: fig.savefig(tmp, format="svg"))
-    plt.close(fig)
     return name
 
 

@@ -13,7 +13,6 @@ the Pearson correlation of the utilities); scale does not affect it.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
+from valuescope import stats
 from valuescope.atomic import atomic_write, write_text
+from valuescope.common.model_size import parameters_from_name
 from valuescope.errors import ValuescopeError
 from valuescope.report import compare_plots, plots
 from valuescope.report.html import (
@@ -47,7 +47,6 @@ def calibration_figure(pairs: pd.DataFrame | None) -> Any:
 
 
 SIZE_UNITS = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-_SIZE_IN_NAME = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([mb])(?![a-z0-9])", re.I)
 _SIZE_VALUE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmbt]?)\s*$", re.I)
 METRIC_COLUMNS = [
     "heldout_accuracy", "heldout_log_loss", "heldout_kl", "completeness",
@@ -135,28 +134,10 @@ def align(runs: list[RunData], labels: list[str]) -> pd.DataFrame:
     return out
 
 
-def cosine(x: np.ndarray, y: np.ndarray) -> float:
-    """Cosine similarity of mean-centred vectors (NaN when either is constant)."""
-    x, y = x - x.mean(), y - y.mean()
-    den = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y) / den if den > 0 else float("nan")
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    return cosine(rankdata(x), rankdata(y))
-
-
-def _boot(fn, x: np.ndarray, y: np.ndarray, seed: int, n_boot: int) -> tuple[float, float]:
-    """95% percentile interval of ``fn`` over outcomes resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    values = np.array([fn(x[i], y[i]) for i in idx])
-    values = values[np.isfinite(values)]
-    if len(values) < n_boot // 2:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+def _interval(x: np.ndarray, y: np.ndarray, statistic: str, seed: int, n_boot: int):
+    """95% BCa bootstrap interval over outcomes (NaN, NaN where there is none)."""
+    ci = stats.paired_interval(x, y, statistic, seed, level=0.95, n_resamples=n_boot)
+    return (np.nan, np.nan) if ci.low is None else (ci.low, ci.high)
 
 
 def similarity(
@@ -174,11 +155,11 @@ def similarity(
     for i in range(n):
         for j in range(i + 1, n):
             x, y = ok[labels[i]].to_numpy(float), ok[labels[j]].to_numpy(float)
-            c, r = cosine(x, y), spearman(x, y)
+            c, r = stats.cosine(x, y), stats.correlation(x, y, "spearman")
             cos[i, j] = cos[j, i] = c
             rho[i, j] = rho[j, i] = r
-            c_lo, c_hi = _boot(cosine, x, y, seed + 7919 * i + j, n_boot)
-            r_lo, r_hi = _boot(spearman, x, y, seed + 7919 * i + j, n_boot)
+            c_lo, c_hi = _interval(x, y, "cosine", seed + 7919 * i + j, n_boot)
+            r_lo, r_hi = _interval(x, y, "spearman", seed + 7919 * i + j, n_boot)
             rows.append(
                 {
                     "run_a": labels[i],
@@ -211,16 +192,6 @@ def parse_size(value: str) -> float:
     return float(m.group(1)) * SIZE_UNITS.get(m.group(2).lower(), 1.0)
 
 
-def size_from_name(model: str) -> float | None:
-    """Parameter count written in a model name (``smollm2-135m``, ``qwen2.5-1.5b``)."""
-    name = model.rsplit("/", 1)[-1].split("?")[0]
-    found = _SIZE_IN_NAME.findall(name)
-    if len(found) != 1:
-        return None
-    value, unit = found[0]
-    return float(value) * SIZE_UNITS[unit.lower()]
-
-
 def parse_size_options(items: list[str]) -> dict[str, float]:
     """``NAME=VALUE`` options as {NAME: parameters}."""
     sizes = {}
@@ -248,8 +219,8 @@ def run_sizes(
             out.append((hit, "--size"))
         elif num(run.metrics.get("n_params")) is not None:
             out.append((float(run.metrics["n_params"]), "metrics.json"))
-        elif size_from_name(model) is not None:
-            out.append((size_from_name(model), "model name"))
+        elif (size := parameters_from_name(model)) is not None:
+            out.append((size, "model name"))
         else:
             out.append((None, ""))
     if given:
