@@ -27,7 +27,13 @@ from valuescope.errors import ValuescopeError
 from valuescope.models._http import strip_userinfo
 from valuescope.models.base import Answer
 from valuescope.provenance import parse_utc
-from valuescope.runcore.rundir import OUTCOMES_SNAPSHOT, read_json, read_metrics, read_table
+from valuescope.runcore.reader import (
+    RUN_CONFIG,
+    read_json,
+    read_metrics,
+    read_outcome_texts,
+    read_pairs,
+)
 
 ANSWERS_FILE = "answers.parquet"
 FORMATS = ("parquet", "csv", "jsonl")
@@ -90,9 +96,9 @@ def answers_table(run_dir: str | Path) -> pd.DataFrame:
     """
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
-    config = read_json(run_dir / "run_config.json")
-    pairs = read_table(run_dir / "pairs.csv", ["a", "b", "split"])
-    texts = _outcome_texts(run_dir)
+    config = read_json(run_dir / RUN_CONFIG)
+    pairs = read_pairs(run_dir, ["a", "b", "split"])
+    texts = read_outcome_texts(run_dir)
     mode = str(metrics.get("mode") or config.get("mode"))
     settings = ElicitSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -208,18 +214,6 @@ def _cached(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[Answer
                 f"cannot read the response cache: {type(exc).__name__}: {exc}"
             ) from None
     return found
-
-
-def _outcome_texts(run_dir: Path) -> list[str]:
-    """The outcome texts the run asked about, by id (its snapshot; else utilities.csv)."""
-    snapshot = run_dir / OUTCOMES_SNAPSHOT
-    if snapshot.is_file():
-        try:
-            return [str(row["text"]) for row in read_json(snapshot)["outcomes"]]
-        except (KeyError, TypeError):
-            raise ValuescopeError(f"{snapshot}: no outcome list; the file is corrupt") from None
-    table = read_table(run_dir / "utilities.csv", ["id", "outcome"]).sort_values("id")
-    return table["outcome"].astype(str).tolist()
 
 
 def _templates(config: dict) -> list[Template]:

@@ -87,7 +87,7 @@ class Run:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return reader.read_settings(self.out)[0]
+        return reader.read_run_config(self.out)[0]
 
     @property
     def model(self) -> str:

@@ -16,11 +16,10 @@ from scipy import stats
 from valuescope.atomic import write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import plots, sections
-from valuescope.runcore.rundir import read_json
+from valuescope.runcore import reader
 
 DASH = "—"
 NUMERIC = ["mean", "sigma", "ci_low", "ci_high"]
-NA_STRINGS = ["", "nan", "NaN", "NA", "N/A", "null", "None"]
 
 # (key, label, direction hint, description shown on hover)
 COHERENCE_ROWS: list[tuple[str, str, str, str]] = [
@@ -115,23 +114,11 @@ def _sub(metrics: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _read_csv(path: Path, str_cols: list[str], num_cols: list[str]) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
+    """A CSV of the run through the run reader (None when absent), its errors as ReportError."""
     try:
-        df = pd.read_csv(
-            path,
-            dtype={c: str for c in str_cols},
-            keep_default_na=False,
-            na_values={c: NA_STRINGS for c in num_cols},
-        )
-    except pd.errors.EmptyDataError:
-        raise ReportError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ReportError(f"{path}: not a readable CSV ({reason})") from None
-    for col in num_cols:
-        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
-    return df
+        return reader.read_table(path, text=str_cols, numbers=num_cols, optional=True)
+    except ValuescopeError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -147,8 +134,10 @@ def load_run(run_dir: Path) -> RunData:
         run_dir / "pairs.csv", ["a", "b", "split"], ["p", "q", "n_answers", "n_refused"]
     )
     truth = _read_csv(run_dir / "truth.csv", ["id"], ["mean", "sigma"])
-    metrics_path = run_dir / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}  # one line if corrupt
+    metrics_path = run_dir / reader.METRICS
+    metrics = (
+        reader.read_json(metrics_path) if metrics_path.is_file() else {}
+    )  # one line if corrupt
     return RunData(
         run_dir.resolve().name, util, pairs, truth, metrics if isinstance(metrics, dict) else {}
     )

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from valuescope.report import plots
+from valuescope.runcore import reader
 
 DASH = "—"
 MAX_TABLE_ROWS = 200
@@ -140,14 +141,7 @@ def _figure(base: Path, label: str, prefix: str) -> dict[str, str]:
 
 def load_experiments(directory: Path) -> list[dict[str, Any]]:
     """Every ``*.json`` in ``directory`` that holds an analysis result, sorted by file name."""
-    found = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and "experiment" in data:
-            found.append((path, data))
+    found = reader.read_analyses(directory)
     return [experiment_section(directory, p, d, i) for i, (p, d) in enumerate(found)]
 
 

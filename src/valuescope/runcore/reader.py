@@ -63,7 +63,7 @@ def read_metrics(run_dir: str | Path) -> dict:
     return read_json(path)
 
 
-def read_settings(run_dir: str | Path) -> tuple[dict, dict]:
+def read_run_config(run_dir: str | Path) -> tuple[dict, dict]:
     """(settings, record) from run_config.json; the record holds the outcomes' hash."""
     data = read_json(Path(run_dir) / RUN_CONFIG)
     record = {k: data.pop(k) for k in RECORD_KEYS if k in data}

@@ -1,4 +1,7 @@
-"""Reading and writing the files of a run directory."""
+"""Writing the files of a run directory, its lock and the checks before a run writes it.
+
+Reading a run back is `valuescope.runcore.reader`'s job; the readers named here are its.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import pandas as pd
 
 from valuescope.atomic import atomic_write
 from valuescope.errors import ValuescopeError
+from valuescope.runcore.reader import OUTCOMES_SNAPSHOT, RUN_CONFIG, read_json, read_run_config
+from valuescope.runcore.reader import read_fit_inputs as read_fit_inputs  # `valuescope fit`'s
 
 try:
     import fcntl
@@ -23,7 +28,6 @@ except ImportError:  # Windows
     fcntl = None
 
 LOCK_FILE = ".valuescope.lock"
-UTILITY_COLUMNS = ["id", "outcome", "category", "mean", "sigma", "ci_low", "ci_high"]
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -107,41 +111,8 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     atomic_write(path, write)
 
 
-def read_metrics(run_dir: Path) -> dict:
-    """metrics.json of a run directory."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
-        raise ValuescopeError(f"{run_dir} is not a finished run directory (no metrics.json)")
-    return read_json(path)
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from a run directory's file, or one line naming the file and the problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        reason = f"not UTF-8 text (byte {exc.start}); the file is corrupt"
-        raise ValuescopeError(f"{path}: {reason}") from None
-    except OSError as exc:
-        raise ValuescopeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValuescopeError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "the file is corrupt or truncated"
-        ) from None
-    except RecursionError:
-        raise ValuescopeError(f"{path}: JSON nested too deeply; the file is corrupt") from None
-    if not isinstance(data, dict):
-        raise ValuescopeError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
 # -- who owns a run directory -------------------------------------------------------------
 
-RUN_CONFIG = "run_config.json"
-OUTCOMES_SNAPSHOT = "outcomes_snapshot.json"
 # What a run writes besides its answer cache. --overwrite removes exactly these (and their
 # half-written .tmp files); responses.sqlite stays, as its answers are keyed by model and
 # prompt and so can never be served to the wrong run.
@@ -171,21 +142,12 @@ TRANSPORT_SETTINGS = frozenset(
         "api_key_env",
     }
 )
-# Written into run_config.json next to the settings; not settings themselves.
-RECORD_KEYS = ("outcomes_sha256", "outcomes_count")
 
 
 def outcomes_digest(texts: Sequence[str], categories: Sequence[str]) -> str:
     """sha256 of an outcome set's content: texts and categories, in order."""
     payload = json.dumps([list(texts), list(categories)], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def read_run_config(out: Path) -> tuple[dict, dict]:
-    """(settings, record) from out/run_config.json; the record holds the outcomes hash."""
-    data = read_json(Path(out) / RUN_CONFIG)
-    record = {k: data.pop(k) for k in RECORD_KEYS if k in data}
-    return data, record
 
 
 def write_run_config(
@@ -317,74 +279,3 @@ def clear_run_files(out: Path) -> list[str]:
                     raise ValuescopeError(f"cannot remove {path}: {exc.strerror or exc}") from None
                 removed.append(path.name)
     return removed
-
-
-# -- reading a finished run back -----------------------------------------------------------
-
-
-def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A CSV of a run directory with these columns, or one line naming file and problem."""
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
-    except FileNotFoundError:
-        raise ValuescopeError(f"{path}: no such file (is this a finished run directory?)") from None
-    except pd.errors.EmptyDataError:
-        raise ValuescopeError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ValuescopeError(f"{path}: not a readable CSV ({reason})") from None
-    except OSError as exc:
-        raise ValuescopeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValuescopeError(
-            f"{path}: no column {', '.join(missing)} (found {', '.join(map(str, frame.columns))}); "
-            "the file is corrupt or not valuescope's"
-        )
-    return frame
-
-
-def read_fit_inputs(run_dir: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """(training pairs, P(first preferred), utilities table) of a finished run, checked.
-
-    A truncated or edited pairs.csv is an error (it would refit silently on what is left):
-    rows with missing or out-of-range values, or fewer rows than metrics.json recorded.
-    """
-    run_dir = Path(run_dir)
-    utilities = read_table(run_dir / "utilities.csv", ["id", "outcome", "category"])
-    n = len(utilities)
-    if n < 2:
-        raise ValuescopeError(f"{run_dir / 'utilities.csv'}: {n} outcome rows; a run has 2 or more")
-    path = run_dir / "pairs.csv"
-    table = read_table(path, ["a", "b", "p", "split"])
-    numbers = table[["a", "b", "p"]].apply(pd.to_numeric, errors="coerce")
-    bad = numbers.isna().any(axis=1) | ~table["split"].isin(["train", "heldout"])
-    ids = numbers[["a", "b"]]
-    bad |= ((ids < 0) | (ids >= n) | (ids % 1 != 0)).any(axis=1) | (numbers["a"] == numbers["b"])
-    bad |= (numbers["p"] < 0) | (numbers["p"] > 1)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # 1-based, after the header
-        raise ValuescopeError(
-            f"{path}: line {line} is incomplete or out of range ({int(bad.sum())} bad rows of "
-            f"{len(table)}); the file is truncated or edited, rerun the run to rewrite it"
-        )
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        metrics = read_json(metrics_path)
-        expected = _int_or_none(metrics.get("n_pairs"))
-        held = _int_or_none(metrics.get("n_heldout_pairs"))
-        if expected is not None and held is not None and expected + held != len(table):
-            raise ValuescopeError(
-                f"{path}: {len(table)} rows, but metrics.json records {expected + held} pairs; "
-                "the file is truncated or edited, rerun the run to rewrite it"
-            )
-    train = table["split"] == "train"
-    if not train.any():
-        raise ValuescopeError(f"{path}: no training pairs; the file is truncated or edited")
-    pairs = numbers.loc[train, ["a", "b"]].to_numpy(dtype=np.int64)
-    return pairs, numbers.loc[train, "p"].to_numpy(dtype=float), utilities
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
