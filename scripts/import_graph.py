@@ -101,7 +101,7 @@ def edges(files: dict[str, Path] | None = None, package: str = PACKAGE) -> list[
                     target = target.rsplit(".", 1)[0]
                 if target != module:
                     out.append(Edge(module, target, node.lineno))
-    return out
+    return list(dict.fromkeys(out))  # one edge per import line and target
 
 
 def top(module: str) -> str:
@@ -172,12 +172,14 @@ def package_graph(all_edges: list[Edge]) -> dict[str, set[str]]:
 
 
 def upward(all_edges: list[Edge], layers: dict[str, int]) -> list[Edge]:
-    """Imports of a module from a higher layer, or from/of a part the table lacks."""
+    """Imports of a higher layer, of the root `valuescope/__init__`, or from/of a part the
+    table lacks."""
     return [
         e
         for e in all_edges
         if layers.get(top(e.source), -1) < layers.get(top(e.target), 99)
         or top(e.source) not in layers
+        or top(e.target) == ""
     ]
 
 

@@ -40,10 +40,11 @@ LAYERS: dict[str, int] = {
     "export": 4,
     # 5: the analyses
     "experiments": 5,
-    # 6: the planted agents that serve the analyses
-    "agents": 6,
-    # 7: control (assembly, training)
-    "control": 7,
+    # 6: control (assembly, training): an analysis of its own, with its own data
+    "control": 6,
+    # 7: the planted agents; they read the datasets and parsers of the analyses and of
+    # control (the citizens), and nothing but the provider table names them
+    "agents": 7,
     # 8: user entry points
     "api": 8,
     "cli": 8,

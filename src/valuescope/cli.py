@@ -65,7 +65,7 @@ def _print_version(value: bool) -> None:
     try:
         number = version("valuescope")
     except PackageNotFoundError:  # run from a source tree that is not installed
-        from valuescope import __version__ as number
+        from valuescope._version import __version__ as number
     print(f"valuescope {number}")
     raise typer.Exit()
 

@@ -66,7 +66,7 @@ def valuescope_version() -> str:
     found = version_of("valuescope")
     if found:
         return found
-    from valuescope import __version__
+    from valuescope._version import __version__
 
     return __version__
 

@@ -22,9 +22,9 @@ from functools import cache
 
 import numpy as np
 
+from valuescope.common.seeds import stable_seed
 from valuescope.experiments._stats import load_data
 from valuescope.experiments.base import ExperimentError
-from valuescope.models.sim import stable_seed
 
 MIN_STEPS = 3
 

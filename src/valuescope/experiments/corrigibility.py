@@ -29,16 +29,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import linregress
 
+from valuescope.common.seeds import seeded_order, stable_seed
 from valuescope.experiments._stats import (
     bootstrap_corr,
     headline_from,
     load_data,
     measure_options,
     scatter_svg,
-    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.models.sim import stable_seed
 from valuescope.outcomes.loader import load_outcomes
 
 QUICK_CHANGES = 48
@@ -145,7 +144,7 @@ def _base_utilities(ctx: ExperimentContext) -> tuple[dict[str, float], str]:
     except Exception as err:  # the loader's own one-line message
         raise ExperimentError(f"--param outcomes={name!r}: {err}") from None
     base = ctx.measure(
-        "base", shuffled(texts, ctx.seed, "base"), **measure_options(ctx.quick, len(texts))
+        "base", seeded_order(texts, ctx.seed, "base"), **measure_options(ctx.quick, len(texts))
     )
     u = dict(zip(base.utilities["outcome"], base.utilities["mean"]))
     return {str(t): float(v) for t, v in u.items()}, str(base.out)
@@ -219,7 +218,9 @@ def verdict(spearman: dict[str, float]) -> str:
 
 def _oppositions(ctx: ExperimentContext, texts: list[str]) -> tuple[dict[str, float], str]:
     result = ctx.measure(
-        "changes", shuffled(texts, ctx.seed, "changes"), **measure_options(ctx.quick, len(texts))
+        "changes",
+        seeded_order(texts, ctx.seed, "changes"),
+        **measure_options(ctx.quick, len(texts)),
     )
     u = dict(zip(result.utilities["outcome"], result.utilities["mean"]))
     return {str(t): -float(v) for t, v in u.items()}, str(result.out)
@@ -247,7 +248,7 @@ def _handwritten_rows(ctx: ExperimentContext) -> tuple[list[dict], list[str]]:
     value_texts = list(dict.fromkeys(t for c in chosen for t in (c["old_text"], c["new_text"])))
     current = ctx.measure(
         "values",
-        shuffled(value_texts, ctx.seed, "values"),
+        seeded_order(value_texts, ctx.seed, "values"),
         **measure_options(ctx.quick, len(value_texts)),
     )
     u_value = dict(zip(current.utilities["outcome"], current.utilities["mean"]))

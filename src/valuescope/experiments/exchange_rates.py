@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from valuescope.atomic import atomic_write
+from valuescope.common.seeds import seeded_order
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 from valuescope.fit.bootstrap import basic_interval
@@ -165,12 +166,6 @@ def parse_quantity(text: str) -> tuple[str, int] | None:
     return None
 
 
-def shuffled(items: list, seed: int) -> list:
-    """The items in a seeded random order (no structure of the list leaks into the design)."""
-    order = np.random.default_rng(seed).permutation(len(items))
-    return [items[i] for i in order]
-
-
 def utility_se(utilities: pd.DataFrame) -> np.ndarray:
     """Per-outcome standard errors from the pipeline's 95% intervals (0 where absent)."""
     se = (utilities["ci_high"].to_numpy(float) - utilities["ci_low"].to_numpy(float)) / (2 * Z95)
@@ -296,7 +291,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     families: dict[str, dict[str, Any]] = {}
     run_dirs = {}
     for family, entities in p.families.items():
-        outcomes = shuffled(family_outcomes(entities, p.grid, p.ladder), ctx.seed)
+        outcomes = seeded_order(family_outcomes(entities, p.grid, p.ladder), ctx.seed)
         result = ctx.measure(family, outcomes, **measure_options(ctx.quick, len(outcomes)))
         frame = label_frame(result.utilities)
         if np.ptp(frame["mean"].to_numpy(float)) < 1e-9:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from valuescope.common.seeds import seeded_order
 from valuescope.experiments._stats import (
     ask,
     bootstrap_corr,
@@ -36,7 +37,6 @@ from valuescope.experiments._stats import (
     measure_options,
     parse_number,
     scatter_svg,
-    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -458,7 +458,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     outcomes = _outcomes(chosen)
     result = ctx.measure(
         "lotteries",
-        shuffled(outcomes, ctx.seed, "lotteries"),
+        seeded_order(outcomes, ctx.seed, "lotteries"),
         **measure_options(ctx.quick, len(outcomes)),
     )
     utility = dict(zip(result.utilities["outcome"], result.utilities["mean"]))

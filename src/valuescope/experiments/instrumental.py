@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from valuescope.common.seeds import seeded_order
 from valuescope.experiments import _markov
 from valuescope.experiments._markov import Process
 from valuescope.experiments._stats import (
@@ -27,7 +28,6 @@ from valuescope.experiments._stats import (
     headline_from,
     measure_options,
     scatter_svg,
-    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -142,7 +142,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     outcomes = _outcomes(chosen)
     result = ctx.measure(
         "markov",
-        shuffled(outcomes, ctx.seed, "markov"),
+        seeded_order(outcomes, ctx.seed, "markov"),
         **measure_options(ctx.quick, len(outcomes)),
     )
     utility = {

@@ -276,9 +276,9 @@ def nearest_agents(scores: np.ndarray, ids: list[str], k: int = 3) -> list[dict]
 
 
 def _measure_all(ctx, policies: list[Policy], personas: list[Persona]) -> list:
-    from valuescope.experiments.exchange_rates import shuffled
+    from valuescope.common.seeds import seeded_order
 
-    outcomes = shuffled([{"text": p.text, "category": p.topic} for p in policies], ctx.seed)
+    outcomes = seeded_order([{"text": p.text, "category": p.topic} for p in policies], ctx.seed)
     options = measure_options(ctx.quick, len(outcomes))
     if ctx.quick:  # a few hundred queries in all: 1.5 N training pairs per agent
         options = {"budget": (3 * len(outcomes)) // 2, "max_heldout": max(6, len(outcomes) // 4)}

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from valuescope.atomic import write_text
+from valuescope.common.seeds import seeded_order
 from valuescope.errors import ValuescopeError
 from valuescope.experiments._stats import (
     ask,
@@ -32,7 +33,6 @@ from valuescope.experiments._stats import (
     measure_options,
     parse_number,
     scatter_svg,
-    shuffled,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 
@@ -81,7 +81,7 @@ def true_scores(text: str) -> tuple[float, float]:
     """
     if text in reference_scores():
         return reference_scores()[text]
-    from valuescope.models.sim import stable_seed
+    from valuescope.common.seeds import stable_seed
 
     a, b = np.random.default_rng(stable_seed("power-truth", text)).normal(size=2)
     rho = TRUTH_FITNESS_CORR
@@ -112,7 +112,7 @@ def _outcome_texts(ctx: ExperimentContext) -> list[str]:
     if not 3 <= n <= len(texts):
         raise ExperimentError(f"--param n={n}: expected 3 to {len(texts)} outcomes")
     if n < len(texts):  # a seeded subset (the --quick default)
-        texts = shuffled(texts, ctx.seed, "power-subset")[:n]
+        texts = seeded_order(texts, ctx.seed, "power-subset")[:n]
     return texts
 
 
@@ -136,7 +136,7 @@ def _judge(ctx: ExperimentContext) -> ExperimentContext:
 
 def _by_comparisons(ctx: ExperimentContext, texts: list[str]) -> tuple[dict, dict, dict]:
     """Utilities, and the power and fitness scores, each fitted from forced choices."""
-    order = shuffled(texts, ctx.seed, "power")
+    order = seeded_order(texts, ctx.seed, "power")
     options = measure_options(ctx.quick, len(texts))
     own = ctx.measure("utilities", order, **options)
     judge = _judge(ctx)
@@ -152,7 +152,9 @@ def _by_comparisons(ctx: ExperimentContext, texts: list[str]) -> tuple[dict, dic
 def _by_ratings(ctx: ExperimentContext, texts: list[str]) -> tuple[dict, dict, dict]:
     """Utilities from forced choices; power and fitness as the judge's 0-10 ratings."""
     own = ctx.measure(
-        "utilities", shuffled(texts, ctx.seed, "power"), **measure_options(ctx.quick, len(texts))
+        "utilities",
+        seeded_order(texts, ctx.seed, "power"),
+        **measure_options(ctx.quick, len(texts)),
     )
     prompts = [POWER_PROMPT.format(text=t) for t in texts]
     prompts += [FITNESS_PROMPT.format(text=t) for t in texts]

@@ -36,10 +36,10 @@ from scipy.optimize import brentq, isotonic_regression, minimize_scalar
 from scipy.special import ndtri
 
 from valuescope.atomic import atomic_write
+from valuescope.common.seeds import stable_seed
 from valuescope.experiments._choices import ask_pairs
 from valuescope.experiments._stats import bootstrap_mean, headline, headline_from, load_data
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.models.sim import stable_seed
 from valuescope.runcore.rundir import write_csv
 
 N_BOOT = 400

@@ -20,11 +20,11 @@ from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, ModelParams, Whole, validate_params
 from valuescope.models.registry import register
-from valuescope.models.sim import stable_seed
 
 PIP_LINE = 'pip install "valuescope[hf]"'
 DTYPES = ("float32", "bfloat16", "float16")

@@ -23,11 +23,11 @@ from urllib.parse import quote
 import numpy as np
 from pydantic import Field
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
 from valuescope.models.registry import register
-from valuescope.models.sim import stable_seed
 
 LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'

@@ -21,12 +21,12 @@ from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
+from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.hf import answer_token_ids
 from valuescope.models.params import MaybeWhole, ModelParams, Number, Whole, validate_params
 from valuescope.models.registry import register
-from valuescope.models.sim import stable_seed
 
 PIP_LINE = 'pip install "valuescope[vllm]"'
 DEFAULT_LOGPROBS = 20

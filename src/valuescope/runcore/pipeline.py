@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from valuescope import __version__, provenance
+from valuescope import provenance
+from valuescope._version import __version__
 from valuescope.config import RunConfig
 from valuescope.design import (
     batch_size,
