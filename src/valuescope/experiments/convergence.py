@@ -14,7 +14,6 @@ reports Spearman correlations of coherence and of agreement with log capability.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,10 @@ import pandas as pd
 from valuescope import stats
 from valuescope.atomic import atomic_write
 from valuescope.common.model_size import parameters_from_name
+from valuescope.errors import ValuescopeError
 from valuescope.experiments._stats import bootstrap_corr, headline, headline_from
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.runcore import reader
 
 N_BOOT = 1000
 LEVEL = 0.9
@@ -40,19 +41,12 @@ def _load_run(path: Path) -> tuple[pd.DataFrame, dict]:
     if not table.exists():
         raise ExperimentError(f"--run {path}: no utilities.csv (is it a finished run directory?)")
     try:
-        frame = pd.read_csv(table)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ExperimentError(f"{table}: unreadable CSV ({exc})") from None
-    missing = {"outcome", "mean"} - set(frame.columns)
-    if missing:
-        raise ExperimentError(f"{table}: missing column(s) {', '.join(sorted(missing))}")
-    metrics: dict = {}
-    metrics_path = path / "metrics.json"
-    if metrics_path.exists():
-        try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ExperimentError(f"{metrics_path}: invalid JSON ({exc})") from None
+        frame = reader.read_utilities(path, ("outcome", "mean"))
+        metrics = (
+            reader.read_json(path / reader.METRICS) if (path / reader.METRICS).exists() else {}
+        )
+    except ValuescopeError as exc:
+        raise ExperimentError(str(exc)) from None
     return frame, metrics
 
 
