@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import valuescope
 from valuescope._layers import BACKENDS_NEVER_IMPORT, LAYERS
-from valuescope.models.registry import PROVIDERS, SIM_AGENTS, LazyTable
+from valuescope.models.registry import PROVIDERS, SIM_AGENTS, LazyTable, get_backend, register
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(valuescope.__file__).resolve().parents[1]
@@ -199,6 +199,19 @@ def test_lazy_table_imports_on_lookup_and_takes_objects():
     assert table["gone"] is len and table.where("loader") == "importlib.util:find_spec"
     del table["gone"]
     assert "gone" not in table
+
+
+def test_register_adds_a_provider_to_the_one_table():
+    @register("echo-test")
+    def make_echo(name, params, **options):
+        return (name, params, options)
+
+    try:
+        assert PROVIDERS["echo-test"] is make_echo
+        assert get_backend("echo-test/x?k=v", seed=3) == ("x", {"k": "v"}, {"seed": 3})
+    finally:
+        del PROVIDERS["echo-test"]
+    assert "echo-test" not in PROVIDERS
 
 
 def test_models_listing_names_every_agent_with_its_description():

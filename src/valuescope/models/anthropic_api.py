@@ -24,7 +24,6 @@ from valuescope.models._http import (
 )
 from valuescope.models.base import Answer, BadNumber, Query, bad_answer, token_count
 from valuescope.models.params import validate_params
-from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -158,7 +157,6 @@ class AnthropicBackend:
         return messages_payload(self.model, q), parse_message
 
 
-@register("anthropic")
 def make_anthropic(
     name: str,
     params: dict[str, str],

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
 from valuescope.models.llamacpp import LlamaCppBackend, backend_kwargs, import_llama_cpp
-from valuescope.models.registry import register
 
 _QWEN_PARTS = 22
 
@@ -137,7 +136,6 @@ def join_parts(parts: list[Path], target: Path, sha256: str | None, pip: str) ->
     return target
 
 
-@register("embedded")
 def make_embedded(name: str, params: dict[str, str], **_: object) -> LlamaCppBackend:
     """Factory for `embedded/<name>`; takes the llamacpp parameters (prefill, seed, ...)."""
     get_model(name)

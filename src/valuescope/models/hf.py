@@ -24,7 +24,10 @@ from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, ModelParams, Whole, validate_params
+<<<<<<< /tmp/layers_shadow/src/valuescope/models/hf.py
+=======
 from valuescope.models.registry import register
+>>>>>>> /tmp/tmp.ZcevVUXeu2
 
 PIP_LINE = 'pip install "valuescope[hf]"'
 DTYPES = ("float32", "bfloat16", "float16")
@@ -553,7 +556,6 @@ def save_tiny_model(
     return out
 
 
-@register("hf")
 def make_hf(name: str, params: dict[str, str], **_: object) -> HFBackend:
     """Factory for `hf/<name-or-path>`; the run's seed does not reach it (see `seed=`)."""
     return load_hf(name, **_parse_params(name, params))

@@ -46,7 +46,6 @@ from valuescope.models.openai_api import (
     is_reasoning_model,
 )
 from valuescope.models.params import MaybeFlag, validate_params
-from valuescope.models.registry import register
 
 PIP_LINE = "pip install 'valuescope[inspect]'"
 # Inspect providers whose replies carry the top log-probabilities of each token.
@@ -346,7 +345,6 @@ def _text_answer(output) -> Answer:
     return Answer(text=output.completion or "", tokens_in=tokens_in, tokens_out=tokens_out)
 
 
-@register("inspect")
 def make_inspect(
     name: str,
     params: dict[str, str],

@@ -27,7 +27,6 @@ from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
-from valuescope.models.registry import register
 
 LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
@@ -302,7 +301,6 @@ def backend_kwargs(params: dict[str, str], provider: str = "llamacpp") -> dict:
     return validate_params(LlamaCppParams, provider, params).model_dump()
 
 
-@register("llamacpp")
 def make_llamacpp(name: str, params: dict[str, str], **_: object) -> LlamaCppBackend:
     """Factory for `llamacpp/<path to a .gguf file>`.
 

@@ -40,7 +40,6 @@ from valuescope.models._http import (
 )
 from valuescope.models.base import Answer, BadNumber, Query, bad_answer, check_logprob, token_count
 from valuescope.models.params import Flag, MaybeFlag, validate_params
-from valuescope.models.registry import register
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
@@ -294,7 +293,6 @@ class OpenAIBackend:
         return Answer(text=text or "", tokens_in=tokens_in, tokens_out=tokens_out)
 
 
-@register("openai")
 def make_openai(
     name: str,
     params: dict[str, str],

@@ -26,7 +26,6 @@ from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.hf import answer_token_ids
 from valuescope.models.params import MaybeWhole, ModelParams, Number, Whole, validate_params
-from valuescope.models.registry import register
 
 PIP_LINE = 'pip install "valuescope[vllm]"'
 DEFAULT_LOGPROBS = 20
@@ -154,7 +153,6 @@ def canonical_name(name: str, settings: Mapping[str, Any]) -> str:
     return f"vllm/{name}" + (f"?{query}" if query else "")
 
 
-@register("vllm")
 def make_vllm(name: str, params: dict[str, str], **_: object) -> VLLMBackend:
     """Factory for `vllm/<model>`: loads the model on the GPU (prefix caching on)."""
     settings = _parse_params(name, params)
