@@ -24,10 +24,6 @@ from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, ModelParams, Whole, validate_params
-<<<<<<< /tmp/layers_shadow/src/valuescope/models/hf.py
-=======
-from valuescope.models.registry import register
->>>>>>> /tmp/tmp.ZcevVUXeu2
 
 PIP_LINE = 'pip install "valuescope[hf]"'
 DTYPES = ("float32", "bfloat16", "float16")
