@@ -457,6 +457,12 @@ def print_stopping(rows: list[dict]) -> dict:
     return out
 
 
+def set_agent(model: str) -> None:
+    """Make `model` the subject of every section (its backend must have `truth`)."""
+    global MODEL
+    MODEL = model
+
+
 def _log(msg: str) -> None:
     print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
@@ -466,8 +472,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 seeds, coarser grids")
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3, quick 2)")
     parser.add_argument("--sections", default="ABCDE", help="which experiments to run")
+    parser.add_argument(
+        "--agent",
+        default=MODEL,
+        help="the subject: sim/thurstone (exact answers) or sim/noisy (real-model-like: "
+        "position bias, per-prompt logit noise, softness measured on the embedded default)",
+    )
     parser.add_argument("--root", type=Path, default=Path("/tmp/valuescope-bench/query_efficiency"))
     args = parser.parse_args(argv)
+    set_agent(args.agent)
     seeds = list(range(args.seeds or (2 if args.quick else 3)))
     grids = {k: (v[::2] + [v[-1]] if args.quick and len(v) > 4 else v) for k, v in GRIDS.items()}
     grids = {k: sorted(set(v)) for k, v in grids.items()}
@@ -476,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     summary: dict = {
         "benchmark": "query_efficiency",
+        "agent": MODEL,
         "target": TARGET,
         "seeds": len(seeds),
         "cpus": os.cpu_count(),

@@ -73,6 +73,7 @@ SIM_AGENTS = LazyTable(
     {
         "random": "valuescope.models.sim:RandomAgent",
         "thurstone": "valuescope.models.sim:ThurstoneAgent",
+        "noisy": "valuescope.models.sim_noisy:NoisyAgent",  # real-model-like answers
         # expected utility, instrumental values, power ratings, corrigibility, satisficing
         "eu": "valuescope.agents.structured:ExpectedUtilityAgent",
         "best-outcome": "valuescope.agents.structured:BestOutcomeAgent",

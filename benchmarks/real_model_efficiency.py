@@ -1,0 +1,563 @@
+"""Query efficiency on a real model: the embedded Qwen2.5-Coder-1.5B (llama.cpp) on 20 outcomes.
+
+What is measured on the model itself:
+
+1. `logprob-full`: logprob mode on the full design, both orders of all 190 pairs (380
+   queries, `valuescope run ... --mode logprob --design full`).
+2. `paper-seed0`: sample mode as the paper samples (K = 10 answers per order, temperature 1)
+   for as many pairs as the CPU allows, in a fixed random pair order, saved pair by pair
+   (`--fill`; a stopped fill keeps its answers and a rerun continues).
+
+With the prefill the backend uses ("I would prefer Option"), a sampled reply's choice is
+its first sampled token, drawn from the very distribution logprob mode reads. So the paper
+protocol's answers are, in law, K draws of Bernoulli(P(A)) per prompt; (2) checks this
+against real samples (mean difference, correlation, squared difference against the
+binomial part, refusals). On a shared 2-core machine 3,800 sampled answers per paper run
+(~0.5 s of CPU each at one thread) do not fit; the paper-protocol runs are therefore
+replayed: `sim/replay` answers every prompt from the measured logprob table, sampling
+Bernoulli(P(A)) in sample mode (refusing with probability 1 - mass).
+
+The reference is `--protocol paper` (sample mode, K = 10, both orders, the reference design
+over 2 N log2 N pairs) on the replayed answers, seed 100; an independently seeded second
+paper run (seed 101) is the noise ceiling. Against it, through `pipeline.run` (what
+`valuescope run` does), over budgets (training pairs) and two design seeds:
+
+- logprob: the default protocol (logprob mode, active design, stopping at 0.99) on the real
+  model (its answers come from a copy of `logprob-full`'s cache); logprob-nostop spends the
+  whole budget;
+- sample-K1 and sample-K3: sample mode, active design, default stopping, replayed.
+
+Scores per run: Spearman of its means with the reference's; held-out agreement, the share
+of the pairs the reference asked and the run did not train on that the run orders like the
+reference's majority (P = 1/2 left out). The ceiling's held-out agreement is 5-fold: the
+second paper run refitted on four fifths of its pairs, scored on the fifth. The real
+samples of (2), where there are enough, give the same scores against a real reference.
+The script also reads what `sim/noisy` plants from the logprob table (position bias,
+per-prompt logit noise, softness of P(A); docs/models.md).
+
+Resumable: run directories with a metrics.json are read, not rerun. Usage::
+
+    nice -n 15 python benchmarks/real_model_efficiency.py --fill &   # real samples, hours
+    nice -n 15 python benchmarks/real_model_efficiency.py            # pool, sweep, tables
+"""
+
+# ruff: noqa: E402  (OpenBLAS is pinned before numpy is imported)
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+from scipy.special import expit, logit, ndtr
+from scipy.stats import pearsonr, spearmanr
+
+from valuescope.common.seeds import stable_seed
+from valuescope.errors import ValuescopeError
+from valuescope.models.base import Answer, Query
+from valuescope.models.sim import REFUSAL_TEXT, SimParams, _SimAgent
+
+ROOT = Path(__file__).resolve().parent
+OUTCOMES = ROOT / "real_model_outcomes.txt"
+RESULTS = ROOT / "results" / "real_model"
+MODEL = "embedded/qwen2.5-coder-1.5b"
+# one thread: llama.cpp threads spin while they wait, and the machine is shared; the thread
+# count is not part of the answer cache's key
+REAL = f"{MODEL}?threads=1"
+POOL = "logprob-full"
+SAMPLED = "paper-seed0"
+TABLE = RESULTS / "logprob_table.csv"
+REPLAY = f"sim/replay?table={TABLE}"
+PAPER_RUNS = {"reference": 100, "ceiling": 101}  # replay seeds of the two paper runs
+K_PAPER = 10
+BUDGETS = [20, 25, 30, 40, 50, 60, 80, 100, 130, 173]
+SEEDS = [0, 1]
+PROTOCOLS = {  # name -> (model, RunConfig settings, answer cache it starts from)
+    "logprob": (REAL, {"mode": "logprob"}, POOL),
+    "logprob-nostop": (REAL, {"mode": "logprob", "stop_at": None}, POOL),
+    "sample-K1": (REPLAY, {"mode": "sample", "samples": 1}, None),
+    "sample-K3": (REPLAY, {"mode": "sample", "samples": 3}, None),
+}
+P_CLIP = 1e-4  # logits of P(A) are read inside [P_CLIP, 1 - P_CLIP]
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------- the replaying agent
+
+
+class ReplayParams(SimParams):
+    """`sim/replay?table=CSV`: a table of first_text, second_text, p_first, mass."""
+
+    table: str = Field(description="CSV written by this benchmark from a logprob run")
+
+
+class ReplayAgent(_SimAgent):
+    """Answers each prompt from a measured logprob table; samples Bernoulli(P(A)).
+
+    A prompt (first, second) the table lacks is an error. Sample mode refuses with
+    probability 1 - mass (the model's probability of a token other than the two labels)
+    and at temperature T answers A with probability expit(logit(P(A)) / T).
+    """
+
+    Params = ReplayParams
+
+    def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
+        super().__init__(kind, params, seed)
+        t = pd.read_csv(self.settings.table)
+        self.table = {
+            (f, s): (p, m) for f, s, p, m in zip(t.first_text, t.second_text, t.p_first, t.mass)
+        }
+
+    def _answer_one(self, q: Query) -> Answer:
+        try:
+            p, mass = self.table[(q.option_a, q.option_b)]
+        except KeyError:
+            raise ValuescopeError(f"sim/replay: no answer for {q.option_a!r} first") from None
+        if q.mode == "logprob":
+            return Answer(p_a=float(p), mass=float(mass))
+        rng = np.random.default_rng(stable_seed("replay", self.seed, q.messages, q.sample_index))
+        if rng.random() > mass:
+            return Answer(text=REFUSAL_TEXT)
+        if q.temperature != 1.0:
+            z = logit(min(max(p, P_CLIP), 1 - P_CLIP))
+            p = expit(z / q.temperature) if q.temperature > 0 else float(z > 0)
+        return Answer(text=q.labels[0] if rng.random() < p else q.labels[1])
+
+
+def register_replay() -> None:
+    from valuescope.models.registry import SIM_AGENTS
+
+    SIM_AGENTS["replay"] = ReplayAgent
+
+
+# ---------------------------------------------------------------- what asks the model
+
+
+def sample_settings():
+    from valuescope.elicit import ElicitSettings
+
+    return ElicitSettings(mode="sample", samples=K_PAPER, temperature=1.0)
+
+
+def pair_order(n: int) -> np.ndarray:
+    """All pairs (a < b) in one fixed random order: a stopped fill covers a random subset."""
+    a, b = np.triu_indices(n, 1)
+    return np.stack([a, b], axis=1)[np.random.default_rng(20).permutation(len(a))]
+
+
+def fill() -> None:
+    """Real sample-mode answers (K = 10 per order), pair by pair, into paper-seed0's cache.
+
+    Each pair's 20 answers are saved as soon as they exist, so a stopped fill loses at most
+    one pair; `valuescope run` on the same cache would find them (llama.cpp answers depend
+    on the prompt, the sample index and `?seed=` only).
+    """
+    from valuescope.elicit import build_queries, get_template
+    from valuescope.elicit.cache import ResponseCache, query_key
+    from valuescope.models import get_backend
+    from valuescope.outcomes import load_outcomes
+
+    texts = load_outcomes(str(OUTCOMES)).texts
+    backend = get_backend(REAL)
+    template, settings = get_template("default"), sample_settings()
+    t0, done = time.perf_counter(), 0
+    with ResponseCache(RESULTS / SAMPLED / "responses.sqlite") as cache:
+        for pair in pair_order(len(texts)):
+            queries = build_queries(texts, pair[None], template, settings)
+            keys = [query_key(backend.name, q) for q in queries]
+            have = cache.get_many(keys)
+            missing = [i for i, k in enumerate(keys) if k not in have]
+            if not missing:
+                continue
+            answers = backend.answer([queries[i] for i in missing])
+            cache.put_many((keys[i], backend.name, queries[i], a) for i, a in zip(missing, answers))
+            done += len(missing)
+            rate = done / (time.perf_counter() - t0)
+            _log(f"{cache.count()} answers cached, {rate:.3f} queries/s, load {load_average()}")
+    _log(f"complete ({done} new answers, {time.perf_counter() - t0:.0f} s)")
+
+
+def pool() -> None:
+    """The real logprob run over every pair (both orders), and the table sim/replay reads."""
+    out = RESULTS / POOL
+    if not (out / "metrics.json").exists():
+        cmd = ["valuescope", "run", REAL, "--outcomes", str(OUTCOMES), "--out", str(out)]
+        cmd += ["--mode", "logprob", "--design", "full", "--bootstrap", "0", "--overwrite", "-q"]
+        _log(" ".join(cmd))
+        subprocess.run(["nice", "-n", "15", *cmd], check=True)
+    ans = pd.read_parquet(out / "answers.parquet")
+    table = ans.groupby(["first_text", "second_text"], as_index=False).agg(
+        p_first=("p_first", "mean"), mass=("answer_mass", "mean")
+    )
+    if len(table) != len(ans):
+        raise SystemExit(f"{out}: expected one logprob answer per prompt")
+    table.to_csv(TABLE, index=False)
+
+
+def run_once(out: Path, model: str, settings: dict, cache_from: str | None = None) -> dict:
+    """pipeline.run into `out` unless it holds a finished run; returns its metrics."""
+    from valuescope.config import RunConfig
+    from valuescope.runcore.pipeline import run
+
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    if cache_from and not (out / "responses.sqlite").exists():
+        shutil.copy(RESULTS / cache_from / "responses.sqlite", out / "responses.sqlite")
+    cfg = RunConfig(model=model, outcomes=str(OUTCOMES), out=out, bootstrap=0, **settings)
+    t0 = time.perf_counter()
+    m = run(cfg, overwrite=True).metrics
+    _log(
+        f"{out.name}: {m['n_pairs']} pairs, {m['n_queries']} queries "
+        f"({m['n_queries_new']} new), {time.perf_counter() - t0:.1f} s"
+    )
+    return m
+
+
+def sweep() -> None:
+    """The two replayed paper runs, then every protocol x budget x design seed."""
+    register_replay()
+    for name, seed in PAPER_RUNS.items():
+        run_once(RESULTS / f"paper-{name}", f"{REPLAY}&seed={seed}", {"protocol": "paper"})
+    for name, (model, settings, cache_from) in PROTOCOLS.items():
+        for budget in BUDGETS:
+            for seed in SEEDS:
+                out = RESULTS / "sweep" / f"{name}-b{budget}-s{seed}"
+                run_once(out, model, {**settings, "budget": budget, "seed": seed}, cache_from)
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def read_means(run: Path) -> np.ndarray:
+    return pd.read_csv(run / "utilities.csv").sort_values("id")["mean"].to_numpy()
+
+
+def read_pairs(run: Path) -> pd.DataFrame:
+    """pairs.csv with every pair as (lo, hi) and p = P(lo > hi)."""
+    t = pd.read_csv(run / "pairs.csv")
+    swap = t.a > t.b
+    lo, hi = np.where(swap, t.b, t.a), np.where(swap, t.a, t.b)
+    return t.assign(a=lo, b=hi, p=np.where(swap, 1 - t.p, t.p))
+
+
+def majority(pairs: np.ndarray, p: np.ndarray) -> dict[tuple[int, int], int]:
+    """(lo, hi) -> +1 where the reference prefers lo, -1 where hi; exact halves left out."""
+    return {(int(a), int(b)): int(np.sign(q - 0.5)) for (a, b), q in zip(pairs, p) if q != 0.5}
+
+
+def agreement(means: np.ndarray, pairs: list[tuple[int, int]], major: dict) -> float:
+    scored = [(a, b) for a, b in pairs if (a, b) in major]
+    hits = [np.sign(means[a] - means[b]) == major[(a, b)] for a, b in scored]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def score_run(run: Path, ref_means: np.ndarray, major: dict) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    means, pairs = read_means(run), read_pairs(run)
+    trained = {(a, b) for a, b, s in zip(pairs.a, pairs.b, pairs.split) if s == "train"}
+    held = [pair for pair in major if pair not in trained]
+    k = metrics["samples"] if metrics["mode"] == "sample" else 1
+    return {
+        "pairs": metrics["n_pairs"],
+        "train_queries": metrics["n_pairs"] * 2 * k,
+        "queries": metrics["n_queries"],
+        "stopped_early": metrics["stopping"]["stopped_early"],
+        "spearman": float(spearmanr(means, ref_means)[0]),
+        "heldout_agreement": agreement(means, held, major),
+        "n_heldout_scored": len(held),
+    }
+
+
+def fit_means(pairs: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+    """Means of the fit a run makes (fit_thurstonian without weights, as the pipeline)."""
+    from valuescope.fit import fit_thurstonian
+
+    return fit_thurstonian(np.asarray(pairs), np.asarray(p), n).mean
+
+
+def ceiling(run: Path, ref_means: np.ndarray, major: dict, folds: int = 5) -> dict:
+    """The second paper run against the first: Spearman, and 5-fold held-out agreement."""
+    t, n = read_pairs(run), len(ref_means)
+    pairs, p = t[["a", "b"]].to_numpy(), t.p.to_numpy()
+    idx = np.random.default_rng(0).permutation(len(t))
+    hits, total = 0, 0
+    for f in range(folds):
+        test = np.zeros(len(t), bool)
+        test[idx[f::folds]] = True
+        means = fit_means(pairs[~test], p[~test], n)
+        held = [(int(a), int(b)) for a, b in pairs[test] if (int(a), int(b)) in major]
+        hits += sum(np.sign(means[a] - means[b]) == major[(a, b)] for a, b in held)
+        total += len(held)
+    m = json.loads((run / "metrics.json").read_text())
+    return {
+        "pairs": m["n_pairs"],
+        "queries": m["n_queries"],
+        "spearman": float(spearmanr(read_means(run), ref_means)[0]),
+        "heldout_agreement": hits / total,
+        "agreement_fitted_pairs": agreement(read_means(run), list(major), major),
+    }
+
+
+def cached_answers(name: str, mode: str) -> dict:
+    """A run directory's cached answers for the pairs answered fully, in `pair_order`.
+
+    Returns pairs (lo, hi), p (P(lo > hi), refusals as 1/2, as a run aggregates them),
+    first (P(first option) per pair and order, over the samples, refusals left out),
+    refused (per pair) and k.
+    """
+    from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_template
+    from valuescope.elicit.cache import ResponseCache, query_key
+    from valuescope.outcomes import load_outcomes
+
+    path = RESULTS / name / "responses.sqlite"
+    with sqlite3.connect(path) as db:
+        query = "SELECT DISTINCT model FROM responses WHERE mode=?"
+        models = [r[0] for r in db.execute(query, (mode,))]
+    if len(models) != 1:
+        raise SystemExit(f"{path}: expected answers of one model in {mode} mode, found {models}")
+    texts = load_outcomes(str(OUTCOMES)).texts
+    settings = sample_settings() if mode == "sample" else ElicitSettings(mode="logprob")
+    pairs = pair_order(len(texts))
+    queries = build_queries(texts, pairs, get_template("default"), settings)
+    keys = [query_key(models[0], q) for q in queries]
+    with ResponseCache(path) as cache:
+        found = cache.get_many(keys)
+    per = len(queries) // len(pairs)
+    full = [e for e in range(len(pairs)) if all(k in found for k in keys[e * per : (e + 1) * per])]
+    answers = [found[keys[e * per + j]] for e in full for j in range(per)]
+    got = aggregate(pairs[full], answers, settings)
+    with np.errstate(all="ignore"):  # a prompt whose samples were all refused: NaN
+        first = np.stack(
+            [np.nanmean(got.prefs[:, 0, :], axis=1), 1 - np.nanmean(got.prefs[:, 1, :], axis=1)],
+            axis=1,
+        )
+    return {
+        "pairs": pairs[full],
+        "p": got.p,
+        "first": first,
+        "refused": got.n_refused,
+        "k": got.prefs.shape[2],
+        "n": len(texts),
+    }
+
+
+def logprob_vs_sample(lp: dict, s: dict) -> dict:
+    """Logprob P(first option) against the real sampled share, prompt by prompt."""
+    index = {(int(a), int(b)): e for e, (a, b) in enumerate(lp["pairs"])}
+    rows = [index[(int(a), int(b))] for a, b in s["pairs"]]
+    p_lp, p_s = lp["first"][rows].ravel(), s["first"].ravel()
+    ok = ~np.isnan(p_s)
+    p_lp, p_s = p_lp[ok], p_s[ok]
+    d = p_s - p_lp
+    return {
+        "pairs": len(s["pairs"]),
+        "prompts": int(ok.sum()),
+        "p_first_logprob": float(p_lp.mean()),
+        "p_first_sampled": float(p_s.mean()),
+        "mean_difference": float(d.mean()),
+        "mean_difference_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+        "pearson": float(pearsonr(p_lp, p_s)[0]) if len(d) > 2 else None,
+        "mean_squared_difference": float((d**2).mean()),
+        # what binomial sampling around the logprob P alone gives
+        "binomial_expected": float(np.mean(p_lp * (1 - p_lp) / s["k"])),
+        "extremeness_logprob": float(np.abs(p_lp - 0.5).mean()),
+        "extremeness_sampled": float(np.abs(p_s - 0.5).mean()),
+        "refusal_rate": float(s["refused"].sum() / (len(s["pairs"]) * 2 * s["k"])),
+    }
+
+
+def noise_model(lp: dict, mass: np.ndarray) -> dict:
+    """sim/noisy's parameters read from the logprob answers (both orders of every pair).
+
+    With z_ab = s * d_ab + b + e_ab and z_ba = -s * d_ab + b + e_ba (logits of P(first)),
+    (z_ab + z_ba) / 2 has mean b (the first-option bias) and sd noise / sqrt(2); the signal
+    (z_ab - z_ba) / 2 sets the softness s (matched by its median, `softness`).
+    """
+    z = logit(np.clip(lp["first"], P_CLIP, 1 - P_CLIP))
+    both, signal = (z[:, 0] + z[:, 1]) / 2, (z[:, 0] - z[:, 1]) / 2
+    prompt_noise = float(np.sqrt(2) * both.std(ddof=1))
+    median_signal = float(np.median(np.abs(signal)))
+    return {
+        "pairs": len(z),
+        "first_bias": float(both.mean()),
+        "first_bias_se": float(both.std(ddof=1) / np.sqrt(len(z))),
+        "prompt_noise": prompt_noise,
+        "median_abs_signal": median_signal,
+        "scale": softness(median_signal, prompt_noise),
+        "p_first": float(lp["first"].mean()),
+        "share_decisive": float(np.mean((lp["first"] < 0.05) | (lp["first"] > 0.95))),
+        "order_flip_share": float(np.mean(np.sign(z[:, 0]) == np.sign(z[:, 1]))),
+        "mass_mean": float(mass.mean()),
+        "mass_min": float(mass.min()),
+    }
+
+
+def softness(target: float, prompt_noise: float, draws: int = 200_000) -> float:
+    """The scale at which sim/noisy's median |signal logit| is `target`.
+
+    sim/noisy's signal (z_ab - z_ba) / 2 is scale * logit(P_thurstone) plus noise of sd
+    prompt_noise / sqrt(2); its utilities are mu ~ N(0, 1), sigma ~ U(0.2, 1) per outcome.
+    """
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.normal(size=(2, draws)), rng.uniform(0.2, 1.0, size=(2, draws))
+    true = logit(np.clip(ndtr((mu[0] - mu[1]) / np.hypot(*sigma)), 1e-6, 1 - 1e-6))
+    noise = rng.normal(scale=prompt_noise / np.sqrt(2), size=draws)
+    lo, hi = 0.0, 20.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if np.median(np.abs(mid * true + noise)) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def sweep_rows(ref_means: np.ndarray, major: dict) -> list[dict]:
+    rows = []
+    for name in PROTOCOLS:
+        for budget in BUDGETS:
+            for seed in SEEDS:
+                run = RESULTS / "sweep" / f"{name}-b{budget}-s{seed}"
+                if (run / "metrics.json").exists():
+                    score = score_run(run, ref_means, major)
+                    rows.append({"protocol": name, "budget": budget, "seed": seed, **score})
+    return rows
+
+
+def summarize(rows: list[dict]) -> pd.DataFrame:
+    cols = ["pairs", "train_queries", "queries", "spearman", "heldout_agreement"]
+    return pd.DataFrame(rows).groupby(["protocol", "budget"])[cols].mean().reset_index()
+
+
+def reach(summary: pd.DataFrame, ceil: dict, paper_queries: int) -> dict:
+    """Per protocol and metric: the fewest mean queries whose mean score >= ceiling - 0.02."""
+    out = {}
+    for metric in ("spearman", "heldout_agreement"):
+        target = ceil[metric] - 0.02
+        for name in PROTOCOLS:
+            ok = summary[(summary.protocol == name) & (summary[metric] >= target)]
+            first = ok.sort_values("queries").iloc[0] if len(ok) else None
+            out[f"{name}/{metric}"] = {
+                "target": target,
+                "budget": None if first is None else int(first.budget),
+                "queries": None if first is None else float(first.queries),
+                "ratio": None if first is None else paper_queries / float(first.queries),
+            }
+    return out
+
+
+def real_check(ref: dict, summary_runs: list[dict]) -> dict | None:
+    """Scores against a reference fitted on the real K=10 samples (the pairs filled)."""
+    if len(ref["pairs"]) < 2 * ref["n"]:
+        return None
+    means = fit_means(ref["pairs"], ref["p"], ref["n"])
+    major = majority(ref["pairs"], ref["p"])
+    paper = {name: RESULTS / f"paper-{name}" for name in PAPER_RUNS}
+    rows = [
+        {
+            "protocol": f"paper ({name}, replayed)",
+            "budget": None,
+            "seed": None,
+            **score_run(run, means, major),
+        }  # fmt: skip
+        for name, run in paper.items()
+    ]
+    rows += sweep_rows(means, major)
+    return {"pairs": len(ref["pairs"]), "rows": rows}
+
+
+def analyze() -> dict:
+    ref_run, ceil_run = RESULTS / "paper-reference", RESULTS / "paper-ceiling"
+    ref_means = read_means(ref_run)
+    t = read_pairs(ref_run)
+    major = majority(t[["a", "b"]].to_numpy(), t.p.to_numpy())
+    paper_queries = json.loads((ref_run / "metrics.json").read_text())["n_queries"]
+    ceil = ceiling(ceil_run, ref_means, major)
+    rows = sweep_rows(ref_means, major)
+    summary = summarize(rows)
+    lp = cached_answers(POOL, "logprob")
+    mass = pd.read_csv(TABLE)["mass"].to_numpy()
+    sampled = cached_answers(SAMPLED, "sample")
+    real = real_check(sampled, rows)
+    return {
+        "model": MODEL,
+        "outcomes": lp["n"],
+        "paper_queries": paper_queries,
+        "ceiling": ceil,
+        "reach": reach(summary, ceil, paper_queries),
+        "summary": summary.to_dict("records"),
+        "runs": rows,
+        "logprob_vs_sample": logprob_vs_sample(lp, sampled) if len(sampled["pairs"]) else None,
+        "noise_model": noise_model(lp, mass),
+        "real_reference": real,
+        "load_average": load_average(),
+    }
+
+
+def print_tables(result: dict) -> None:
+    c = result["ceiling"]
+    print(f"paper protocol (replayed) at N={result['outcomes']}: {result['paper_queries']} queries")
+    print(
+        f"noise ceiling ({c['pairs']} pairs, {c['queries']} queries): Spearman "
+        f"{c['spearman']:.3f}, held-out agreement {c['heldout_agreement']:.3f} (5-fold; "
+        f"fitted pairs {c['agreement_fitted_pairs']:.3f})"
+    )
+    print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in result["summary"]:
+        print(
+            f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
+            f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
+        )
+    keys = ("reach", "logprob_vs_sample", "noise_model")
+    print(json.dumps({k: result[k] for k in keys}, indent=1))
+    real = result["real_reference"]
+    if real:
+        print(f"against the real K=10 samples ({real['pairs']} pairs):")
+        table = pd.DataFrame(real["rows"])
+        cols = ["queries", "spearman", "heldout_agreement"]
+        print(table.groupby(["protocol", "budget"], dropna=False)[cols].mean().to_string())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fill", action="store_true", help="only ask real sample-mode answers")
+    ap.add_argument("--phases", default="pool,sweep,analyze", help="of pool, sweep, analyze")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    _log(f"load average {load_average()}")
+    if args.fill:
+        fill()
+        return
+    phases = args.phases.split(",")
+    if "pool" in phases:
+        pool()
+    if "sweep" in phases:
+        sweep()
+    if "analyze" in phases:
+        result = analyze()
+        result["wall_s"] = time.perf_counter() - t0
+        (RESULTS.parent / "real_model_efficiency.json").write_text(json.dumps(result, indent=1))
+        print_tables(result)
+    _log(f"done in {time.perf_counter() - t0:.0f} s; load average {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
