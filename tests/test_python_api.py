@@ -278,6 +278,16 @@ def test_experiment_returns_its_result(tmp_path: Path) -> None:
     assert (tmp_path / "report.html").is_file()
 
 
+def test_experiment_runs_are_its_utility_measurements(tmp_path: Path) -> None:
+    exp = valuescope.experiment("expected-utility", "sim/eu", quick=True, out=tmp_path, seed=1)
+    runs = exp.runs
+    assert list(runs) == ["lotteries"]
+    lotteries = runs["lotteries"]
+    assert isinstance(lotteries, Run) and lotteries.model == "sim/eu"
+    assert lotteries.metrics.n_outcomes == len(lotteries.utilities) > 10
+    assert exp.result["seed"] == 1 and exp.reading
+
+
 def test_experiment_settings_are_checked() -> None:
     with pytest.raises(SettingError, match="did you mean samples"):
         valuescope.experiment("time-discounting", "sim/hyperbolic", sample=3)
