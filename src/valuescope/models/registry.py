@@ -46,11 +46,6 @@ class LazyTable(MutableMapping[str, object]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def where(self, name: str) -> str:
-        """The "module:attribute" an entry names (or the repr of an object entry)."""
-        entry = self._entries[name]
-        return entry if isinstance(entry, str) else repr(entry)
-
 
 # The one provider table: provider -> its factory `f(model_name, params, **options)`. Each
 # module imports its heavy SDK inside the factory, so the table's modules load without it.
