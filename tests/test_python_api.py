@@ -168,6 +168,18 @@ def test_a_list_of_dicts_keeps_order_and_categories(tmp_path: Path) -> None:
         valuescope.measure("sim/thurstone", ["x", "y"], out=tmp_path, seed=2)
 
 
+def test_a_dataframe_of_outcomes_is_a_list_of_its_rows(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"outcome": ["You sleep well.", "You oversleep.", "You sleep badly."],
+         "category": ["rest", None, "rest"], "notes": [1, 2, 3]}
+    )  # fmt: skip
+    run = valuescope.measure("sim/thurstone", frame, out=tmp_path, seed=2)
+    assert run.utilities["outcome"].tolist() == frame["outcome"].tolist()
+    assert run.utilities["category"].tolist() == ["rest", "uncategorised", "rest"]
+    with pytest.raises(SettingError, match="a table needs an outcome column"):
+        valuescope.measure("sim/thurstone", pd.DataFrame({"text": ["a", "b"]}), out=tmp_path)
+
+
 def test_a_backend_object_is_measured_as_its_model_string(tmp_path: Path) -> None:
     backend = get_backend("sim/thurstone", seed=5)
     by_object = valuescope.measure(backend, "demo", seed=5, out=tmp_path / "object")

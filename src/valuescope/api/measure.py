@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import ValidationError
 
 from valuescope.api.results import ExperimentRun, Run
@@ -71,10 +72,11 @@ def measure(model: str | Backend, outcomes: Any = "demo", **settings: Any) -> Ru
     model : str or Backend
         A model string (`"sim/thurstone"`, `"openai/gpt-4o-mini"`, ...) or an already built
         backend (a `valuescope.models.base.Backend`: `name`, `supports_logprobs`, `answer`).
-    outcomes : str, path or list, default="demo"
-        A built-in set name (`"demo"`, `"main"`), an outcome file, or a list of outcome
-        texts or of dicts with `outcome` (and optional `category`). A list is written to
-        `out/outcomes.csv`, which the run then reads like any outcome file.
+    outcomes : str, path, list or DataFrame, default="demo"
+        A built-in set name (`"demo"`, `"main"`), an outcome file, a list of outcome
+        texts or of dicts with `outcome` (and optional `category`), or a DataFrame with
+        those columns. A list or table is written to `out/outcomes.csv`, which the run
+        then reads like any outcome file.
     **settings
         The options of `valuescope run` by name (`samples=5`, `mode="sample"`,
         `design="random"`, `seed=1`, `out="runs/x"`, ...), plus `overwrite=True` to
@@ -132,6 +134,8 @@ def _outcomes_source(outcomes: object, out: Path, overwrite: bool) -> str:
     """The outcomes setting: a set name or file as given, a list written to out/outcomes.csv."""
     if isinstance(outcomes, str | Path):
         return str(outcomes)
+    if isinstance(outcomes, pd.DataFrame):
+        outcomes = _frame_records(outcomes)
     if isinstance(outcomes, Mapping) or not isinstance(outcomes, Sequence):
         raise SettingError(
             f"outcomes: expected a set name, a file or a list of outcomes, got "
@@ -153,6 +157,16 @@ def _outcomes_source(outcomes: object, out: Path, overwrite: bool) -> str:
     prepare_out_dir(out)
     write_text(path, buffer.getvalue())
     return str(path)
+
+
+def _frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a table with an `outcome` column (and optionally `category`) as dicts."""
+    if "outcome" not in frame.columns:
+        found = ", ".join(map(str, frame.columns)) or "none"
+        raise SettingError(f"outcomes: a table needs an outcome column (found {found})")
+    columns = [c for c in ("outcome", "category") if c in frame.columns]
+    table = frame[columns].astype(object).where(frame[columns].notna(), None)
+    return table.to_dict(orient="records")
 
 
 def _outcome_row(index: int, item: object) -> tuple[str, str]:
