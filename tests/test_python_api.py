@@ -96,6 +96,13 @@ def test_measure_writes_the_run_the_cli_writes(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(run.pairs, other.pairs)
     assert run.metrics.n_queries == other.metrics.n_queries == len(run.answers)
     assert list(run.utilities.columns[: len(UTILITY_COLUMNS)]) == list(UTILITY_COLUMNS)
+    # the command line resumes the run Python wrote, from its cache: nothing asked again
+    resumed = subprocess.run(
+        [sys.executable, "-m", "valuescope", "run", "--resume", "--out", str(run.out), "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert '"n_queries_new": 0' in resumed.stdout
 
 
 def test_measure_without_out_writes_a_fresh_temporary_directory() -> None:
