@@ -180,7 +180,7 @@ def test_bad_input_is_one_clear_error(tmp_path):
         _run("sim/exchange", tmp_path / "e", ladder="1,10")
     with pytest.raises(ExperimentError, match="whole numbers"):
         _run("sim/exchange", tmp_path / "f", grid="1,ten,100")
-    with pytest.raises(UnknownModelError, match="expected log, sqrt or linear"):
+    with pytest.raises(UnknownModelError, match="parameter utility: expected one of 'log', 'sqrt' or 'linear', got 'cubic'"):
         get_backend("sim/exchange?utility=cubic")
 
 

@@ -301,7 +301,7 @@ def test_reference_probabilities_skip_the_question(tmp_path):
 
 
 def test_bad_agent_parameter_is_one_clear_error():
-    with pytest.raises(ValuescopeError, match="probability_weighting=-1.0 must lie in"):
+    with pytest.raises(ValuescopeError, match="parameter probability_weighting: expected a number at least 0, got '-1'"):
         get_backend("sim/eu?probability_weighting=-1")
     with pytest.raises(ValuescopeError, match="has no parameter 'gamma'"):
         get_backend("sim/best-outcome?gamma=1")

@@ -31,38 +31,50 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from scipy.special import logit, ndtr
 
 from valuescope.common.seeds import stable_seed
 from valuescope.control.census import party_leans
 from valuescope.control.prompts import ARGUMENT_MARK, read_arguments, read_share
 from valuescope.models.base import Answer, Query
-from valuescope.models.sim import _float_param, _SimAgent
+from valuescope.models.params import Number
+from valuescope.models.sim import SimParams, _SimAgent
+
+
+class CitizenParams(SimParams):
+    """`sim/citizen?...`: the pull of the shown majority and of arguments, and the views."""
+
+    conformity: Number = Field(0.5, ge=0, le=10, description="pull toward the shown majority")
+    polarization: Number = Field(1.0, ge=0, le=10)
+    idio: Number = Field(0.3, ge=0, le=10, description="idiosyncratic utility spread")
+    noise: Number = Field(1.0, ge=0.01, le=100)
+    persuasion: Number = Field(1.0, ge=0, le=10, description="pull of the arguments shown")
+    argument_weight: Number = Field(0.8, ge=0, le=1)
+
+
+class HerdingParams(CitizenParams):
+    conformity: Number = Field(3.0, ge=0, le=10, description="pull toward the shown majority")
+
+
+class FixedParams(CitizenParams):
+    conformity: Number = Field(0.0, ge=0, le=10, description="pull toward the shown majority")
+    persuasion: Number = Field(0.0, ge=0, le=10, description="pull of the arguments shown")
 
 
 class CitizenAgent(_SimAgent):
     """Persona-dependent utilities and a planted pull toward the shown majority."""
 
-    known_params = (
-        *_SimAgent.known_params,
-        "conformity",
-        "polarization",
-        "idio",
-        "noise",
-        "persuasion",
-        "argument_weight",
-    )
-    DEFAULT_CONFORMITY = 0.5
-    DEFAULT_PERSUASION = 1.0
+    Params: type[SimParams] = CitizenParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.conformity = _float_param(params, "conformity", self.DEFAULT_CONFORMITY, 0.0, 10.0)
-        self.persuasion = _float_param(params, "persuasion", self.DEFAULT_PERSUASION, 0.0, 10.0)
-        self.argument_weight = _float_param(params, "argument_weight", 0.8, 0.0, 1.0)
-        self.polarization = _float_param(params, "polarization", 1.0, 0.0, 10.0)
-        self.idio = _float_param(params, "idio", 0.3, 0.0, 10.0)
-        self.noise = _float_param(params, "noise", 1.0, 0.01, 100.0)
+        self.conformity = self.settings.conformity
+        self.persuasion = self.settings.persuasion
+        self.argument_weight = self.settings.argument_weight
+        self.polarization = self.settings.polarization
+        self.idio = self.settings.idio
+        self.noise = self.settings.noise
         self._phrases = sorted(party_leans().items(), key=lambda kv: -len(kv[0]))
 
     def lean(self, persona: str) -> float:
@@ -153,11 +165,10 @@ def _policy_leans() -> dict[str, float]:
 class HerdingCitizen(CitizenAgent):
     """Planted violation: copies the majority it is shown (conformity 3)."""
 
-    DEFAULT_CONFORMITY = 3.0
+    Params: type[SimParams] = HerdingParams
 
 
 class FixedCitizen(CitizenAgent):
     """Planted control: fixed views, deliberation moves nothing."""
 
-    DEFAULT_CONFORMITY = 0.0
-    DEFAULT_PERSUASION = 0.0
+    Params: type[SimParams] = FixedParams

@@ -16,12 +16,14 @@ forwards or backwards, or 0 for none.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from valuescope.common.seeds import stable_seed
-from valuescope.errors import UnknownModelError
-from valuescope.models.sim import ThurstoneAgent, _float_param
+from valuescope.models.params import Number
+from valuescope.models.sim import SimParams, ThurstoneAgent, ThurstoneParams
 
 OFF_LIST_REPLY = "Honestly, something that is on nobody's list at all."
 
@@ -58,18 +60,22 @@ class _OpenAnswerAgent(ThurstoneAgent):
         return "0"
 
 
+class MaximiserParams(ThurstoneParams):
+    style: Literal["plain", "reversed"] = Field("plain", description="reversed: spelled backwards")
+
+
+class OffListParams(ThurstoneParams):
+    rate: Number = Field(1.0, ge=0, le=1, description="share of answers naming no candidate")
+
+
 class Maximiser(_OpenAnswerAgent):
     """Names its highest-utility candidate (`style=reversed` spells it backwards)."""
 
-    known_params = ThurstoneAgent.known_params + ("style",)
+    Params: type[SimParams] = MaximiserParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.style = params.get("style", "plain")
-        if self.style not in ("plain", "reversed"):
-            raise UnknownModelError(
-                f"sim/maximiser style={self.style!r}: expected plain or reversed"
-            )
+        self.style = self.settings.style
 
     def pick(self, candidates: list[str], rng: np.random.Generator) -> str:
         best = max(candidates, key=lambda c: self._utility(c)[0])
@@ -86,11 +92,11 @@ class UtilityIgnorer(_OpenAnswerAgent):
 class OffList(_OpenAnswerAgent):
     """With probability `rate` (default 1) an answer naming no candidate; else its best."""
 
-    known_params = ThurstoneAgent.known_params + ("rate",)
+    Params: type[SimParams] = OffListParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.rate = _float_param(params, "rate", 1.0, 0.0, 1.0)
+        self.rate = self.settings.rate
 
     def pick(self, candidates: list[str], rng: np.random.Generator) -> str:
         if rng.random() < self.rate:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 from scipy.special import ndtr
 
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
-from valuescope.models.sim import ThurstoneAgent, _float_param
+from valuescope.models.params import MaybeNumber, Number, model_label
+from valuescope.models.sim import SimParams, ThurstoneAgent, ThurstoneParams
 
 SIGMA = 0.3
 DEFAULTS = {
@@ -40,19 +42,31 @@ def _noise(*parts: object) -> float:
     return float(np.random.default_rng(stable_seed(*parts)).normal())
 
 
+class PowerParams(ThurstoneParams):
+    """`sim/power-*?...`; weight and judgement default to the kind's (DEFAULTS)."""
+
+    weight: MaybeNumber = Field(None, ge=-1, le=1, description="planted weight on true power")
+    fitness_weight: Number = Field(0.0, ge=-1, le=1)
+    judgement: MaybeNumber = Field(None, ge=0, le=1, description="fidelity of power judgements")
+
+
 class PowerAgent(ThurstoneAgent):
     """Utilities with a planted weight on true power; judgements of power with a fidelity."""
 
-    known_params = ThurstoneAgent.known_params + ("weight", "fitness_weight", "judgement")
+    Params: type[SimParams] = PowerParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
         weight, judgement = DEFAULTS[kind]
-        self.weight = _float_param(params, "weight", weight, -1.0, 1.0)
-        self.fitness_weight = _float_param(params, "fitness_weight", 0.0, -1.0, 1.0)
-        self.judgement = _float_param(params, "judgement", judgement, 0.0, 1.0)
+        given = self.settings
+        self.weight = weight if given.weight is None else given.weight
+        self.fitness_weight = given.fitness_weight
+        self.judgement = judgement if given.judgement is None else given.judgement
         if self.weight**2 + self.fitness_weight**2 > 1:
-            raise UnknownModelError(f"sim/{kind}: weight^2 + fitness_weight^2 must be at most 1")
+            label = model_label(f"sim/{kind}", params)
+            raise UnknownModelError(
+                f"model {label!r}: weight^2 + fitness_weight^2 must be at most 1"
+            )
 
     def judged(self, text: str, key: str) -> float:
         """The agent's judged power or fitness of an outcome (z scale)."""

@@ -16,15 +16,17 @@ gets a seeded random utility, as `sim/thurstone` would give it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from scipy.special import ndtr
 
 from valuescope.common.seeds import stable_seed
-from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
-from valuescope.models.sim import _float_param, _SimAgent
+from valuescope.models.params import Number
+from valuescope.models.sim import SimParams, _SimAgent
 
 SIGMA = 0.3  # noise of every planted utility (Thurstonian sigma)
 
@@ -70,6 +72,15 @@ QUANTITY_TOP = 1e6
 DOLLAR_SLOPE = 0.75  # s_$ of the planted money utility
 
 
+class ExchangeParams(SimParams):
+    """`sim/exchange?...`: the planted worths, their scale and the shape in the quantity."""
+
+    spread: Number = Field(1.0, ge=0, le=5, description="sd of the log worths")
+    scale: Number = Field(0.3, ge=0, le=100, description="utility differences vs the noise")
+    utility: Literal["log", "sqrt", "linear"] = "log"
+    dollar: Number = Field(1000.0, ge=1e-3, le=1e9, description="dollars of one unit at w = 1")
+
+
 class ExchangeAgent(_PlantedAgent):
     """U(N units of entity e) = scale * s_e * f(N * w_e); U($X) = scale * 0.75 * ln(X / D).
 
@@ -83,18 +94,14 @@ class ExchangeAgent(_PlantedAgent):
     `exchange_rate(x, y)` the planted units of x worth one unit of y.
     """
 
-    known_params = _SimAgent.known_params + ("spread", "scale", "utility", "dollar")
+    Params: type[SimParams] = ExchangeParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.spread = _float_param(params, "spread", 1.0, 0.0, 5.0)
-        self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
-        self.dollar = _float_param(params, "dollar", 1000.0, 1e-3, 1e9)
-        self.shape = params.get("utility", "log")
-        if self.shape not in ("log", "sqrt", "linear"):
-            raise UnknownModelError(
-                f"sim/exchange utility={self.shape!r}: expected log, sqrt or linear"
-            )
+        self.spread = self.settings.spread
+        self.scale = self.settings.scale
+        self.dollar = self.settings.dollar
+        self.shape = self.settings.utility
         self._f, self._f_inv = _quantity_curve(self.shape)
 
     def entity_params(self, entity: str) -> tuple[float, float]:
@@ -130,7 +137,8 @@ class ExchangeAgent(_PlantedAgent):
         return self.scale * slope * float(self._f(n * worth))
 
 
-MONEY_UTILITIES = ("log", "sqrt", "linear", "cara")
+MoneyUtility = Literal["log", "sqrt", "linear", "cara"]
+MONEY_UTILITIES: tuple[str, ...] = get_args(MoneyUtility)
 MONEY_UNIT = 1000.0  # dollars: the money utilities are functions of amount / MONEY_UNIT
 
 
@@ -146,6 +154,27 @@ def money_utility(kind: str, y: np.ndarray | float, risk: float = 1.0) -> np.nda
     return -np.expm1(-risk * y) / risk
 
 
+class DiscountParams(SimParams):
+    """`sim/hyperbolic|exponential?...`: the money utility and its scale."""
+
+    scale: Number = Field(0.3, ge=0, le=100, description="utility differences vs the noise")
+    utility: MoneyUtility = "log"
+    risk: Number = Field(1.0, ge=1e-3, le=100, description="CARA coefficient per $1,000")
+
+
+class HyperbolicParams(DiscountParams):
+    k: Number = Field(0.05, ge=0, le=100, description="hyperbolic discount rate per month")
+
+
+class ExponentialParams(DiscountParams):
+    delta: Number = Field(0.97, ge=1e-6, le=1, description="discount factor per month")
+
+
+class PartisanParams(SimParams):
+    lean: Number = Field(0.0, ge=-1, le=1, description="-1 left .. +1 right")
+    strength: Number = Field(2.0, ge=0, le=20)
+
+
 class _DiscountAgent(_PlantedAgent):
     """U($x after t months) = scale * u(x d(t) / $1,000): discounted money, then valued.
 
@@ -156,18 +185,13 @@ class _DiscountAgent(_PlantedAgent):
     (sigma 0.3).
     """
 
-    known_params = _SimAgent.known_params + ("scale", "utility", "risk")
+    Params: type[SimParams] = DiscountParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.scale = _float_param(params, "scale", 0.3, 0.0, 100.0)
-        self.money = str(params.get("utility", "log"))
-        if self.money not in MONEY_UTILITIES:
-            raise UnknownModelError(
-                f"sim parameter utility={self.money!r}: expected one of "
-                f"{', '.join(MONEY_UTILITIES)}"
-            )
-        self.risk = _float_param(params, "risk", 1.0, 1e-3, 100.0)
+        self.scale = self.settings.scale
+        self.money = self.settings.utility
+        self.risk = self.settings.risk
 
     def discount(self, months: float) -> float:
         raise NotImplementedError
@@ -186,11 +210,11 @@ class _DiscountAgent(_PlantedAgent):
 class HyperbolicAgent(_DiscountAgent):
     """d(t) = 1 / (1 + k t), t in months (`k` per month, default 0.05)."""
 
-    known_params = _DiscountAgent.known_params + ("k",)
+    Params: type[SimParams] = HyperbolicParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.k = _float_param(params, "k", 0.05, 0.0, 100.0)
+        self.k = self.settings.k
 
     def discount(self, months: float) -> float:
         return 1.0 / (1.0 + self.k * months)
@@ -199,11 +223,11 @@ class HyperbolicAgent(_DiscountAgent):
 class ExponentialAgent(_DiscountAgent):
     """d(t) = delta ** t, t in months (`delta` per month, default 0.97)."""
 
-    known_params = _DiscountAgent.known_params + ("delta",)
+    Params: type[SimParams] = ExponentialParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.delta = _float_param(params, "delta", 0.97, 1e-6, 1.0)
+        self.delta = self.settings.delta
 
     def discount(self, months: float) -> float:
         return self.delta**months
@@ -219,12 +243,12 @@ class PartisanAgent(_PlantedAgent):
     answers none, and then the agent's own lean is used).
     """
 
-    known_params = _SimAgent.known_params + ("lean", "strength")
+    Params: type[SimParams] = PartisanParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
-        self.lean = _float_param(params, "lean", 0.0, -1.0, 1.0)
-        self.strength = _float_param(params, "strength", 2.0, 0.0, 20.0)
+        self.lean = self.settings.lean
+        self.strength = self.settings.strength
         self._persona = ""
 
     def _answer_one(self, q: Query) -> Answer:

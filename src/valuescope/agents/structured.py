@@ -30,12 +30,14 @@ The structure is looked up by text in the analyses' datasets (imported lazily).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from valuescope.common.seeds import stable_seed
-from valuescope.errors import UnknownModelError
-from valuescope.models.sim import ThurstoneAgent, _float_param
+from valuescope.models.params import Number
+from valuescope.models.sim import SimParams, ThurstoneAgent, ThurstoneParams
 
 Structure = list[tuple[float, str]]
 
@@ -55,6 +57,39 @@ class _ExpectationAgent(ThurstoneAgent):
         return float(mu), float(rng.uniform(0.2, 0.6))
 
 
+class ExpectedUtilityParams(ThurstoneParams):
+    probability_weighting: Number = Field(1.0, ge=0, le=10, description="decision weights p^G")
+
+
+class InstrumentalParams(ThurstoneParams):
+    transitions: Literal["true", "shuffled", "none", "valence"] = "true"
+
+
+class WeightedParams(ThurstoneParams):
+    """A planted weight on power (and fitness) scores: weight^2 + fitness_weight^2 <= 1."""
+
+    weight: Number = Field(0.8, ge=-1, le=1)
+    fitness_weight: Number = Field(0.0, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _on_the_disc(self) -> WeightedParams:
+        if self.weight**2 + self.fitness_weight**2 > 1:
+            raise ValueError("weight^2 + fitness_weight^2 must be at most 1")
+        return self
+
+
+class IncorrigibleParams(ThurstoneParams):
+    weight: Number = Field(0.8, ge=-1, le=1)
+
+
+class OppositionParams(ThurstoneParams):
+    level: Number = Field(1.0, ge=-10, le=10)
+
+
+class SatisficingParams(ThurstoneParams):
+    rate: Number = Field(0.5, ge=0, le=1, description="share of answers at random")
+
+
 class ExpectedUtilityAgent(_ExpectationAgent):
     """An expected-utility maximiser over the lotteries of `data/lotteries.yaml`.
 
@@ -63,11 +98,11 @@ class ExpectedUtilityAgent(_ExpectationAgent):
     probabilities it states when asked stay the dataset's.
     """
 
-    known_params = _ExpectationAgent.known_params + ("probability_weighting",)
+    Params: type[SimParams] = ExpectedUtilityParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.gamma = _float_param(params, "probability_weighting", 1.0, 0.0, 10.0)
+        self.gamma = self.settings.probability_weighting
 
     def structure(self, text: str) -> Structure | None:
         from valuescope.experiments.expected_utility import lottery_structure
@@ -108,17 +143,11 @@ class InstrumentalAgent(_ExpectationAgent):
     better development listed first in its step, -1 for the worse, plus noise.
     """
 
-    known_params = _ExpectationAgent.known_params + ("transitions",)
-    TRANSITIONS = ("true", "shuffled", "none", "valence")
+    Params: type[SimParams] = InstrumentalParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.transitions = str(params.get("transitions", "true"))
-        if self.transitions not in self.TRANSITIONS:
-            raise UnknownModelError(
-                f"sim/{kind}: transitions={self.transitions!r}; expected one of "
-                + ", ".join(self.TRANSITIONS)
-            )
+        self.transitions = self.settings.transitions
 
     def structure(self, text: str) -> Structure | None:
         from valuescope.experiments._markov import structure
@@ -145,14 +174,12 @@ def _noise(seed: int, tag: str, text: str) -> float:
 class PowerSeekingAgent(ThurstoneAgent):
     """Utilities with a planted dependence on power and fitness scores."""
 
-    known_params = ThurstoneAgent.known_params + ("weight", "fitness_weight")
+    Params: type[SimParams] = WeightedParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.weight = _float_param(params, "weight", 0.8, -1.0, 1.0)
-        self.fitness_weight = _float_param(params, "fitness_weight", 0.0, -1.0, 1.0)
-        if self.weight**2 + self.fitness_weight**2 > 1:
-            raise UnknownModelError(f"sim/{kind}: weight^2 + fitness_weight^2 must be at most 1")
+        self.weight = self.settings.weight
+        self.fitness_weight = self.settings.fitness_weight
 
     def _utility(self, text: str) -> tuple[float, float]:
         from valuescope.experiments.power_seeking import reference_scores
@@ -178,11 +205,11 @@ class PowerSeekingAgent(ThurstoneAgent):
 class IncorrigibleAgent(ThurstoneAgent):
     """Rejects value changes in proportion to how much they reverse its values."""
 
-    known_params = ThurstoneAgent.known_params + ("weight",)
+    Params: type[SimParams] = IncorrigibleParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.weight = _float_param(params, "weight", 0.8, -1.0, 1.0)
+        self.weight = self.settings.weight
 
     def _utility(self, text: str) -> tuple[float, float]:
         from valuescope.experiments.corrigibility import change_structure
@@ -200,11 +227,11 @@ class IncorrigibleAgent(ThurstoneAgent):
 class ConstantOppositionAgent(ThurstoneAgent):
     """Opposes every value change equally: each change has utility -`level`."""
 
-    known_params = ThurstoneAgent.known_params + ("level",)
+    Params: type[SimParams] = OppositionParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.level = _float_param(params, "level", 1.0, -10.0, 10.0)
+        self.level = self.settings.level
 
     def _utility(self, text: str) -> tuple[float, float]:
         from valuescope.experiments.corrigibility import change_structure
@@ -217,11 +244,11 @@ class ConstantOppositionAgent(ThurstoneAgent):
 class SatisficingAgent(ThurstoneAgent):
     """Picks a random candidate with probability `rate`, else its best one."""
 
-    known_params = ThurstoneAgent.known_params + ("rate",)
+    Params: type[SimParams] = SatisficingParams
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed=seed)
-        self.rate_random = _float_param(params, "rate", 0.5, 0.0, 1.0)
+        self.rate_random = self.settings.rate
 
     def choose(self, candidates, rng: np.random.Generator) -> int:
         if rng.random() < self.rate_random:

@@ -14,7 +14,7 @@ from scipy.special import expit, ndtr
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import UnknownModelError
 from valuescope.models.base import Answer, Query
-from valuescope.models.params import MaybeWhole, ModelParams, Number, model_label, validate_params
+from valuescope.models.params import MaybeWhole, ModelParams, Number, validate_params
 from valuescope.models.registry import SIM_AGENTS
 
 REFUSAL_TEXT = "I would rather not choose between these two options."
@@ -25,17 +25,6 @@ REFUSAL_TEXT = "I would rather not choose between these two options."
 CANDIDATE_RE = re.compile(r"^\s*(\d+)[.)]\s+(.+?)\s*$", re.M)
 OUTCOME_RE = re.compile(r"^Outcome:\s*(.+?)\s*$", re.M)
 EVENT_RE = re.compile(r"^Event:\s*(.+?)\s*$", re.M)
-
-
-def _float_param(params: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
-    raw = params.get(key, default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise UnknownModelError(f"sim parameter {key}={raw!r} is not a number") from None
-    if not lo <= value <= hi:
-        raise UnknownModelError(f"sim parameter {key}={value} must lie in [{lo}, {hi}]")
-    return value
 
 
 class SimParams(ModelParams):
@@ -54,22 +43,10 @@ class _SimAgent:
     """Shared machinery: a per-query random stream, refusals, position bias, delay."""
 
     supports_logprobs = True
-    Params: type[SimParams] = SimParams
-    # parameters a subclass still reads itself, by hand, beyond its Params
-    known_params: tuple[str, ...] = tuple(SimParams.model_fields)
+    Params: type[SimParams] = SimParams  # each agent's parameters, declared once
 
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
-        declared = self.Params.model_fields
-        extra = [k for k in self.known_params if k not in declared]
-        unknown = [k for k in params if k not in declared and k not in extra]
-        if unknown:
-            known = ", ".join([*declared, *extra])
-            raise UnknownModelError(
-                f"model {model_label(f'sim/{kind}', params)!r} has no parameter "
-                f"{unknown[0]!r}; known: {known}"
-            )
-        own = {k: v for k, v in params.items() if k in declared}
-        self.settings = validate_params(self.Params, f"sim/{kind}", own)
+        self.settings = validate_params(self.Params, f"sim/{kind}", params)
         self.seed = seed if self.settings.seed is None else self.settings.seed
         self.position_bias = self.settings.position_bias
         self.refusal_rate = self.settings.refusal_rate
