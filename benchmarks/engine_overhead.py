@@ -36,7 +36,8 @@ from valuescope.elicit.elicit import ask, build_queries
 from valuescope.engine.ray_engine import RayEngine
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
-from valuescope.runcore.pipeline import Progress, backend_options, plan, run
+from valuescope.runcore.pipeline import Progress, plan, run
+from valuescope.runcore.plan import backend_options
 
 
 class Timer(Progress):

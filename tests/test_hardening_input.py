@@ -24,7 +24,7 @@ from valuescope.models.base import Query
 from valuescope.models.hf import weights_fingerprint
 from valuescope.outcomes import load_outcomes
 from valuescope.outcomes.loader import MAX_FILE_BYTES
-from valuescope.runcore.pipeline import full_design_bytes
+from valuescope.runcore.plan import full_design_bytes
 
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
 FAST = ("--bootstrap", "0", "--quiet")  # small, quick runs

@@ -21,10 +21,13 @@ from valuescope.cli_options import (
     ApiKeyEnvOption,
     BaseUrlOption,
     ConcurrencyOption,
+    EngineOption,
     JsonOption,
     MaxRetriesOption,
     QuietOption,
     RateLimitOption,
+    RayAddressOption,
+    RayWorkersOption,
     TimeoutOption,
     Transport,
     VerboseOption,
@@ -264,6 +267,12 @@ def sensitivity_command(
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
+    overwrite: bool = typer.Option(
+        False, help="replace the result files of another run in --out (the answer cache stays)"
+    ),
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -283,11 +292,14 @@ def sensitivity_command(
         seed=seed,
         design="random",
         bootstrap=0,
+        engine=engine,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
         **transport.settings(),
     )
     names = [t.strip() for t in templates.split(",") if t.strip()] if templates else None
     with interruptible(out), progress_bar(quiet or as_json) as bar:
-        result = sensitivity(config, names, progress=BarProgress(bar))
+        result = sensitivity(config, names, progress=BarProgress(bar), overwrite=overwrite)
     if verbose:
         _print_written(result.out)
     if as_json:
@@ -442,6 +454,9 @@ def experiment_command(
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -468,9 +483,10 @@ def experiment_command(
             raise ValuescopeError(f"--param {item!r}: expected key=value")
         params[key.strip()] = value.strip()
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
+    engines = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
     run_options = _build_config(
-        model=model, mode=mode, samples=samples, **transport.settings()
-    ).model_dump(include={"mode", "samples", *transport.settings()})
+        model=model, mode=mode, samples=samples, **transport.settings(), **engines
+    ).model_dump(include={"mode", "samples", *transport.settings(), *engines})
     with interruptible(out), progress_bar(quiet or as_json) as bar:
         ctx = ExperimentContext(
             model=model,

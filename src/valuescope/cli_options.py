@@ -100,5 +100,29 @@ def choice(values: Sequence[str]) -> dict:
     return {"metavar": "[" + "|".join(shown) + "]", "autocompletion": complete}
 
 
+# Where uncached queries are answered (docs/scaling.md), for the commands that ask a model
+# besides `run` (whose --engine defaults to the resumed run's).
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="where uncached queries are answered: local or ray",
+        **choice(config_choices("engine")),
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to join (auto, ray://host:10001); default: start a local one",
+    ),
+]
+RayWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers", help="Ray model workers (default: one per GPU for vllm/, else one per CPU)"
+    ),
+]
+
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 FIT_METHODS = ("thurstonian", "bradley-terry")

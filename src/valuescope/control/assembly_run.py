@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from valuescope.atomic import write_text
+from valuescope.config import RunConfig
 from valuescope.control.census import sample_citizens
 from valuescope.control.deliberation import (
     DELIBERATIONS,
@@ -29,9 +31,11 @@ from valuescope.control.deliberation import (
 )
 from valuescope.control.errors import ControlError
 from valuescope.control.power import planned_halfwidth
-from valuescope.elicit import ElicitSettings, ResponseCache
 from valuescope.models._http import redact_url
-from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
+from valuescope.outcomes import OutcomeSet
+from valuescope.runcore.plan import plan_questions
+from valuescope.runcore.rundir import write_csv, write_json
+from valuescope.runcore.session import RunSession, open_run
 
 POLICIES = "policies"
 
@@ -65,6 +69,10 @@ class AssembleConfig:
     timeout: float = 60.0
     max_retries: int = 6
     rate_limit: float | None = None
+    # where uncached questions are answered (never part of cache keys): docs/scaling.md
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
 
 def load_assembly_outcomes(source: str) -> tuple[list[str], list[str], str]:
@@ -98,11 +106,14 @@ def _pick_topic(topics: list[str], wanted: str | None, seed: int) -> str | None:
     return fit[int(np.random.default_rng([seed, 31]).integers(len(fit)))]
 
 
-def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
-    """Run the assembly and write its directory; returns the summary (assembly.json)."""
-    from valuescope.models import get_backend
-    from valuescope.runcore.pipeline import resolve_mode
+def assemble(config: AssembleConfig, progress=None, *, backend: object = None) -> dict[str, Any]:
+    """Run the assembly and write its directory; returns the summary (assembly.json).
 
+    Asked through the run path (`runcore.session.open_run`): the directory is locked
+    while the assembly lasts, run_config.json records its settings and outcomes, and
+    `config.engine` says where the questions are answered (local or Ray). `backend`: an
+    already built backend for the citizens, instead of one built from `config.model`.
+    """
     _check(config)
     texts, topics, set_name = load_assembly_outcomes(config.outcomes)
     topic = _pick_topic(topics, config.heldout_topic, config.seed)
@@ -115,46 +126,47 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         seed=config.seed,
     )
     citizens = sample_citizens(config.citizens, config.seed)
-    backend = get_backend(
-        config.model,
-        seed=config.seed,
-        api_key_env=config.api_key_env,
-        base_url=config.base_url,
-        concurrency=config.concurrency,
-        timeout=config.timeout,
-        max_retries=config.max_retries,
-        rate_limit=config.rate_limit,
+    outcomes = OutcomeSet(set_name, tuple(texts), tuple(topics))
+    the_plan = plan_questions(
+        run_settings(config), outcomes, backend=backend, record=settings_record(config)
     )
-    mode = resolve_mode(_ModeView(config.mode, config.model), backend.supports_logprobs)
-    settings = ElicitSettings(
-        mode=mode,
-        samples=config.samples,
-        temperature=config.temperature,
-        batch_size=config.batch_size,
-    )
-    out = prepare_out_dir(Path(config.out))
+    if len(the_plan.templates) != 1:
+        raise ControlError("--template: the assembly asks under one template")
+    backend, mode = the_plan.backend, the_plan.mode
     modes = [config.deliberation]
     if config.compare and config.rounds > 1:
         modes += [m for m in DELIBERATIONS if m != config.deliberation]
     total = config.rounds * len(citizens) * len(design.pairs) * 2
     total *= (config.samples if mode == "sample" else 1) * len(modes)
-    if progress is not None:
-        progress.start(total, f"assembly of {len(citizens)} on {backend.name.split('#')[0]}")
+    with open_run(the_plan, progress) as session:
+        session.progress.start(
+            total, f"assembly of {len(citizens)} on {backend.name.split('#')[0]}"
+        )
+        summary = _vote_and_write(session, config, citizens, texts, topics, set_name, design, modes)
+    return summary
+
+
+def _vote_and_write(
+    session: RunSession, config: AssembleConfig, citizens, texts, topics, set_name, design, modes
+) -> dict[str, Any]:
+    """Every deliberation mode's votes, then the assembly directory (under the lock)."""
+    out, backend, mode = session.plan.out, session.backend, session.plan.mode
     runs: dict[str, AssemblyVotes] = {}
-    with ResponseCache(out / "responses.sqlite") as cache:
-        for deliberation in modes:  # the first round is shared: the second mode reads it cached
-            runs[deliberation] = run_assembly(
-                backend,
-                [c.persona for c in citizens],
-                texts,
-                design.pairs,
-                cache,
-                rounds=config.rounds,
-                settings=settings,
-                template=config.template,
-                n_arguments=config.arguments if deliberation == "arguments" else 0,
-                progress=None if progress is None else progress.advance,
-            )
+    for deliberation in modes:  # the first round is shared: the second mode reads it cached
+        runs[deliberation] = run_assembly(
+            backend,
+            [c.persona for c in citizens],
+            texts,
+            design.pairs,
+            session.cache,
+            rounds=config.rounds,
+            settings=session.plan.settings,
+            template=session.plan.templates[0],
+            n_arguments=config.arguments if deliberation == "arguments" else 0,
+            progress=session.progress.advance,
+            engine=session.engine,
+        )
+    session.release_engine()
     votes = runs[config.deliberation]
     summary = _summary(config, set_name, mode, backend.name, design, votes, texts)
     summary["n_queries"] = sum(v.n_queries for v in runs.values())
@@ -173,6 +185,28 @@ def assemble(config: AssembleConfig, progress=None) -> dict[str, Any]:
         write_text(out / "arguments.json", json.dumps(votes.arguments, indent=1))
     write_json(out / "assembly.json", summary)
     return summary
+
+
+def run_settings(config: AssembleConfig) -> RunConfig:
+    """The run settings of the assembly's questions (model, mode, sampling, transport, engine)."""
+    fields = (
+        "model", "outcomes", "out", "mode", "samples", "temperature", "template", "seed",
+        "batch_size", "api_key_env", "base_url", "concurrency", "timeout", "max_retries",
+        "rate_limit", "engine", "ray_address", "ray_workers",
+    )  # fmt: skip
+    try:
+        return RunConfig(**{f: getattr(config, f) for f in fields})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+        raise ControlError(f"{name}: {error['msg']}") from None
+
+
+def settings_record(config: AssembleConfig) -> dict[str, Any]:
+    """Every assembly setting as saved (run_config.json, assembly.json): no credentials."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    settings["base_url"] = redact_url(config.base_url)
+    return settings
 
 
 def _check(config: AssembleConfig) -> None:
@@ -194,14 +228,6 @@ def _check(config: AssembleConfig) -> None:
         raise ControlError("--concurrency must be at least 1 and --max-retries 0 or more")
     if config.timeout <= 0 or (config.rate_limit is not None and config.rate_limit <= 0):
         raise ControlError("--timeout and --rate-limit must be above 0")
-
-
-@dataclass
-class _ModeView:
-    """What `resolve_mode` reads from a config."""
-
-    mode: str
-    model: str
 
 
 def labels_table(design, votes: AssemblyVotes, texts: list[str], topics: list[str]) -> pd.DataFrame:
@@ -251,10 +277,8 @@ def _summary(config, set_name, mode, backend_name, design, votes: AssemblyVotes,
         }
         for r in range(shares.shape[0])
     ]
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    settings["base_url"] = redact_url(config.base_url)
     return {
-        "settings": settings,
+        "settings": settings_record(config),
         "outcomes_set": set_name,
         "n_outcomes": len(texts),
         "mode": mode,

@@ -17,10 +17,13 @@ from valuescope.cli_options import (
     ApiKeyEnvOption,
     BaseUrlOption,
     ConcurrencyOption,
+    EngineOption,
     JsonOption,
     MaxRetriesOption,
     QuietOption,
     RateLimitOption,
+    RayAddressOption,
+    RayWorkersOption,
     TimeoutOption,
     Transport,
     VerboseOption,
@@ -119,6 +122,9 @@ def assemble_command(
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -147,9 +153,13 @@ def assemble_command(
         arguments=arguments,
         compare=compare,
         seed=seed,
+        engine=engine,
+        ray_address=ray_address,
+        ray_workers=ray_workers,
         **transport.settings(),
     )
-    with _working_in(out), progress_bar(quiet or as_json) as bar:
+    # `assemble` takes the directory's lock itself (the run path does)
+    with _interruptible_only(out), progress_bar(quiet or as_json) as bar:
         summary = assemble(config, progress=BarProgress(bar))
     if verbose:
         print_files(out)

@@ -10,19 +10,21 @@ members) and votes again. The assembly's P(a > b) is the final round's vote shar
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from valuescope.control.errors import ControlError
 from valuescope.control.prompts import ARGUMENT_REQUEST, deliberation_messages
-from valuescope.elicit import ElicitSettings, ResponseCache, get_template
-from valuescope.elicit.elicit import aggregate, ask
+from valuescope.elicit import ElicitSettings, ResponseCache, Template, get_template
+from valuescope.elicit.elicit import aggregate, ask, build_queries, make_query
+from valuescope.engine import Engine
 from valuescope.models.base import Query
 
 SPLITS = ("train", "heldout", "topic")
 DELIBERATIONS = ("arguments", "votes")
+ARGUMENT_TOKENS = 60  # a member's reason: one or two sentences
 
 
 @dataclass
@@ -123,11 +125,17 @@ def run_assembly(
     *,
     rounds: int = 2,
     settings: ElicitSettings | None = None,
-    template: str = "default",
+    template: str | Template = "default",
     n_arguments: int = 0,
     progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> AssemblyVotes:
-    """First votes and `rounds - 1` deliberation rounds of every citizen on every pair."""
+    """First votes and `rounds - 1` deliberation rounds of every citizen on every pair.
+
+    Every question is built by `elicit.build_queries` (a round after the first renders
+    the deliberation prompt in place of the template's) and answered through `cache` and
+    `engine` (default: the backend in this process).
+    """
     if not personas:
         raise ControlError("the assembly has 0 citizens: use --citizens 1 or more")
     if len(pairs) == 0:
@@ -135,63 +143,93 @@ def run_assembly(
     if rounds < 1:
         raise ControlError(f"--rounds must be at least 1, got {rounds}")
     settings = settings or ElicitSettings()
-    tmpl = get_template(template)
-    if tmpl.reasoning:
-        raise ControlError(f"template {template!r} answers after reasoning; pick a direct one")
-    k = settings.samples if settings.mode == "sample" else 1
+    tmpl = template if isinstance(template, Template) else get_template(template)
+    if tmpl.reasoning and settings.mode != "sample":
+        raise ControlError(f"template {tmpl.name!r} answers after reasoning; use --mode sample")
+    pairs = np.asarray(pairs, dtype=np.int64)
     prefs = np.zeros((rounds, len(personas), len(pairs)))
     n_queries = n_new = 0
     shown_args: list[list[list[str]]] = []
     for r in range(rounds):
-        args = [[] for _ in pairs]
+        args: list[list[str]] = [[] for _ in pairs]
         if r > 0 and n_arguments > 0:
             args = _collect_arguments(
-                backend, personas, texts, pairs, prefs[r - 1], cache, settings, n_arguments, r
+                backend,
+                personas,
+                texts,
+                pairs,
+                prefs[r - 1],
+                cache,
+                settings,
+                n_arguments,
+                r,
+                engine,
             )
             shown_args.append(args)
+        shares = None if r == 0 else to_votes(prefs[r - 1]).mean(axis=0)
         queries: list[Query] = []
-        for persona in personas:
-            for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
-                share = None if r == 0 else float(to_votes(prefs[r - 1][:, e]).mean())
-                for first, second, s in (
-                    (a, b, share),
-                    (b, a, None if share is None else 1 - share),
-                ):
-                    if s is None:
-                        messages = tmpl.render(texts[first], texts[second], persona)
-                    else:
-                        messages = deliberation_messages(
-                            tmpl, texts[first], texts[second], persona, s, args[e]
-                        )
-                    queries += [
-                        Query(
-                            messages=messages,
-                            option_a=texts[first],
-                            option_b=texts[second],
-                            mode=settings.mode,
-                            sample_index=j,
-                            temperature=settings.temperature,
-                            labels=tmpl.labels,
-                            template=tmpl.name,
-                            persona=persona,
-                        )
-                        for j in range(k)
-                    ]
+        per_citizen = [replace(settings, persona=persona) for persona in personas]
+        for own in per_citizen:
+            render = (
+                None
+                if shares is None
+                else _deliberation_render(tmpl, texts, pairs, own.persona, shares, args)
+            )
+            queries += build_queries(texts, pairs, tmpl, own, render)
         answers, new = ask(
-            backend, queries, cache, batch_size=settings.batch_size, progress=progress
+            backend,
+            queries,
+            cache,
+            batch_size=settings.batch_size,
+            progress=progress,
+            engine=engine,
         )
         n_queries += len(queries)
         n_new += new
-        per = 2 * k * len(pairs)
-        for c in range(len(personas)):
-            part = aggregate(pairs, answers[c * per : (c + 1) * per], settings, labels=tmpl.labels)
+        per = len(queries) // len(personas)
+        for c, own in enumerate(per_citizen):
+            part = aggregate(
+                pairs,
+                answers[c * per : (c + 1) * per],
+                own,
+                reasoning=tmpl.reasoning,
+                labels=tmpl.labels,
+            )
             prefs[r, c] = part.p
     votes = to_votes(prefs)
     return AssemblyVotes(prefs, votes, votes.mean(axis=1), n_queries, n_new, shown_args)
 
 
+def _deliberation_render(
+    tmpl: Template,
+    texts: Sequence[str],
+    pairs: np.ndarray,
+    persona: str | None,
+    shares: np.ndarray,
+    args: list[list[str]],
+):
+    """Messages of a round after the first: the last round's share (and arguments) first."""
+
+    def render(e: int, first: int, second: int):
+        share = float(shares[e]) if first == pairs[e, 0] else 1 - float(shares[e])
+        return deliberation_messages(
+            tmpl, texts[first], texts[second], persona or "", share, args[e]
+        )
+
+    return render
+
+
 def _collect_arguments(
-    backend, personas, texts, pairs, prev: np.ndarray, cache, settings, n_arguments: int, r: int
+    backend,
+    personas,
+    texts,
+    pairs,
+    prev: np.ndarray,
+    cache,
+    settings,
+    n_arguments: int,
+    r: int,
+    engine: Engine | None = None,
 ) -> list[list[str]]:
     """Up to `n_arguments` one-line reasons per pair, from members on each side in turn.
 
@@ -214,21 +252,20 @@ def _collect_arguments(
                 option_a=texts[a], option_b=texts[b], choice="A" if s == 0 else "B"
             )
             queries.append(
-                Query(
-                    messages=(("system", personas[c]), ("user", user)),
-                    option_a=texts[a],
-                    option_b=texts[b],
+                make_query(
+                    (("system", personas[c]), ("user", user)),
+                    texts[a],
+                    texts[b],
+                    replace(settings, persona=personas[c]),
                     mode="sample",
                     sample_index=r,
-                    temperature=settings.temperature,
-                    max_tokens=60,
-                    persona=personas[c],
+                    max_tokens=ARGUMENT_TOKENS,
                 )
             )
             owners.append(e)
     out: list[list[str]] = [[] for _ in pairs]
     if queries:
-        answers, _ = ask(backend, queries, cache, batch_size=settings.batch_size)
+        answers, _ = ask(backend, queries, cache, batch_size=settings.batch_size, engine=engine)
         for e, ans in zip(owners, answers):
             text = " ".join((ans.text or "").split())[:400]
             if text:

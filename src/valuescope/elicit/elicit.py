@@ -70,28 +70,80 @@ class PairAnswers:
         return float(self.n_refused.sum() / total) if total else float("nan")
 
 
+# Reply token limits: a direct answer is one label; a reasoning template's reply needs room.
+ANSWER_TOKENS = 8
+REASONING_TOKENS = 256
+
+Messages = tuple[tuple[str, str], ...]
+# Messages of one question: (row of the pair in `pairs`, first outcome id, second outcome id).
+RenderFn = Callable[[int, int, int], Messages]
+
+
+def make_query(
+    messages: Messages,
+    option_a: str,
+    option_b: str,
+    settings: ElicitSettings,
+    *,
+    template: Template | None = None,
+    sample_index: int = 0,
+    mode: Mode | None = None,
+    max_tokens: int | None = None,
+) -> Query:
+    """One question. Every query valuescope asks is made here, so one rule sets each field.
+
+    The token limit follows the template (`REASONING_TOKENS` after reasoning, else
+    `ANSWER_TOKENS`) unless `max_tokens` is given (free-text requests); labels and the
+    template name come from the template (none: the default "A"/"B").
+    """
+    if max_tokens is None:
+        max_tokens = (
+            REASONING_TOKENS if template is not None and template.reasoning else ANSWER_TOKENS
+        )
+    return Query(
+        messages=messages,
+        option_a=option_a,
+        option_b=option_b,
+        mode=mode or settings.mode,
+        sample_index=sample_index,
+        temperature=settings.temperature,
+        max_tokens=max_tokens,
+        labels=template.labels if template is not None else ("A", "B"),
+        template=template.name if template is not None else "default",
+        persona=settings.persona or "",
+    )
+
+
 def build_queries(
-    outcomes: Sequence[str], pairs: np.ndarray, template: Template, settings: ElicitSettings
+    outcomes: Sequence[str],
+    pairs: np.ndarray,
+    template: Template,
+    settings: ElicitSettings,
+    render: RenderFn | None = None,
 ) -> list[Query]:
-    """Queries for each pair in both orders, `samples` times each (order: pair, order, k)."""
+    """Queries for each pair in both orders, `samples` times each (order: pair, order, k).
+
+    `render` gives the messages of a question in place of the template's own (the
+    assembly's deliberation rounds show the last round first); the default renders the
+    template with `settings.persona`.
+    """
     n_samples = settings.samples if settings.mode == "sample" else 1
     queries = []
-    for a, b in np.asarray(pairs).tolist():
+    for e, (a, b) in enumerate(np.asarray(pairs).tolist()):
         for first, second in ((a, b), (b, a)):
-            messages = template.render(outcomes[first], outcomes[second], settings.persona)
+            if render is None:
+                messages = template.render(outcomes[first], outcomes[second], settings.persona)
+            else:
+                messages = render(e, first, second)
             for k in range(n_samples):
                 queries.append(
-                    Query(
-                        messages=messages,
-                        option_a=outcomes[first],
-                        option_b=outcomes[second],
-                        mode=settings.mode,
+                    make_query(
+                        messages,
+                        outcomes[first],
+                        outcomes[second],
+                        settings,
+                        template=template,
                         sample_index=k,
-                        temperature=settings.temperature,
-                        max_tokens=256 if template.reasoning else 8,
-                        labels=template.labels,
-                        template=template.name,
-                        persona=settings.persona or "",
                     )
                 )
     return queries
@@ -261,13 +313,16 @@ def elicit_pair_sets(
     cache: ResponseCache,
     progress: ProgressFn | None = None,
     engine: Engine | None = None,
+    *,
+    render: RenderFn | None = None,
 ) -> list[PairAnswers]:
     """Several sets of pairs asked in one call, aggregated apart (one result per set).
 
     One call means one stream: a streaming backend waits for its last slow reply once,
-    not once per set (held-out and training pairs, for example).
+    not once per set (held-out and training pairs, for example). `render`: see
+    `build_queries`.
     """
-    query_sets = [build_queries(outcomes, pairs, template, settings) for pairs in pair_sets]
+    query_sets = [build_queries(outcomes, pairs, template, settings, render) for pairs in pair_sets]
     every = [q for qs in query_sets for q in qs]
     answers, asked = _ask(backend, every, cache, settings.batch_size, progress, engine)
     new = np.zeros(len(every), dtype=bool)

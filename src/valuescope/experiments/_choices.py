@@ -14,17 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from valuescope.config import RunConfig
-from valuescope.elicit import ResponseCache, elicit_pairs, get_template, pool_templates
+from valuescope.elicit import pool_templates
 from valuescope.elicit.elicit import PairAnswers
 from valuescope.experiments.base import ExperimentContext, ExperimentError
-from valuescope.runcore.pipeline import (
-    Progress,
-    backend_options,
-    check_templates,
-    elicit_settings,
-    resolve_mode,
-)
+from valuescope.outcomes import OutcomeSet
+from valuescope.runcore.plan import plan_questions
 from valuescope.runcore.rundir import prepare_out_dir
+from valuescope.runcore.session import open_run
 
 
 @dataclass
@@ -58,29 +54,24 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def ask_pairs(ctx: ExperimentContext, name: str, texts: list[str], pairs: np.ndarray) -> Choices:
-    """Ask every pair (indices into `texts`) in both orders; cache in `ctx.out / name`."""
-    from valuescope.models import get_backend
+    """Ask every pair (indices into `texts`) in both orders; cache in `ctx.out / name`.
 
+    Asked through the run path (`runcore.session.open_run`): the directory is locked,
+    run_config.json records the settings and the texts, and `--engine ray` applies.
+    """
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) == 0:
         raise ExperimentError(f"{name}: no pairs to ask")
     sub = prepare_out_dir(ctx.out / name)
     config = RunConfig(model=ctx.model, out=sub, seed=ctx.seed, **ctx.run_options)
-    backend = get_backend(config.model, **backend_options(config))
-    mode = resolve_mode(config, backend.supports_logprobs)
-    templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
-    if not templates:
-        raise ExperimentError("--template: name at least one template")
-    check_templates(templates, mode)
-    settings = elicit_settings(config, mode)
-    per_pair = 2 * (settings.samples if mode == "sample" else 1) * len(templates)
-    progress = ctx.progress or Progress()
-    progress.start(per_pair * len(pairs), f"asking {backend.name.split('#')[0]}")
-    with ResponseCache(sub / "responses.sqlite") as cache:
-        parts = [
-            elicit_pairs(backend, texts, pairs, t, settings, cache, progress.advance)
-            for t in templates
-        ]
+    outcomes = OutcomeSet(name, tuple(texts), ("",) * len(texts))
+    the_plan = plan_questions(config, outcomes, backend=ctx.backend())
+    templates, settings, backend = the_plan.templates, the_plan.settings, the_plan.backend
+    per_pair = 2 * (settings.samples if the_plan.mode == "sample" else 1) * len(templates)
+    with open_run(the_plan, ctx.progress) as session:
+        session.progress.start(per_pair * len(pairs), f"asking {backend.name.split('#')[0]}")
+        parts = [session.ask_pairs([pairs], t)[0] for t in templates]
+    mode = the_plan.mode
     return Choices(
         answers=pool_templates(parts, settings.refusals),
         mode=mode,

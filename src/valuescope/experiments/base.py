@@ -12,7 +12,8 @@ import yaml
 from valuescope.atomic import write_text
 from valuescope.config import RunConfig
 from valuescope.errors import ValuescopeError
-from valuescope.runcore.pipeline import Progress, RunResult, run
+from valuescope.runcore.pipeline import RunResult, run
+from valuescope.runcore.plan import Progress, backend_options
 from valuescope.runcore.rundir import prepare_out_dir, write_json
 
 
@@ -40,6 +41,8 @@ class ExperimentContext:
     run_dirs: list[Path] = field(default_factory=list)
     progress: Progress | None = None
     judge: str | None = None  # `--judge MODEL`: another model that judges replies
+    # backends built so far, by model and backend options: a model loads once per analysis
+    _backends: dict = field(default_factory=dict, repr=False, compare=False)
 
     def param(self, key: str, default: float) -> float:
         """A numeric `--param key=value`, or a clear error naming it."""
@@ -67,19 +70,29 @@ class ExperimentContext:
         options = {"bootstrap": 20, **self.run_options, **overrides}
         config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)
         # the analysis owns its sub-run directory: a changed analysis replaces the old run
-        return run(config, progress=self.progress, overwrite=True)
+        return run(
+            config, progress=self.progress, overwrite=True, backend=self._backend_for(config)
+        )
 
     def backend(self, model: str | None = None):
-        """The backend for direct questions (generation, ratings) outside a utility fit.
+        """The backend for direct questions (generation, ratings) and the sub-runs.
 
         `model` names another model (a judge) asked with the same transport settings.
+        Built once per model: every sub-run and question of the analysis shares it.
         """
-        from valuescope.models import get_backend
-        from valuescope.runcore.pipeline import backend_options
-
         model = model or self.model
         config = RunConfig(model=model, out=self.out, seed=self.seed, **self.run_options)
-        return get_backend(model, **backend_options(config))
+        return self._backend_for(config)
+
+    def _backend_for(self, config: RunConfig):
+        """The backend `config` names, built on first use and kept for the analysis."""
+        from valuescope.models import get_backend
+
+        options = backend_options(config)
+        key = (config.model, tuple(sorted(options.items())))
+        if key not in self._backends:
+            self._backends[key] = get_backend(config.model, **options)
+        return self._backends[key]
 
 
 def _outcome_file(outcomes: list[dict[str, Any]] | list[str]) -> list[str] | dict[str, list]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import importlib
 import time
 import warnings
 from collections.abc import Callable
@@ -19,11 +19,8 @@ from valuescope._version import __version__
 from valuescope.config import RunConfig
 from valuescope.design import (
     batch_size,
-    check_budget,
     decode,
-    default_budget,
     heldout_size,
-    n_all_pairs,
     pair_codes,
     sample_new_codes,
     select_batch,
@@ -35,51 +32,32 @@ from valuescope.design.information import (
     split_half_reliability,
 )
 from valuescope.elicit import (
-    ElicitSettings,
     PairAnswers,
-    ResponseCache,
-    get_template,
     merge_answers,
     pool_templates,
 )
-from valuescope.elicit.elicit import elicit_pair_sets
-from valuescope.engine import check_engine, make_engine
 from valuescope.errors import ValuescopeError
-from valuescope.export import write_answers
 from valuescope.fit import (
     ConvergenceWarning,
     coin_completeness,
     fit_thurstonian,
 )
-from valuescope.models import get_backend
-from valuescope.outcomes import OutcomeSet, load_outcomes
+from valuescope.outcomes import OutcomeSet
 from valuescope.runcore.fit_evaluation import evaluate, random_baseline
+from valuescope.runcore.plan import Progress, RunPlan, plan
 from valuescope.runcore.rundir import (
-    check_run_dir,
-    clear_run_files,
-    normalise_source,
     outcomes_digest,
-    prepare_out_dir,
-    run_dir_lock,
     write_csv,
     write_json,
-    write_run_config,
 )
+from valuescope.runcore.session import RunSession, open_run
 
 # Below this split-half reliability of the sigmas, metrics.json and the report say the
 # sigmas are poorly identified (a reliability of 0.5 means r of about 0.7 with the truth).
 SIGMA_RELIABILITY = 0.5
-
-
-class Progress:
-    """Receives progress events; the CLI shows a bar, the Python API ignores them."""
-
-    def start(self, total: int, description: str) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-    def cost(self, tokens_in: int, tokens_out: int, usd: float | None) -> None:
-        """Tokens (and USD, where the backend knows its prices) of answers just received."""
+# Writers of the files derived from the tables (see `_derived`): answers.parquet, report.html.
+ANSWERS_WRITER = "valuescope.export:write_answers"
+REPORT_WRITER = "valuescope.report:build_report"
 
 
 @dataclass
@@ -92,219 +70,35 @@ class RunResult:
     metrics: dict
 
 
-def resolve_mode(config: RunConfig, supports_logprobs: bool) -> str:
-    """'auto' picks logprob mode where the backend offers it."""
-    if config.mode == "auto":
-        return "logprob" if supports_logprobs else "sample"
-    if config.mode == "logprob" and not supports_logprobs:
-        raise ValuescopeError(
-            f"model {config.model} does not offer log-probabilities; use --mode sample"
-        )
-    return config.mode
-
-
-def plan_budget(config: RunConfig, n: int, n_heldout: int) -> int:
-    """Training pairs the run will ask."""
-    if config.design == "full":
-        return n_all_pairs(n) - n_heldout
-    return check_budget(n, config.budget or default_budget(n), n_heldout)
-
-
-# --design full holds every pair, its queries and answers in memory at once: refuse a set
-# whose estimate exceeds this share of the memory available, before any question.
-FULL_DESIGN_MEMORY_SHARE = 0.5
-QUERY_OVERHEAD_BYTES = 1500  # a Query, its Answer, cache key and list slots (measured ~1.2 KB)
-
-
-def full_design_bytes(n: int, queries_per_pair: int, mean_outcome_chars: float) -> int:
-    """Estimated peak memory of `--design full` on n outcomes, in bytes.
-
-    The pair arrays (an n*n code table, then about 60 bytes per pair while the pairs are
-    decoded) plus every query with its prompt text and answer.
-    """
-    n_pairs = n * (n - 1) // 2
-    arrays = 8 * n * n + 60 * n_pairs
-    prompt = 600 + 2 * mean_outcome_chars  # template text plus both outcomes
-    return int(arrays + n_pairs * queries_per_pair * (QUERY_OVERHEAD_BYTES + prompt))
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (None where it cannot be told)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # psutil is optional
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_full_design_memory(config: RunConfig, outcomes: OutcomeSet, per_pair: int) -> None:
-    """--design full on a set too large for memory fails here, with the size it needs."""
-    if config.design != "full":
-        return
-    n = len(outcomes)
-    mean_chars = sum(len(t) for t in outcomes.texts) / n
-    need = full_design_bytes(n, per_pair, mean_chars)
-    have = available_memory()
-    if have is None or need <= FULL_DESIGN_MEMORY_SHARE * have:
-        return
-    raise ValuescopeError(
-        f"--design full on {n:,} outcomes asks {n * (n - 1) // 2:,} pairs and needs about "
-        f"{_gib(need)} of memory; {_gib(have)} is available. Use --design active (the "
-        "default) or --design random with a --budget"
-    )
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:,.1f} GiB"
-
-
-@dataclass
-class RunPlan:
-    """A validated run: everything is checked before the first question is asked."""
-
-    config: RunConfig
-    outcomes: OutcomeSet
-    backend: object
-    mode: str
-    templates: list
-    out: Path
-    budget: int
-    settings: ElicitSettings
-    overwrite: bool = False  # remove an earlier run's result files before writing
-
-    @property
-    def n_queries(self) -> int:
-        n_heldout = heldout_size(
-            len(self.outcomes), self.config.heldout_fraction, self.config.max_heldout
-        )
-        per_pair = 2 * (self.settings.samples if self.mode == "sample" else 1)
-        per_pair *= len(self.templates)
-        return (self.budget + n_heldout) * per_pair
-
-
-def backend_options(config: RunConfig) -> dict:
-    """Options every backend factory receives (factories ignore what they do not use)."""
-    return {
-        "seed": config.seed,
-        "base_url": config.base_url,
-        "api_key_env": config.api_key_env,
-        "concurrency": config.concurrency,
-        "timeout": config.timeout,
-        "max_retries": config.max_retries,
-        "rate_limit": config.rate_limit,
-    }
-
-
-def elicit_settings(config: RunConfig, mode: str) -> ElicitSettings:
-    """How each pair is asked, from the run settings."""
-    return ElicitSettings(
-        mode=mode,
-        samples=config.samples,
-        temperature=config.temperature,
-        refusals=config.refusals,
-        batch_size=config.batch_size,
-        persona=config.persona,
-    )
-
-
-def check_templates(templates: list, mode: str) -> None:
-    """Reasoning templates answer after free text: they need sample mode."""
-    for t in templates:
-        if t.reasoning and mode != "sample":
-            raise ValuescopeError(
-                f"template {t.name!r} answers after its reasoning; use --mode sample"
-            )
-
-
-def record_template_files(config: RunConfig, templates: list) -> RunConfig:
-    """Template files named by absolute path, with the sha256 of each file's text.
-
-    A run that recorded other hashes (a resumed run whose file changed since) is refused:
-    its answers would mix two prompts.
-    """
-    files = {str(Path(t.source).resolve()): t.source_sha256 for t in templates if t.source}
-    if not files:
-        return config
-    for path, digest in (config.template_files or {}).items():
-        if path in files and files[path] != digest:
-            raise ValuescopeError(
-                f"template file {path} changed since this run started; restore it or start "
-                "a new run in another --out"
-            )
-    names = [str(Path(t.source).resolve()) if t.source else t.name for t in templates]
-    return config.model_copy(update={"template": ",".join(names), "template_files": files})
-
-
-def plan(config: RunConfig, *, overwrite: bool = False, backend: object = None) -> RunPlan:
-    """Validate settings, outcomes, model, budget and output directory (no model calls).
-
-    A directory that holds another run (other settings or other outcomes, per its
-    run_config.json) is refused unless `overwrite`, which replaces that run's result files
-    (never other files; the answer cache stays). The same run again passes. `backend`: an
-    already built backend to ask instead of building one from `config.model`.
-    """
-    check_engine(config.engine)
-    outcomes = load_outcomes(config.outcomes)
-    # recorded resolved, so that --resume works from any working directory
-    config = config.model_copy(update={"outcomes": normalise_source(config.outcomes)})
-    if backend is None:
-        backend = get_backend(config.model, **backend_options(config))
-    mode = resolve_mode(config, backend.supports_logprobs)
-    if getattr(backend, "reasoning", False) and config.template == "default":
-        # a reasoning model thinks before it answers: ask for its final "Answer: X" line
-        config = config.model_copy(update={"template": "reasoning"})
-    templates = [get_template(t.strip()) for t in config.template.split(",") if t.strip()]
-    if not templates:
-        raise ValuescopeError("--template: name at least one template")
-    check_templates(templates, mode)
-    config = record_template_files(config, templates)
-    n = len(outcomes)
-    budget = plan_budget(config, n, heldout_size(n, config.heldout_fraction, config.max_heldout))
-    per_pair = 2 * (config.samples if mode == "sample" else 1) * len(templates)
-    check_full_design_memory(config, outcomes, per_pair)
-    out = prepare_out_dir(Path(config.out))
-    if not overwrite:
-        defaults = RunConfig().model_dump(mode="json")
-        settings = config.model_dump(mode="json")
-        check_run_dir(out, settings, defaults, outcomes.texts, outcomes.categories)
-    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
-    settings = elicit_settings(config, mode)
-    return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings, overwrite)
-
-
 def run(
-    config: RunConfig | RunPlan, progress: Progress | None = None, *, overwrite: bool = False
+    config: RunConfig | RunPlan,
+    progress: Progress | None = None,
+    *,
+    overwrite: bool = False,
+    backend: object = None,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
-    The run directory is locked while the run lasts: a second run on the same directory
-    fails at once instead of mixing its files with this one's (see `run_dir_lock`).
+    `config` is a validated plan (`plan`) or the settings to plan from; `backend` an
+    already built backend (an analysis's sub-runs share one, so a model loads once). The
+    run directory is locked while the run lasts (`session.open_run`): a second run on the
+    same directory fails at once instead of mixing its files with this one's.
     """
     t0 = time.perf_counter()
-    the_plan = config if isinstance(config, RunPlan) else plan(config, overwrite=overwrite)
-    with run_dir_lock(the_plan.out):
-        return _run(the_plan, progress or Progress(), t0)
+    if isinstance(config, RunPlan):
+        the_plan = config
+    else:
+        the_plan = plan(config, overwrite=overwrite, backend=backend)
+    started = time.time()  # answers stored from now on are this run's new ones
+    with open_run(the_plan, progress) as session:
+        return _run(session, t0, started)
 
 
-def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
+def _run(session: RunSession, t0: float, started: float) -> RunResult:
+    the_plan, progress = session.plan, session.progress
     config, outcomes, backend = the_plan.config, the_plan.outcomes, the_plan.backend
     mode, templates, out, budget = the_plan.mode, the_plan.templates, the_plan.out, the_plan.budget
     settings = the_plan.settings
-    started = time.time()  # answers stored from now on are this run's new ones
-    if the_plan.overwrite:
-        clear_run_files(out)
-    write_run_config(out, config.model_dump(mode="json"), outcomes.texts, outcomes.categories)
 
     n = len(outcomes)
     rng = np.random.default_rng(config.seed)
@@ -312,46 +106,32 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     start, heldout, triads = split_heldout(n, rng, n_heldout)
     progress.start(the_plan.n_queries, f"asking {backend.name.split('#')[0]}")
 
-    engine = make_engine(
-        config.engine,
-        config.model,
-        backend_options(config),
-        ray_address=config.ray_address,
-        ray_workers=config.ray_workers,
-    )
-    with ResponseCache(out / "responses.sqlite") as cache:
+    def ask_sets(pair_sets: list[np.ndarray]) -> list[PairAnswers]:
+        per_template = [session.ask_pairs(pair_sets, t) for t in templates]
+        by_set = [[parts[k] for parts in per_template] for k in range(len(pair_sets))]
+        for parts in by_set:  # one note per set of pairs, as when each was asked alone
+            _note_cost(progress, backend, parts)
+        return [pool_templates(parts, settings.refusals) for parts in by_set]
 
-        def ask_sets(pair_sets: list[np.ndarray]) -> list[PairAnswers]:
-            per_template = [
-                elicit_pair_sets(
-                    backend, outcomes.texts, pair_sets, t, settings, cache, progress.advance, engine
-                )
-                for t in templates
-            ]
-            by_set = [[parts[k] for parts in per_template] for k in range(len(pair_sets))]
-            for parts in by_set:  # one note per set of pairs, as when each was asked alone
-                _note_cost(progress, backend, parts)
-            return [pool_templates(parts, settings.refusals) for parts in by_set]
+    # A streaming backend gets the held-out pairs with the design's first pairs: one
+    # stream waits for its last slow reply once, not twice (docs/benchmarks.md).
+    fold = len(heldout) > 0 and streams(backend, config)
+    held_box: list[PairAnswers] = []
 
-        # A streaming backend gets the held-out pairs with the design's first pairs: one
-        # stream waits for its last slow reply once, not twice (docs/benchmarks.md).
-        fold = len(heldout) > 0 and streams(backend, config)
-        held_box: list[PairAnswers] = []
+    def ask(pairs: np.ndarray) -> PairAnswers:
+        if fold and not held_box:
+            held_part, part = ask_sets([heldout, pairs])
+            held_box.append(held_part)
+            return part
+        return ask_sets([pairs])[0]
 
-        def ask(pairs: np.ndarray) -> PairAnswers:
-            if fold and not held_box:
-                held_part, part = ask_sets([heldout, pairs])
-                held_box.append(held_part)
-                return part
-            return ask_sets([pairs])[0]
-
-        try:
-            held = ask(heldout) if len(heldout) and not fold else None
-            train, stopping = _elicit_design(config, n, budget, start, heldout, rng, ask)
-            if fold:
-                held = held_box[0] if held_box else ask_sets([heldout])[0]
-        finally:
-            engine.close()
+    try:
+        held = ask(heldout) if len(heldout) and not fold else None
+        train, stopping = _elicit_design(config, n, budget, start, heldout, rng, ask)
+        if fold:
+            held = held_box[0] if held_box else ask_sets([heldout])[0]
+    finally:
+        session.release_engine()  # the workers are not needed for the fit
 
     fit_t0 = time.perf_counter()
     evaluation = evaluate(
@@ -420,7 +200,7 @@ def _run(the_plan: RunPlan, progress: Progress, t0: float) -> RunResult:
     write_csv(out / "utilities.csv", utilities)
     write_csv(out / "pairs.csv", pairs_table)
     write_json(out / "metrics.json", metrics)
-    write_answers(out)  # from the cache and pairs.csv: one row per answer
+    _derived(ANSWERS_WRITER)(out)  # from the cache and pairs.csv: one row per answer
     _write_report(out)
     return RunResult(out=out, utilities=utilities, pairs=pairs_table, metrics=metrics)
 
@@ -689,13 +469,21 @@ def _pairs_table(fit, train: PairAnswers, held: PairAnswers | None) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
+def _derived(target: str) -> Callable[[Path], object]:
+    """The writer `target` ("module:function") names, imported on first use.
+
+    The files derived from a run's tables (answers.parquet, report.html) are written by
+    the export and report layers, which sit above the run core and read its run
+    directory; the run core names their writers instead of importing them (as the provider
+    table names backends), so the import graph stays one way.
+    """
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _write_report(out: Path) -> None:
     try:
-        from valuescope.report import build_report
-    except ImportError:  # the report package is optional while it is being built
-        return
-    try:
-        build_report(out)
+        _derived(REPORT_WRITER)(out)
     except OSError as exc:  # disk full, read-only file system: the tables are written
         reason = exc.strerror or str(exc)
         raise ValuescopeError(

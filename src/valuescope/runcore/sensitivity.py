@@ -12,23 +12,14 @@ from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
 from valuescope.design import decode, pair_codes, sample_new_codes, split_start
-from valuescope.elicit import ResponseCache, elicit_pairs, get_template
-from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES, Template
+from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
 from valuescope.fit import fit_thurstonian
 from valuescope.models import get_backend
-from valuescope.models.base import Backend
-from valuescope.outcomes import OutcomeSet, load_outcomes
 from valuescope.runcore.fit_evaluation import position_share
-from valuescope.runcore.pipeline import (
-    Progress,
-    backend_options,
-    check_templates,
-    elicit_settings,
-    plan_budget,
-    resolve_mode,
-)
-from valuescope.runcore.rundir import prepare_out_dir, run_dir_lock, write_csv, write_json
+from valuescope.runcore.plan import Progress, backend_options, plan, plan_budget, resolve_mode
+from valuescope.runcore.rundir import write_csv, write_json
+from valuescope.runcore.session import RunSession, open_run
 
 # A template whose utilities agree with the others this much less than the typical
 # template does (in Spearman correlation) is flagged as noisy.
@@ -49,50 +40,48 @@ def sensitivity(
     config: RunConfig,
     templates: Sequence[str] | None = None,
     progress: Progress | None = None,
+    *,
+    backend: object = None,
+    overwrite: bool = False,
 ) -> SensitivityResult:
-    """Ask the same random pairs under each template and compare what comes out."""
-    progress = progress or Progress()
-    outcomes = load_outcomes(config.outcomes)
-    backend = get_backend(config.model, **backend_options(config))
+    """Ask the same random pairs under each template and compare what comes out.
+
+    Planned and asked like a run (`plan`, `session.open_run`): the directory is locked,
+    run_config.json records the settings (random design, no held-out pairs, the templates
+    compared), a directory of another run is refused unless `overwrite`, and
+    `config.engine` says where the questions are answered.
+    """
+    if backend is None:
+        backend = get_backend(config.model, **backend_options(config))
     mode = resolve_mode(config, backend.supports_logprobs)
     if templates is None:  # direct vs reasoning answers only where answers are sampled
         templates = SENSITIVITY_TEMPLATES + (("reasoning",) if mode == "sample" else ())
     if len(templates) < 2:
         raise ValuescopeError("sensitivity needs at least 2 templates to compare")
-    chosen = [get_template(t) for t in templates]
-    check_templates(chosen, mode)
-    n = len(outcomes)
-    budget = plan_budget(config.model_copy(update={"design": "random"}), n, 0)
-    out = prepare_out_dir(Path(config.out))
-    with run_dir_lock(out):  # a second run on the same directory fails at once
-        return _ask_and_compare(config, outcomes, backend, chosen, mode, budget, out, progress)
+    asked = config.model_copy(
+        update={"design": "random", "heldout_fraction": 0.0, "template": ",".join(templates)}
+    )
+    the_plan = plan(asked, overwrite=overwrite, backend=backend)
+    with open_run(the_plan, progress) as session:
+        return _ask_and_compare(session)
 
 
-def _ask_and_compare(
-    config: RunConfig,
-    outcomes: OutcomeSet,
-    backend: Backend,
-    chosen: list[Template],
-    mode: str,
-    budget: int,
-    out: Path,
-    progress: Progress,
-) -> SensitivityResult:
+def _ask_and_compare(session: RunSession) -> SensitivityResult:
     """The asking, fitting and writing of `sensitivity`, under the directory lock."""
-    n = len(outcomes)
+    the_plan = session.plan
+    config, outcomes, out = the_plan.config, the_plan.outcomes, the_plan.out
+    n, mode = len(outcomes), the_plan.mode
     rng = np.random.default_rng(config.seed)
     start, _ = split_start(n, rng, 0)
+    budget = plan_budget(config, n, 0)  # every pair is asked under every template: none held out
     extra = decode(sample_new_codes(n, budget - len(start), pair_codes(start, n), rng), n)
     pairs = np.concatenate([start, extra])
-    settings = elicit_settings(config, mode)
-    per_pair = 2 * (settings.samples if mode == "sample" else 1)
-    progress.start(len(pairs) * per_pair * len(chosen), "asking under each template")
-    answers = {}
-    with ResponseCache(out / "responses.sqlite") as cache:
-        for template in chosen:
-            answers[template.name] = elicit_pairs(
-                backend, outcomes.texts, pairs, template, settings, cache, progress.advance
-            )
+    per_pair = 2 * (the_plan.settings.samples if mode == "sample" else 1)
+    session.progress.start(
+        len(pairs) * per_pair * len(the_plan.templates), "asking under each template"
+    )
+    answers = {t.name: session.ask_pairs([pairs], t)[0] for t in the_plan.templates}
+    session.release_engine()
     means = {name: fit_thurstonian(pairs, a.p, n).mean for name, a in answers.items()}
     pooled_p = np.mean([a.p for a in answers.values()], axis=0)
     pooled = fit_thurstonian(pairs, pooled_p, n).mean
