@@ -19,7 +19,7 @@ from scipy.special import expit, log_expit, log_ndtr, ndtr, ndtri
 
 from valuescope.fit import ConvergenceWarning, metrics
 from valuescope.fit._validation import check_pairs, count_components
-from valuescope.fit.bootstrap import basic_interval, bootstrap_thurstonian, percentile_interval
+from valuescope.fit.bootstrap import bootstrap_thurstonian
 from valuescope.fit.bradley_terry import BradleyTerryResult, fit_bradley_terry
 from valuescope.fit.metrics import (
     accuracy,
@@ -27,7 +27,6 @@ from valuescope.fit.metrics import (
     completeness,
     cycle_probability,
     entropy,
-    heldout_metrics,
     kl_divergence,
     log_loss,
     pair_metrics,
@@ -106,14 +105,10 @@ def test_coin_completeness_small_cases_by_hand():
     assert coin_completeness(-3) == 0.5
 
 
-def test_pair_and_heldout_metrics_bundle_the_three():
+def test_pair_metrics_bundle_the_three():
     p, q = np.array([0.9, 0.3]), np.array([0.7, 0.4])
     got = pair_metrics(p, q)
     assert got == {"accuracy": 1.0, "log_loss": log_loss(p, q), "kl": kl_divergence(p, q)}
-    pairs = np.array([[0, 1], [1, 2], [0, 2]])
-    fit = fit_thurstonian(pairs, np.array([0.8, 0.7, 0.9]), 3)
-    held = heldout_metrics(fit, pairs, np.array([0.8, 0.7, 0.9]))
-    assert held == pair_metrics(np.array([0.8, 0.7, 0.9]), fit.predict(pairs))
 
 
 # ---- triads and cycles ------------------------------------------------------------------
@@ -464,12 +459,4 @@ def test_sparse_triangles_end_the_search_within_its_attempts():
     np.testing.assert_array_equal(got, [[0, 1, 2]])
 
 
-def test_percentile_and_basic_intervals_golden():
-    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan, np.inf])
-    lo, hi = np.percentile([1, 2, 3, 4, 5], [10, 90])
-    assert percentile_interval(values, 10) == pytest.approx([lo, hi])
-    assert percentile_interval(np.array([np.nan]), 5) is None
-    # basic: reflected around the estimate, 2 t - q_hi .. 2 t - q_lo
-    assert basic_interval(values, 10, 2.0) == pytest.approx([4.0 - hi, 4.0 - lo])
-    assert basic_interval(np.array([np.nan]), 5, 1.0) is None
-    assert basic_interval(values, 10, float("nan")) is None
+# the percentile and basic intervals' golden test: tests/test_stats.py

@@ -55,6 +55,7 @@ def test_cosine_is_the_pearson_correlation_and_nan_for_a_flat_vector():
     assert stats.cosine(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
     assert stats.cosine([1.0, 2.0], [5.0, 3.0]) == pytest.approx(-1.0)  # defined from 2 points
     assert math.isnan(stats.cosine([1, 2, 3], [2, 2, 2]))
+    assert math.isnan(stats.cosine([], [])) and math.isnan(stats.cosine([1.0], [2.0]))
     m = stats.cosine_matrix([[1, 2, 3], [7, 7, 7], [3, 2.5, 1]])
     assert m[0, 0] == pytest.approx(1.0) and m[0, 2] == pytest.approx(m[2, 0])
     assert np.isnan(m[1]).all() and np.isnan(m[:, 1]).all()
@@ -175,3 +176,25 @@ def test_no_interval_when_most_draws_are_undefined():
 
     got = stats.bootstrap_interval(([0.0, 0.0, 0.0, 0.0, 1.0],), defined_above_03, seed=0)
     assert got == (None, None, "none")
+
+
+def test_percentile_and_basic_intervals_golden():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, np.nan, np.inf])
+    lo, hi = np.percentile([1, 2, 3, 4, 5], [10, 90])
+    assert stats.percentile_interval(values, 0.8)[:2] == pytest.approx((lo, hi))
+    # basic: reflected around the estimate, 2 t - q_hi .. 2 t - q_lo
+    got = stats.basic_interval(values, 2.0, 0.8)
+    assert got[:2] == pytest.approx((4.0 - hi, 4.0 - lo)) and got.method == "basic"
+    assert stats.basic_interval(np.array([np.nan]), 1.0, 0.9) == (None, None, "none")
+    assert stats.basic_interval(values, float("nan"), 0.8) == (None, None, "none")
+
+
+def test_mean_interval_for_table_cells():
+    assert stats.mean_interval([np.nan, np.nan], seed=0) == {
+        "value": None, "ci_low": None, "ci_high": None,
+    }  # fmt: skip
+    assert stats.mean_interval([1.0, 3.0], seed=0, n_resamples=0) == {
+        "value": 2.0, "ci_low": None, "ci_high": None,
+    }  # fmt: skip
+    got = stats.mean_interval([0.0, 1.0, np.nan, 1.0, 1.0, 0.0, 1.0], seed=0)
+    assert got["value"] == pytest.approx(4 / 6) and got["ci_low"] < 4 / 6 < got["ci_high"]

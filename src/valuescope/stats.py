@@ -37,7 +37,7 @@ class UndefinedStatistic(ValuescopeError):
 
 
 class Interval(NamedTuple):
-    """A confidence interval; `method` is "BCa", "percentile", or "none" (no draws)."""
+    """A confidence interval; `method` is "BCa", "percentile", "basic" or "none"."""
 
     low: float | None
     high: float | None
@@ -112,6 +112,8 @@ def cosine(x: Any, y: Any) -> float:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise UndefinedStatistic(f"cosine needs two equal-length lists, got {x.shape}, {y.shape}")
+    if x.size < 2:  # one point has no direction once centred
+        return float("nan")
     return float(_cosine_along(x, y))
 
 
@@ -152,6 +154,18 @@ def percentile_interval(draws: Any, level: float) -> Interval:
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(draws, [tail, 100 - tail])
     return Interval(float(lo), float(hi), "percentile")
+
+
+def basic_interval(draws: Any, estimate: float, level: float) -> Interval:
+    """Basic (reflected) bootstrap interval [2 t - q_hi, 2 t - q_lo] around estimate t.
+
+    It subtracts the bootstrap's own bias: when refits sit low of the estimate (a spread
+    over few entities, say), the interval moves up by as much instead of being stretched.
+    """
+    q = percentile_interval(draws, level)
+    if q.low is None or not np.isfinite(estimate):
+        return Interval(None, None, "none")
+    return Interval(float(2 * estimate - q.high), float(2 * estimate - q.low), "basic")
 
 
 def bootstrap_interval(
@@ -311,3 +325,17 @@ def mean_test(x: Any, seed: Seed, level: float = 0.9, n_resamples: int = 1000) -
         "n": int(x.size),
         "interval": ci.method,
     }
+
+
+def mean_interval(
+    x: Any, seed: Seed, level: float = 0.9, n_resamples: int = 1000
+) -> dict[str, float | None]:
+    """`mean_test` for table cells that may be empty: {"value", "ci_low", "ci_high"}, all
+    None when no value is finite, the interval None when `n_resamples` is 0."""
+    x = np.asarray(x, dtype=float)
+    if not np.isfinite(x).any():
+        return {"value": None, "ci_low": None, "ci_high": None}
+    if n_resamples == 0:
+        return {"value": float(x[np.isfinite(x)].mean()), "ci_low": None, "ci_high": None}
+    out = mean_test(x, seed, level=level, n_resamples=n_resamples)
+    return {key: out[key] for key in ("value", "ci_low", "ci_high")}

@@ -21,9 +21,11 @@ from valuescope.elicit import ElicitSettings, ResponseCache, Template, get_templ
 from valuescope.elicit.elicit import aggregate, ask, build_queries, make_query
 from valuescope.engine import Engine
 from valuescope.models.base import Query
+from valuescope.stats import mean_interval
 
 SPLITS = ("train", "heldout", "topic")
 DELIBERATIONS = ("arguments", "votes")
+LEVEL = 0.9  # intervals: BCa bootstrap over pairs (percentile where BCa cannot run)
 ARGUMENT_TOKENS = 60  # a member's reason: one or two sentences
 
 
@@ -297,22 +299,9 @@ def deliberation_stats(votes: AssemblyVotes, seed: int = 0, n_boot: int = 200) -
             ("majority_gain", gain, np.ones(n_pairs, bool)),
         ):
             values = per_pair[mask]
-            stats[key] = _with_interval(values, rng, n_boot)
+            stats[key] = mean_interval(values, rng, level=LEVEL, n_resamples=n_boot)
         rows.append(stats)
     return rows
-
-
-def _with_interval(values: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
-    """Mean with a 90% percentile bootstrap interval (None when there is nothing to average)."""
-    if len(values) == 0:
-        return {"value": None, "ci_low": None, "ci_high": None}
-    boots = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_boot)]
-    lo, hi = np.percentile(boots, [5, 95]) if n_boot else (None, None)
-    return {
-        "value": float(values.mean()),
-        "ci_low": None if lo is None else float(lo),
-        "ci_high": None if hi is None else float(hi),
-    }
 
 
 def unanimous(shares: np.ndarray) -> np.ndarray:
@@ -330,40 +319,29 @@ def compare_modes(
     arguments minus votes (paired), and how often the two final majorities agree (pairs
     that neither mode tied).
     """
-    rng = np.random.default_rng([seed, 577])
     n_pairs = next(iter(runs.values())).shares.shape[1]
-    boots = rng.integers(0, n_pairs, (n_boot, n_pairs))
+
+    def boot_mean(values: np.ndarray) -> dict:
+        # one seed for every figure: the same pairs drawn for each (the same first votes
+        # under both modes get the same interval)
+        return mean_interval(values, np.random.default_rng([seed, 577]), LEVEL, n_boot)
+
     out: dict[str, Any] = {"n_pairs": int(n_pairs)}
     gain = {}
     for mode, v in runs.items():
         first, last = v.shares[0], v.shares[-1]
         gain[mode] = unanimous(last) - unanimous(first)
         out[mode] = {
-            "unanimous_first": _boot_mean(unanimous(first), boots),
-            "unanimous_final": _boot_mean(unanimous(last), boots),
-            "unanimous_change": _boot_mean(gain[mode], boots),
-            "majority_first": _boot_mean(np.maximum(first, 1 - first), boots),
-            "majority_final": _boot_mean(np.maximum(last, 1 - last), boots),
+            "unanimous_first": boot_mean(unanimous(first)),
+            "unanimous_final": boot_mean(unanimous(last)),
+            "unanimous_change": boot_mean(gain[mode]),
+            "majority_first": boot_mean(np.maximum(first, 1 - first)),
+            "majority_final": boot_mean(np.maximum(last, 1 - last)),
         }
     if set(runs) == set(DELIBERATIONS):
         a, b = runs["arguments"].final, runs["votes"].final
-        out["unanimous_change_arguments_minus_votes"] = _boot_mean(
-            gain["arguments"] - gain["votes"], boots
-        )
+        out["unanimous_change_arguments_minus_votes"] = boot_mean(gain["arguments"] - gain["votes"])
         decided = (a != 0.5) & (b != 0.5)
         same = np.where(decided, ((a - 0.5) * (b - 0.5) > 0).astype(float), np.nan)
-        out["final_majorities_agree"] = _boot_mean(same, boots)
+        out["final_majorities_agree"] = boot_mean(same)
     return out
-
-
-def _boot_mean(values: np.ndarray, boots: np.ndarray) -> dict:
-    """Mean (NaN left out) with a 90% percentile interval over the bootstrap draws."""
-    ok = ~np.isnan(values)
-    if not ok.any():
-        return {"value": None, "ci_low": None, "ci_high": None}
-    with np.errstate(invalid="ignore"):
-        sums = np.nansum(values[boots], axis=1)
-        counts = (~np.isnan(values[boots])).sum(axis=1)
-    means = sums[counts > 0] / counts[counts > 0]
-    lo, hi = np.percentile(means, [5, 95])
-    return {"value": float(values[ok].mean()), "ci_low": float(lo), "ci_high": float(hi)}

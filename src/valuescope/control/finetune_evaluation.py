@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope import stats
 from valuescope.control.assembly_run import POLICIES, load_assembly
 from valuescope.control.capability import answer_letters, capability_mc_figures, load_questions
 from valuescope.control.deliberation import SPLITS
@@ -44,6 +45,7 @@ from valuescope.control.train import (
 from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 
 CONDITIONS = ("before", "prompted", "after")
+LEVEL = 0.9  # every interval: BCa bootstrap over pairs (paragraphs), percentile fallback
 
 
 @dataclass
@@ -256,33 +258,22 @@ def agreement(table: pd.DataFrame, labels: pd.DataFrame, n_boot: int, seed: int)
             metrics[f"accuracy_{c}"] = np.where(decided, hit, np.nan)
             metrics[f"kl_{c}"] = pairs[c].loc[ids, "kl"].to_numpy()
             metrics[f"mass_{c}"] = pairs[c].loc[ids, "mass"].to_numpy()
-        rng = np.random.default_rng([seed, SPLITS.index(split)])
-        boots = rng.integers(0, len(ids), (n_boot, len(ids))) if n_boot else None
+        split_seed = [seed, SPLITS.index(split)]  # every figure of a split: the same draws
+
+        def mean_ci(values: np.ndarray, split_seed: list[int] = split_seed) -> dict:
+            return stats.mean_interval(values, np.random.default_rng(split_seed), LEVEL, n_boot)
+
         entry = {"n_pairs": int(len(ids)), "n_decided": int(decided.sum())}
         for key, v in metrics.items():
-            entry[key] = _mean_ci(v, boots)
+            entry[key] = mean_ci(v)
         for metric in ("accuracy", "kl"):
             for c in ("prompted", "after"):
-                diff = metrics[f"{metric}_{c}"] - metrics[f"{metric}_before"]
-                entry[f"{metric}_change_{c}"] = _mean_ci(diff, boots)
+                # the change per pair, then its mean: a paired interval
+                entry[f"{metric}_change_{c}"] = mean_ci(
+                    metrics[f"{metric}_{c}"] - metrics[f"{metric}_before"]
+                )
         out[split] = entry
     return out
-
-
-def _mean_ci(values: np.ndarray, boots: np.ndarray | None) -> dict:
-    """Mean (NaN left out) with a 90% paired-bootstrap percentile interval."""
-    ok = ~np.isnan(values)
-    if not ok.any():
-        return {"value": None, "ci_low": None, "ci_high": None}
-    value = float(values[ok].mean())
-    if boots is None:
-        return {"value": value, "ci_low": None, "ci_high": None}
-    with np.errstate(invalid="ignore"):
-        sums = np.nansum(values[boots], axis=1)
-        counts = (~np.isnan(values[boots])).sum(axis=1)
-    means = sums[counts > 0] / counts[counts > 0]
-    lo, hi = np.percentile(means, [5, 95])
-    return {"value": value, "ci_low": float(lo), "ci_high": float(hi)}
 
 
 def lean_figures(table: pd.DataFrame, labels: pd.DataFrame, meta: dict) -> dict:
@@ -323,7 +314,7 @@ def capability_figures(nll: dict[str, np.ndarray], n_boot: int, seed: int) -> di
         out[f"perplexity_{cond}"] = float(np.exp(arr[:, 0].sum() / arr[:, 1].sum()))
     per_before = nll["before"][:, 0] / nll["before"][:, 1]
     per_after = nll["after"][:, 0] / nll["after"][:, 1]
-    rng = np.random.default_rng([seed, 99])
-    boots = rng.integers(0, len(per_before), (n_boot, len(per_before))) if n_boot else None
-    out["nll_change_per_token"] = _mean_ci(per_after - per_before, boots)
+    out["nll_change_per_token"] = stats.mean_interval(
+        per_after - per_before, np.random.default_rng([seed, 99]), LEVEL, n_boot
+    )
     return out

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import linregress
 
+from valuescope import stats
 from valuescope.common.seeds import seeded_order, stable_seed
 from valuescope.experiments._stats import (
     bootstrap_corr,
@@ -181,24 +182,22 @@ def sample_reversals(
 
 # -- the relation ---------------------------------------------------------------------
 def bootstrap_slope(x: Any, y: Any, seed: int, n_boot: int = 1000) -> dict[str, float]:
-    """Least-squares slope of y on x with a percentile bootstrap interval over pairs."""
+    """Least-squares slope of y on x with a BCa bootstrap interval over pairs (percentile
+    where BCa cannot run) and the regression's t-test p-value."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 3 or np.ptp(x) == 0:
         raise ExperimentError("slope undefined: fewer than 3 changes or one reversal size")
     fit = linregress(x, y)
-    rng = np.random.default_rng(stable_seed("slope", seed))
-    reps = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        if np.ptp(x[idx]) > 0:
-            reps.append(linregress(x[idx], y[idx]).slope)
-    lo, hi = np.quantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    ci = stats.bootstrap_interval(
+        (x, y), stats.slope, stable_seed("slope", seed), level=LEVEL, n_resamples=n_boot
+    )
     return {
         "value": float(fit.slope),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
+        "ci_low": ci.low,
+        "ci_high": ci.high,
         "n": int(x.size),
         "p_value": float(fit.pvalue),
+        "interval": ci.method,
     }
 
 

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope import stats
 from valuescope.atomic import atomic_write
 from valuescope.common.seeds import seeded_order
 from valuescope.experiments._stats import headline, load_data, measure_options
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
-from valuescope.fit.bootstrap import basic_interval
 
 Z95 = 1.959964  # the pipeline's per-outcome intervals are 95% intervals
 N_BOOT = 1000
@@ -322,9 +322,8 @@ def _interval(reps: np.ndarray) -> tuple[float | None, float | None]:
     """Percentile interval at LEVEL, or None when over 1 - LEVEL of replicates are undefined."""
     if np.mean(~np.isfinite(reps)) > 1 - LEVEL:
         return None, None
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.nanpercentile(reps, [tail, 100 - tail])
-    return float(lo), float(hi)
+    lo, hi, _ = stats.percentile_interval(reps, LEVEL)
+    return lo, hi
 
 
 def _exp_or_none(v: float | None) -> float | None:
@@ -470,9 +469,8 @@ def _spread(rows: list[dict], boot: dict[str, np.ndarray], names: list[str]) -> 
     """S.d. of log10 dollar worth across entities, with a basic bootstrap interval."""
     point = float(np.std([np.log10(r["worth_usd"]) for r in rows]))
     reps = np.nanstd(np.column_stack([boot[k] for k in names]) / np.log(10), axis=1)
-    tail = 100 * (1 - LEVEL) / 2
     # basic interval: the s.d. of noisy refits is biased up, and it corrects that
-    lo, hi = basic_interval(reps, tail, point) or (None, None)
+    lo, hi, _ = stats.basic_interval(reps, point, LEVEL)
     lo = None if lo is None else max(lo, 0.0)
     family = rows[0]["family"]
     return headline(point, lo, hi, f"{family}: s.d. of log10 dollar worth across entities")

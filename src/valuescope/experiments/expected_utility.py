@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from valuescope import stats
 from valuescope.common.seeds import seeded_order
 from valuescope.experiments._stats import (
     ask,
@@ -257,23 +258,13 @@ def cluster_bootstrap(
     out = {"value": value, "ci_low": None, "ci_high": None, "n_groups": len(labels), "n_boot": 0}
     if len(labels) < 3 or not np.isfinite(value):
         return out
-    rng = np.random.default_rng(seed)
-    reps = np.array(
-        [
-            statistic(
-                np.concatenate([members[k] for k in rng.integers(0, len(labels), len(labels))])
-            )
-            for _ in range(N_BOOT)
-        ]
-    )
-    reps = reps[np.isfinite(reps)]
-    if reps.size:
-        tail = 100 * (1 - LEVEL) / 2
-        out.update(
-            ci_low=float(np.percentile(reps, tail)),
-            ci_high=float(np.percentile(reps, 100 - tail)),
-            n_boot=int(reps.size),
-        )
+    # whole groups are redrawn and the statistic is recomputed on their rows: a cluster
+    # bootstrap, which scipy.stats.bootstrap (independent observations) does not do
+    draws = stats.resample_indices(len(labels), N_BOOT, seed)
+    reps = np.array([statistic(np.concatenate([members[k] for k in pick])) for pick in draws])
+    ci = stats.percentile_interval(reps, LEVEL)
+    if ci.low is not None:
+        out.update(ci_low=ci.low, ci_high=ci.high, n_boot=int(np.isfinite(reps).sum()))
     return out
 
 
@@ -302,7 +293,7 @@ def analyse(rows: list[dict[str, Any]], eu_key: str, seed: int) -> dict[str, Any
             groups, lambda r: sensitivity(u[r], eu[r], eq[r]), seed
         ),
         "regression": regression(u, eu, eq),
-        "corr_eu_equal_weight": float(np.corrcoef(eu, eq)[0, 1]),
+        "corr_eu_equal_weight": stats.correlation(eu, eq),
         "order_share": cluster_bootstrap(groups, share(eu), seed),
         "order_share_equal_weight": cluster_bootstrap(groups, share(eq), seed),
         "order_share_same_outcomes": cluster_bootstrap(groups, share(eu, within=True), seed),

@@ -36,11 +36,6 @@ MIN_PROCESSES = 3
 P_LEVEL = 0.05
 
 
-def markov_structure(text: str) -> list[tuple[float, str]] | None:
-    """[(transition probability, next state)] of a dataset state, or None (terminal/unknown)."""
-    return _markov.structure(text, "natural")
-
-
 def _chosen(ctx: ExperimentContext) -> list[Process]:
     every = list(_markov.processes())
     default = QUICK_PROCESSES if ctx.quick else len(every)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from valuescope import stats
 from valuescope.atomic import atomic_write
 from valuescope.experiments._stats import (
     bootstrap_corr,
@@ -214,8 +215,7 @@ def orient(scores: np.ndarray, agent_leans: np.ndarray) -> np.ndarray:
     model (row 0) is not negative: a fixed sign convention for reporting."""
     out = scores.copy()
     agents = out[1:, 0]
-    usable = len(agent_leans) >= 2 and np.std(agents) > 0 and np.std(agent_leans) > 0
-    if usable and np.corrcoef(agents, agent_leans)[0, 1] < 0:
+    if stats.cosine(agents, agent_leans) < 0:  # NaN (no spread, or no agents): no flip
         out[:, 0] *= -1
     if out[0, 1] < 0:
         out[:, 1] *= -1
@@ -250,20 +250,17 @@ def placement(
     z = zscore_rows(matrix)
     scores, ratio = _pca2(z)
     scores = orient(scores, agent_leans)
-    rng = np.random.default_rng(seed)
-    n = matrix.shape[1]
+    # policies redrawn, PCA refitted and aligned per draw: a refit bootstrap, which
+    # scipy.stats.bootstrap (one statistic of fixed data) does not do
     reps = []
-    for _ in range(n_boot):
-        cols = rng.integers(0, n, n)
+    for cols in stats.resample_indices(matrix.shape[1], n_boot, seed):
         boot = align(_pca2(zscore_rows(matrix[:, cols]))[0], scores)
         reps.append((boot[0, 0], boot[0, 1], pc1_position(boot[:, 0], agent_leans)))
     reps_arr = np.array(reps) if reps else np.full((0, 3), np.nan)
     values = (scores[0, 0], scores[0, 1], pc1_position(scores[:, 0], agent_leans))
-    tail = 100 * (1 - LEVEL) / 2
     out: dict[str, Any] = {"scores": scores, "explained_variance": [float(r) for r in ratio]}
     for j, name in enumerate(("pc1", "pc2", "position")):
-        finite = reps_arr[:, j][np.isfinite(reps_arr[:, j])]
-        lo, hi = np.percentile(finite, [tail, 100 - tail]) if finite.size else (None, None)
+        lo, hi, _ = stats.percentile_interval(reps_arr[:, j], LEVEL)
         out[name] = {"value": float(values[j]), "ci_low": lo, "ci_high": hi}
     return out
 

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.interpolate import PchipInterpolator
 from scipy.optimize import brentq, isotonic_regression, minimize_scalar
 from scipy.special import ndtri
+from scipy.stats import rankdata
 
+from valuescope import stats
 from valuescope.atomic import atomic_write
 from valuescope.common.seeds import stable_seed
 from valuescope.experiments._choices import ask_pairs
@@ -181,13 +182,9 @@ def grid_for(ctx: ExperimentContext) -> Grid:
 
 
 def _row_corr(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Pearson correlation of x with each row (along the last axis); 0 for a constant row."""
-    xc = x - x.mean()
-    rc = rows - rows.mean(axis=-1, keepdims=True)
-    denom = np.sqrt((xc**2).sum() * (rc**2).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (rc * xc).sum(axis=-1) / denom
-    return np.where(denom > 0, r, 0.0)
+    """Pearson correlation of x with each row (along the last axis); 0 for a constant row
+    (a delay whose answers are all equal shows no effect of the amount)."""
+    return np.nan_to_num(stats.PAIRED["pearson"](x, rows, axis=-1), nan=0.0)
 
 
 def multiplier_effect(choices: pd.DataFrame, seed: int, n_perm: int = 1000) -> dict[str, float]:
@@ -198,10 +195,12 @@ def multiplier_effect(choices: pd.DataFrame, seed: int, n_perm: int = 1000) -> d
     within each delay. A delay whose answers are all equal counts as rho 0.
     """
     table = choices.pivot_table(index="months", columns="multiplier", values="p_later")
-    ranks = stats.rankdata(table.to_numpy(float), axis=1)
+    ranks = rankdata(table.to_numpy(float), axis=1)
     x = np.arange(ranks.shape[1], dtype=float)
     rho = _row_corr(x, ranks)
     stat = bootstrap_mean(rho, seed)
+    # answers permuted within each delay (a stratified permutation test of the mean over
+    # delays), which scipy.stats.permutation_test's schemes do not cover
     rng = np.random.default_rng(stable_seed("discount-perm", seed))
     perms = rng.permuted(np.broadcast_to(ranks, (n_perm, *ranks.shape)), axis=2)
     null = _row_corr(x, perms).mean(axis=1)
@@ -415,11 +414,10 @@ def _bootstrap_params(
     t: np.ndarray, draws: np.ndarray, fallback: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
     """delta and k refitted on resampled delays, each at one of its bootstrap crossings."""
-    rng = np.random.default_rng(stable_seed("discount-curves", seed))
+    # delays redrawn and both curves refitted per draw: scipy.stats.bootstrap does not refit
+    draws_idx = stats.resample_indices(len(t), draws.shape[1], stable_seed("discount-curves", seed))
     out: dict[str, list[float]] = {"delta": [], "k": []}
-    n = len(t)
-    for b in range(draws.shape[1]):
-        idx = rng.integers(0, n, n)
+    for b, idx in enumerate(draws_idx):
         log_m = np.where(np.isfinite(draws[idx, b]), draws[idx, b], fallback[idx])
         if len(np.unique(t[idx])) < 2:
             continue
@@ -431,9 +429,8 @@ def _bootstrap_params(
 def _pct(values: np.ndarray) -> tuple[float | None, float | None]:
     if len(values) < 10:
         return None, None
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return float(lo), float(hi)
+    lo, hi, _ = stats.percentile_interval(values, LEVEL)
+    return lo, hi
 
 
 # ----------------------------------------------------------------- the analysis

@@ -1,4 +1,9 @@
-"""Bootstrap intervals for utilities and for metrics computed from a fit."""
+"""Bootstrap intervals for utilities and for metrics computed from a fit.
+
+Each replicate refits the model on pairs drawn with replacement, which
+`scipy.stats.bootstrap` (one statistic of fixed data) does not do; the intervals of the
+refits come from `valuescope.stats`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from valuescope.fit.thurstonian import fit_thurstonian
+from valuescope.stats import percentile_interval
 
 
 @dataclass
@@ -23,13 +29,9 @@ class BootstrapResult:
         return np.percentile(self.means, lo, axis=0), np.percentile(self.means, 100 - lo, axis=0)
 
     def stat_interval(self, name: str, level: float = 0.95) -> tuple[float, float]:
-        """Percentile interval of one extra statistic."""
-        values = self.stats[name]
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return float("nan"), float("nan")
-        lo = 100 * (1 - level) / 2
-        return float(np.percentile(values, lo)), float(np.percentile(values, 100 - lo))
+        """Percentile interval of one extra statistic (NaN, NaN when none is finite)."""
+        lo, hi, _ = percentile_interval(self.stats[name], level)
+        return (float("nan"), float("nan")) if lo is None else (lo, hi)
 
 
 def bootstrap_thurstonian(
@@ -58,28 +60,3 @@ def bootstrap_thurstonian(
         for name, fn in (statistics or {}).items():
             stats[name][k] = fn(fit)
     return BootstrapResult(means=means, stats=stats)
-
-
-def percentile_interval(values: np.ndarray, lo: float) -> list[float] | None:
-    """Percentile interval [lo-th, (100 - lo)-th percentile] of the finite replicates.
-
-    Not stretched to hold a point estimate: a bootstrap distribution that sits beside its
-    estimate signals a biased statistic, and hiding that misleads; use `basic_interval`
-    for such statistics.
-    """
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None
-    return [float(np.percentile(values, lo)), float(np.percentile(values, 100 - lo))]
-
-
-def basic_interval(values: np.ndarray, lo: float, estimate: float) -> list[float] | None:
-    """Basic (reflected) bootstrap interval [2 t - q_hi, 2 t - q_lo] around estimate t.
-
-    It subtracts the bootstrap's own bias: when refits sit low of the estimate (a spread
-    over few entities, say), the interval moves up by as much, instead of being stretched.
-    """
-    q = percentile_interval(values, lo)
-    if q is None or not np.isfinite(estimate):
-        return None
-    return [float(2 * estimate - q[1]), float(2 * estimate - q[0])]

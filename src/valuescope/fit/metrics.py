@@ -114,8 +114,3 @@ def triad_cycle_values(
 def pair_metrics(p: np.ndarray, q: np.ndarray) -> dict[str, float]:
     """Accuracy, log-loss and KL of predictions q against observations p."""
     return {"accuracy": accuracy(p, q), "log_loss": log_loss(p, q), "kl": kl_divergence(p, q)}
-
-
-def heldout_metrics(result, pairs: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Fit quality of a fitted result on held-out pairs."""
-    return pair_metrics(p, result.predict(pairs))

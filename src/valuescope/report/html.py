@@ -11,12 +11,12 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from valuescope.atomic import write_text
 from valuescope.errors import ValuescopeError
 from valuescope.report import plots, sections
 from valuescope.runcore import reader
+from valuescope.stats import correlation
 
 DASH = "—"
 NUMERIC = ["mean", "sigma", "ci_low", "ci_high"]
@@ -333,7 +333,7 @@ def _truth(data: RunData) -> tuple[pd.DataFrame | None, float | None]:
     rho = num(_sub(data.metrics, "truth").get("spearman"))
     ok = merged.dropna(subset=["mean", "true_mean"])
     if rho is None and len(ok) > 2:
-        rho = num(stats.spearmanr(ok["mean"], ok["true_mean"]).statistic)
+        rho = num(correlation(ok["mean"], ok["true_mean"], "spearman"))
     return merged, rho
 
 

@@ -19,7 +19,6 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import minimize_scalar
 from scipy.special import ndtr, ndtri
-from scipy.stats import spearmanr
 
 from valuescope.design.pairs import pair_codes
 from valuescope.elicit import PairAnswers, merge_answers, preference_p
@@ -31,6 +30,7 @@ from valuescope.fit import (
     pair_metrics,
 )
 from valuescope.fit.metrics import triad_cycle_values
+from valuescope.stats import correlation
 
 BootstrapOver = Literal["pairs", "answers", "both"]
 INTERVAL_LEVEL = 0.95
@@ -503,10 +503,9 @@ def compare_refusal_policies(
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman correlation, None where either side is constant (a coin's utilities)."""
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(spearmanr(x, y)[0])
+    """Spearman correlation, None where it is undefined (a coin's constant utilities)."""
+    r = correlation(x, y, "spearman")
+    return None if np.isnan(r) else r
 
 
 def _outcome_refusal_rate(every: PairAnswers, n: int) -> np.ndarray:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import pearsonr, spearmanr
 
 from valuescope import provenance
 from valuescope._version import __version__
@@ -51,6 +50,7 @@ from valuescope.runcore.rundir import (
     write_json,
 )
 from valuescope.runcore.session import RunSession, open_run
+from valuescope.stats import correlation
 
 # Below this split-half reliability of the sigmas, metrics.json and the report say the
 # sigmas are poorly identified (a reliability of 0.5 means r of about 0.7 with the truth).
@@ -443,8 +443,8 @@ def _write_truth(backend, outcomes: OutcomeSet, out: Path, mean: np.ndarray) -> 
     truth = truth_fn(outcomes.texts)
     write_csv(out / "truth.csv", truth)
     return {
-        "spearman": float(spearmanr(mean, truth["mean"])[0]),
-        "pearson": float(pearsonr(mean, truth["mean"])[0]),
+        "spearman": correlation(mean, truth["mean"], "spearman"),
+        "pearson": correlation(mean, truth["mean"]),
     }
 
 

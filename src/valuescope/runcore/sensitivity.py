@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
 from valuescope.design import decode, pair_codes, sample_new_codes, split_start
@@ -20,6 +19,7 @@ from valuescope.runcore.fit_evaluation import position_share
 from valuescope.runcore.plan import Progress, backend_options, plan, plan_budget, resolve_mode
 from valuescope.runcore.rundir import write_csv, write_json
 from valuescope.runcore.session import RunSession, open_run
+from valuescope.stats import correlation
 
 # A template whose utilities agree with the others this much less than the typical
 # template does (in Spearman correlation) is flagged as noisy.
@@ -34,6 +34,11 @@ class SensitivityResult:
     utilities: pd.DataFrame
     templates: pd.DataFrame
     summary: dict
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman correlation of two templates' utilities (NaN where undefined)."""
+    return correlation(x, y, "spearman")
 
 
 def sensitivity(
@@ -93,7 +98,7 @@ def _ask_and_compare(session: RunSession) -> SensitivityResult:
         utilities[name] = mean
     utilities["pooled"] = pooled
     corr = pd.DataFrame(
-        [[spearmanr(means[a], means[b])[0] for b in means] for a in means],
+        [[spearman(means[a], means[b]) for b in means] for a in means],
         index=list(means),
         columns=list(means),
     )
@@ -125,7 +130,7 @@ def compare_templates(
     rows = []
     for name in names:
         a = answers[name]
-        others = [spearmanr(means[name], means[o])[0] for o in names if o != name]
+        others = [spearman(means[name], means[o]) for o in names if o != name]
         share_sum, share_count = position_share(a.prefs)
         decided = (a.p != 0.5) & (pooled_p != 0.5)
         flips = np.sign(a.p - 0.5) != np.sign(pooled_p - 0.5)
@@ -137,7 +142,7 @@ def compare_templates(
             {
                 "template": name,
                 "spearman_with_others": float(np.mean(others)),
-                "spearman_with_pooled": float(spearmanr(means[name], pooled)[0]),
+                "spearman_with_pooled": spearman(means[name], pooled),
                 "position_bias": share_sum / share_count if share_count else float("nan"),
                 "refusal_rate": a.refusal_rate,
                 "flip_share": float(flips[decided].mean()) if decided.any() else float("nan"),
