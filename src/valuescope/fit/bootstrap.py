@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from valuescope.fit.thurstonian import fit_thurstonian
-from valuescope.stats import percentile_interval
+from valuescope.stats import percentile_interval, resample_indices
 
 
 @dataclass
@@ -46,13 +46,11 @@ def bootstrap_thurstonian(
     **fit_options,
 ) -> BootstrapResult:
     """Refit on pairs resampled with replacement; `statistics` map name -> f(result)."""
-    rng = np.random.default_rng(seed)
     pairs = np.asarray(pairs, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     means = np.empty((n_boot, n_outcomes))
     stats = {name: np.empty(n_boot) for name in (statistics or {})}
-    for k in range(n_boot):
-        idx = rng.integers(0, len(p), len(p))
+    for k, idx in enumerate(resample_indices(len(p), n_boot, seed)):
         fit = fit_thurstonian(
             pairs[idx], p[idx], n_outcomes, init=init, check_input=False, **fit_options
         )

@@ -435,7 +435,12 @@ def dof_factor(n_pairs: int, n_outcomes: int) -> float:
 
 
 def _bootstrap(train, n, policy, n_boot, over, seed, fit) -> np.ndarray:
-    """Standardised means refitted on resampled training answers, shape (n_boot, n)."""
+    """Standardised means refitted on resampled training answers, shape (n_boot, n).
+
+    Each draw resamples pairs and/or the answers within each pair, then refits: a nested
+    refit bootstrap, not one statistic of fixed data, so `valuescope.stats` (which holds
+    the plain bootstrap) does not apply and the loop stays here.
+    """
     rng = np.random.default_rng([seed, 104_729])
     means = np.empty((n_boot, n))
     for b in range(n_boot):
