@@ -198,3 +198,15 @@ def test_mean_interval_for_table_cells():
     }  # fmt: skip
     got = stats.mean_interval([0.0, 1.0, np.nan, 1.0, 1.0, 0.0, 1.0], seed=0)
     assert got["value"] == pytest.approx(4 / 6) and got["ci_low"] < 4 / 6 < got["ci_high"]
+
+
+def test_the_module_imports_only_numpy_scipy_and_errors():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(stats.__file__).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    ours = {n for n in names if n.split(".")[0] not in {"__future__", "warnings", "collections"}}
+    ours -= {"typing"}
+    assert ours == {"numpy", "scipy", "valuescope.errors"}
