@@ -75,6 +75,8 @@ def test_memory_check_refuses_with_the_figures(tiny, synthetic_assembly, tmp_pat
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp_path):
+    from safetensors.torch import load_file
+
     from valuescope.control.train import TrainConfig, train
 
     def run(out: Path, max_steps: int):
@@ -90,18 +92,47 @@ def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp
         )
         return train(config)
 
-    run(tmp_path / "a", 7)
+    run(tmp_path / "a", 11)
     run(tmp_path / "b", 4)
-    resumed = run(tmp_path / "b", 7)
-    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 7
+    resumed = run(tmp_path / "b", 11)  # past the end of the first epoch (8 steps)
+    kept = sorted(p.name for p in (tmp_path / "b" / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-11", "checkpoint-9"]  # the latest two
+    assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 11
+    assert resumed["steps_per_epoch"] == 8
     assert 20 < resumed["memory"]["seq_len"] < 512  # the longest real prompt, not the cap
-    a = torch.load(tmp_path / "a" / "checkpoints" / "step-000007" / "trainable.pt")
-    b = torch.load(tmp_path / "b" / "checkpoints" / "step-000007" / "trainable.pt")
-    assert a.keys() == b.keys() and len(a) > 0
-    for k in a:
-        torch.testing.assert_close(a[k], b[k])
+    for path in ("checkpoints/checkpoint-11/adapter_model.safetensors",
+                 "adapter/adapter_model.safetensors"):  # fmt: skip
+        a, b = load_file(tmp_path / "a" / path), load_file(tmp_path / "b" / path)
+        assert a.keys() == b.keys() and len(a) > 0
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     log_a = (tmp_path / "a" / "train_log.csv").read_text()
     assert log_a == (tmp_path / "b" / "train_log.csv").read_text()
+
+    class Killed(Exception):
+        pass
+
+    class KillAtStep7:  # a run killed after step 7, its last checkpoint at step 6
+        done = 0
+
+        def start(self, total, description):
+            pass
+
+        def advance(self, n):
+            self.done += n
+            if self.done >= 7:
+                raise Killed
+
+    config = TrainConfig(model=f"hf/{tiny}", assembly=synthetic_assembly, out=tmp_path / "c",
+                         epochs=2, max_steps=11, lr=1e-2, save_every=3, threads=1)  # fmt: skip
+    with pytest.raises(Killed):
+        train(config, progress=KillAtStep7())
+    (tmp_path / "c" / "checkpoints" / "checkpoint-7").mkdir()  # a save cut short: no log.json
+    assert train(config)["resumed_from_step"] == 6
+    a, c = (load_file(tmp_path / x / "adapter/adapter_model.safetensors") for x in "ac")
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], rtol=0, atol=0)
+    assert log_a == (tmp_path / "c" / "train_log.csv").read_text()
     with pytest.raises(ControlError, match="different settings"):
         train(TrainConfig(model=f"hf/{tiny}", assembly=synthetic_assembly, out=tmp_path / "b"))
 
@@ -188,3 +219,25 @@ def test_a_fully_trained_model_keeps_the_base_answer_settings(tiny, synthetic_as
     backend, info = load_trained(tmp_path)
     assert info["method"] == "full" and backend.prefill == "I pick Option"
     assert backend.name != model and backend.name.startswith(f"hf/{tmp_path / 'model'}")
+
+
+@pytest.mark.slow
+def test_a_gguf_model_loaded_through_transformers_trains(synthetic_assembly, tmp_path):
+    """The CPU demo's path: the embedded SmolLM2 GGUF, dequantised by transformers, which
+    keeps a GGUF quantizer on the model that Trainer would refuse (soft_label_trainer)."""
+    from safetensors.torch import load_file
+
+    from valuescope.control.train import TrainConfig, train
+    from valuescope.models.embedded import MODELS
+
+    files = MODELS["smollm2-135m"].package_files()
+    if not files:
+        pytest.skip("the embedded SmolLM2 model is not installed (valuescope models install)")
+    summary = train(TrainConfig(model=f"hf/{files[0]}", assembly=synthetic_assembly,
+                                out=tmp_path, max_steps=1, batch_size=2, lora_layers=1,
+                                threads=2))  # fmt: skip
+    assert summary["steps"] == 1 and summary["method"] == "lora"
+    assert 0 < summary["first_loss"] < 50
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert weights and all(".layers.29." in k for k in weights)  # the last of 30 layers
+    assert any(float(v.abs().max()) > 0 for k, v in weights.items() if "lora_B" in k)

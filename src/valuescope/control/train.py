@@ -10,9 +10,10 @@ the two answer tokens, and the model's next-token distribution over the whole vo
 
 so it both matches the renormalised answer share (what `valuescope run` reads in logprob
 mode) and keeps the probability mass on the answer tokens. TRL's SFTTrainer trains on
-target token sequences (hard labels), so the soft-label loss runs in a plain torch loop
-over a PEFT LoRA model (`--full` trains every weight instead). Checkpoints let an
-interrupted run resume; the data order and LoRA initialisation are seeded.
+target token sequences (hard labels), so the loss is the `compute_loss` of a plain
+`transformers.Trainer` subclass (soft_label_trainer.py) over a PEFT LoRA model (`--full`
+trains every weight instead). Trainer's checkpoints let an interrupted run resume; the
+data order and LoRA initialisation are seeded.
 """
 
 from __future__ import annotations
@@ -22,19 +23,17 @@ import io
 import json
 import math
 import re
-import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from valuescope.atomic import replace_dir
 from valuescope.control.assembly_run import load_assembly
 from valuescope.control.errors import ControlError
 from valuescope.control.memory import check_memory, estimate
+from valuescope.control.soft_loss import batch_logprobs, soft_loss  # noqa: F401 (re-exported)
 from valuescope.elicit import get_template
 from valuescope.errors import MissingDependencyError
 from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
@@ -144,34 +143,6 @@ def build_examples(backend, labels, template: str, split: str | tuple = "train",
             ids = backend.encode(tmpl.render(x, y, persona))
             out.append(Example(ids=ids, q=q, pair=int(row["pair"]), order=order))
     return out
-
-
-def batch_logprobs(torch, model, batch: list[list[int]], pad_id: int, answer_ids, device):
-    """log P(A), log P(B) (summed over each label's token ids) after each prompt."""
-    width = max(len(ids) for ids in batch)
-    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in batch], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch], device=device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-    logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-    log_a = torch.logsumexp(logp[:, answer_ids["A"]], dim=-1)
-    log_b = torch.logsumexp(logp[:, answer_ids["B"]], dim=-1)
-    return log_a, log_b
-
-
-def soft_loss(torch, log_a, log_b, q):
-    """Cross-entropy with soft targets, and the KL between renormalised shares (nats)."""
-    loss = -(q * log_a + (1 - q) * log_b)
-    log_mass = torch.logaddexp(log_a, log_b)
-    p = torch.exp(log_a - log_mass).clamp(1e-6, 1 - 1e-6)
-    kl = _bernoulli_kl(torch, q, p)
-    return loss, kl, torch.exp(log_mass)
-
-
-def _bernoulli_kl(torch, q, p):
-    q = q.clamp(0, 1)
-    xlogy = torch.special.xlogy
-    return xlogy(q, q) - xlogy(q, p) + xlogy(1 - q, 1 - q) - xlogy(1 - q, 1 - p)
 
 
 # ---------------------------------------------------------------------------- model
@@ -344,6 +315,11 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
         raise ControlError("--batch-size and --epochs must be at least 1 and --lr positive")
     torch, _, peft = require_training_stack()
     device = resolve_device(torch, config.device)
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise ControlError(
+            f"--device {device}: training runs on the first visible GPU (transformers.Trainer); "
+            f"pick it with CUDA_VISIBLE_DEVICES={device.split(':')[1]} and --device cuda"
+        )
     memory = precheck_memory(config, name, params, device, labels)
     out = prepare_out_dir(Path(config.out))
     resume = _find_resume(out, config)
@@ -354,51 +330,22 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
         raise ControlError(
             f"a training prompt has {too_long} tokens, more than --max-length {config.max_length}"
         )
+    from valuescope.control.soft_label_trainer import checkpoint_step, run_trainer
+
     model = wrap_lora(peft, torch, backend.model, config).to(device)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     total = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    step, log = 0, []
-    if resume is not None:
-        step, log = _load_checkpoint(torch, model, optim, resume)
     write_json(out / "train_config.json", config.fingerprint())
     if progress is not None:
         progress.start(total, f"training {config.model}")
-        progress.advance(step)
-    threads = _Threads(torch, config.threads)
-    with threads:
-        while step < total:
-            epoch, k = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(examples))
-            chosen = [
-                examples[i] for i in order[k * config.batch_size : (k + 1) * config.batch_size]
-            ]
-            log_a, log_b = batch_logprobs(
-                torch, model, [e.ids for e in chosen], backend.pad_id, backend.answer_ids, device
-            )
-            q = torch.tensor([e.q for e in chosen], device=device)
-            loss, kl, mass = soft_loss(torch, log_a, log_b, q)
-            optim.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            optim.step()
-            step += 1
-            log.append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": float(loss.detach().mean()),
-                    "kl": float(kl.detach().mean()),
-                    "mass": float(mass.detach().mean()),
-                }
-            )
-            if progress is not None:
-                progress.advance(1)
-            if step % config.save_every == 0 or step == total:
-                _save_checkpoint(torch, model, optim, out, step, log)
+        progress.advance(0 if resume is None else checkpoint_step(resume))
+    with _Threads(torch, config.threads):
+        log = run_trainer(
+            model, examples, backend, config, out, total, steps_per_epoch, device, resume, progress
+        )
+    step = log[-1]["step"] if log else 0
     model.eval()
     final = _save_final(model, backend, out, config)
     summary = {
@@ -411,7 +358,7 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
         "n_train_pairs": n_train_pairs,
         "steps": step,
         "steps_per_epoch": steps_per_epoch,
-        "resumed_from_step": None if resume is None else int(resume.name.split("-")[1]),
+        "resumed_from_step": None if resume is None else checkpoint_step(resume),
         "first_loss": log[0]["loss"] if log else None,
         "last_loss": log[-1]["loss"] if log else None,
         "first_kl": log[0]["kl"] if log else None,
@@ -446,35 +393,18 @@ def _log_frame(log):
     return pd.DataFrame(log, columns=["step", "epoch", "loss", "kl", "mass"])
 
 
-def _trainable_state(model) -> dict:
-    return {k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
-
-
-def _save_checkpoint(torch, model, optim, out: Path, step: int, log: list) -> None:
-    """checkpoints/step-NNNNNN/: trainable weights, optimizer state, the log so far.
-
-    Written to a temporary folder and renamed, so a killed run never leaves half a
-    checkpoint; only the latest two are kept.
-    """
-    root = out / "checkpoints"
-    root.mkdir(exist_ok=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(_trainable_state(model), tmp / "trainable.pt")
-    torch.save(optim.state_dict(), tmp / "optimizer.pt")
-    (tmp / "log.json").write_text(json.dumps(log))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in sorted(root.glob("step-*"))[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _find_resume(out: Path, config: TrainConfig) -> Path | None:
-    """The latest checkpoint of an earlier run with the same settings, if any."""
-    found = sorted((out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    """The latest complete checkpoint of an earlier run with the same settings, if any."""
+    from valuescope.control.soft_label_trainer import complete_checkpoints
+
+    root = out / "checkpoints"
+    found = complete_checkpoints(root)
     if not found:
+        if any(root.glob("step-*")):
+            raise ControlError(
+                f"{root} holds checkpoints of an earlier valuescope version (step-*), which "
+                "this one cannot resume; delete it to start over"
+            )
         return None
     saved = out / "train_config.json"
     before = json.loads(saved.read_text()) if saved.is_file() else None
@@ -487,17 +417,6 @@ def _find_resume(out: Path, config: TrainConfig) -> Path | None:
             "use another --out or delete its checkpoints/ to start over"
         )
     return found[-1]
-
-
-def _load_checkpoint(torch, model, optim, path: Path) -> tuple[int, list]:
-    state = torch.load(path / "trainable.pt", map_location="cpu")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for k, v in state.items():
-            params[k].copy_(v)
-    optim.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
-    log = json.loads((path / "log.json").read_text())
-    return int(path.name.split("-")[1]), log
 
 
 def _save_final(model, backend, out: Path, config: TrainConfig) -> str:
