@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
-from scipy.stats import spearmanr
 
 from valuescope.design.pairs import (
     ENUMERATE_LIMIT,
@@ -30,6 +29,7 @@ from valuescope.design.pairs import (
     sample_new_codes,
 )
 from valuescope.fit import ConvergenceWarning, fit_thurstonian
+from valuescope.stats import correlation
 
 # Candidate pairs scored per round when outcomes are too many to enumerate every pair.
 CANDIDATES = 200_000
@@ -167,7 +167,7 @@ def estimated_spearman(
     """
     if n_current <= n_previous:
         raise ValueError(f"n_current ({n_current}) must exceed n_previous ({n_previous})")
-    moved = 1.0 - float(spearmanr(previous, current)[0])
+    moved = 1.0 - correlation(previous, current, "spearman")
     return 1.0 - safety * moved * n_previous / (n_current - n_previous)
 
 
@@ -272,10 +272,8 @@ def _fit_part(pairs, p, n, idx, weights, init):
 
 
 def _rank_r(x: np.ndarray, y: np.ndarray) -> float:
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return 0.0
-    r = float(spearmanr(x, y)[0])
-    return r if np.isfinite(r) else 0.0
+    r = correlation(x, y, "spearman")
+    return r if np.isfinite(r) else 0.0  # no ranking on a side (or under 3): no agreement
 
 
 def needs_more_answers(p_first: np.ndarray) -> np.ndarray:
