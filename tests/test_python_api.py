@@ -286,10 +286,12 @@ def test_report_writes_the_page(demo_run: Run, tmp_path: Path) -> None:
 
 
 def test_experiment_returns_its_result(tmp_path: Path) -> None:
+    delays = ["1 month", "6 months", "2 years"]  # a list goes to the analysis joined by commas
     exp = valuescope.experiment(
-        "time-discounting", "sim/hyperbolic?k=0.05", quick=True, out=tmp_path
+        "time-discounting", "sim/hyperbolic?k=0.05", quick=True, out=tmp_path, delays=delays
     )
     assert isinstance(exp, ExperimentRun) and exp.name == "time-discounting"
+    assert exp.tables["delays"]["delay"].tolist() == delays
     k = exp.headline.set_index("figure").loc["k", "value"]
     assert k == pytest.approx(0.05, rel=0.2)
     assert exp.metrics.headline.k.value == k
@@ -312,6 +314,10 @@ def test_experiment_settings_are_checked() -> None:
         valuescope.experiment("time-discounting", "sim/hyperbolic", sample=3)
     with pytest.raises(SettingError, match="^samples=0"):
         valuescope.experiment("time-discounting", "sim/hyperbolic", samples=0)
+    with pytest.raises(SettingError, match="did you mean delays.*parameters: base_amount"):
+        valuescope.experiment("time-discounting", "sim/hyperbolic", delay="1,2")
+    with pytest.raises(ValuescopeError, match="base_amount=0: "):
+        valuescope.experiment("time-discounting", "sim/hyperbolic", base_amount=0)
     with pytest.raises(ValuescopeError, match="unknown analysis 'nope'"):
         valuescope.experiment("nope", "sim/thurstone")
 

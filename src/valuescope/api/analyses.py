@@ -23,6 +23,9 @@ RUN_OPTIONS = (
     "timeout",
     "max_retries",
     "rate_limit",
+    "engine",
+    "ray_address",
+    "ray_workers",
 )
 
 
@@ -38,9 +41,10 @@ def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
     **params
         The command's options (`out`, `seed`, `quick`, `judge`, `runs`: a list of run
         directories or Runs, for convergence), the run settings every measurement uses
-        (`mode`, `samples`, `base_url`, `concurrency`, ...), and the analysis's own
-        `--param` settings (`rates="1,10"`; lists are joined with commas). Without `out`,
-        the results are written to a new temporary directory (`valuescope-experiment-*`).
+        (`mode`, `samples`, `base_url`, `concurrency`, `engine`, ...), and the analysis's
+        own `--param` settings (`delays=["1 month", "2 years"]`: a list is joined with
+        commas). A name that is none of these is refused, naming the closest ones. Without
+        `out`, the results go to a new temporary directory (`valuescope-experiment-*`).
 
     Returns
     -------
@@ -49,14 +53,16 @@ def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
     """
     from valuescope.config import DEFAULT_MODEL
     from valuescope.experiments import ExperimentContext, get_experiment, write_result
+    from valuescope.experiments.params import check_params
     from valuescope.report import build_report
     from valuescope.runcore.rundir import prepare_out_dir
 
     analysis = get_experiment(name)
     model = model or DEFAULT_MODEL
-    _check_near_misses(params)
+    _check_names(analysis.name, params)
     context = {k: params.pop(k) for k in CONTEXT_OPTIONS if k in params}
     options = {k: params.pop(k) for k in RUN_OPTIONS if k in params}
+    texts = check_params(analysis.name, {k: _param_text(k, v) for k, v in params.items()})
     if options:  # checked as `valuescope run` checks them, one line naming the bad one
         config = run_config(model, "demo", options)
         options = config.model_dump(include=set(options))
@@ -67,7 +73,7 @@ def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
         seed=int(context.get("seed", 0)),
         quick=bool(context.get("quick", False)),
         run_options=options,
-        params={key: _param_text(key, value) for key, value in params.items()},
+        params=texts,
         run_dirs=[_run_dir(r) for r in context.get("runs") or []],
         judge=context.get("judge"),
         progress=context.get("progress"),
@@ -113,16 +119,24 @@ def compare(
     return ComparisonRun(comparison, path)
 
 
-def _check_near_misses(params: Mapping[str, Any]) -> None:
-    """A name that is not an option but nearly one (`sample=3`) is a typo, not a --param."""
-    known = [*CONTEXT_OPTIONS, *RUN_OPTIONS]
-    for name in params:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-        if name not in known and close:
-            raise SettingError(
-                f"valuescope.experiment: unknown setting {name!r}; did you mean {close[0]}? "
-                f"(options: {', '.join(known)}; other names go to the analysis as --param)"
-            )
+def _check_names(name: str, params: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither an option nor one of the analysis's parameters."""
+    from valuescope.experiments.params import PARAMS, known_keys
+
+    model = PARAMS.get(name)
+    if model is None:  # an analysis without a parameter model takes any name
+        return
+    options = [*CONTEXT_OPTIONS, *RUN_OPTIONS]
+    own = list(model.model_fields)
+    for key in params:
+        if key in options or key in own or (model.prefixed and key.startswith(model.prefixed)):
+            continue
+        close = difflib.get_close_matches(key, [*options, *own], n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise SettingError(
+            f"valuescope.experiment: unknown setting {key!r}; {hint}options: "
+            f"{', '.join(options)}; {name}'s parameters: {', '.join(known_keys(model))}"
+        )
 
 
 def _run_dir(run: object) -> Path:
