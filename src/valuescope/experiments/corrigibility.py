@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.stats import linregress
 
 from valuescope import stats
 from valuescope.common.seeds import seeded_order, stable_seed
+from valuescope.errors import ValuescopeError
 from valuescope.experiments._stats import (
     bootstrap_corr,
     headline_from,
@@ -40,6 +40,7 @@ from valuescope.experiments._stats import (
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
 from valuescope.outcomes.loader import load_outcomes
+from valuescope.runcore import reader
 
 QUICK_CHANGES = 48
 REVERSALS = 200
@@ -123,12 +124,10 @@ def read_utilities(run_dir: Path) -> dict[str, float]:
     if not path.is_file():
         raise ExperimentError(f"--run {run_dir}: no utilities.csv (is it a valuescope run?)")
     try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ExperimentError(f"{path}: not a readable CSV ({err})") from None
-    if not {"outcome", "mean"} <= set(table.columns):
-        raise ExperimentError(f"{path}: needs columns 'outcome' and 'mean'")
-    table = table[np.isfinite(pd.to_numeric(table["mean"], errors="coerce"))]
+        table = reader.read_utilities(run_dir, ("outcome", "mean"))
+    except ValuescopeError as err:
+        raise ExperimentError(str(err)) from None
+    table = table[np.isfinite(table["mean"])]
     if len(table) < 4:
         raise ExperimentError(f"{path}: needs at least 4 outcomes with a utility, got {len(table)}")
     return {str(t): float(u) for t, u in zip(table["outcome"], table["mean"])}

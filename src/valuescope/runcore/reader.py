@@ -107,9 +107,11 @@ def read_table(
         raise ValuescopeError(f"{path}: cannot read ({exc.strerror or exc})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        noun = "column" if len(missing) == 1 else "columns"
+        found = ", ".join(map(str, frame.columns))
         raise ValuescopeError(
-            f"{path}: no column {', '.join(missing)} (found {', '.join(map(str, frame.columns))}); "
-            "the file is corrupt or not valuescope's"
+            f"{path}: no {noun} {', '.join(missing)} (found {found}); the file is corrupt or "
+            "not valuescope's"
         )
     for col in numbers:
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
