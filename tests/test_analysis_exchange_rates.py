@@ -180,7 +180,8 @@ def test_bad_input_is_one_clear_error(tmp_path):
         _run("sim/exchange", tmp_path / "e", ladder="1,10")
     with pytest.raises(ExperimentError, match="whole numbers"):
         _run("sim/exchange", tmp_path / "f", grid="1,ten,100")
-    with pytest.raises(UnknownModelError, match="parameter utility: expected one of 'log', 'sqrt' or 'linear', got 'cubic'"):
+    expected = "parameter utility: expected one of 'log', 'sqrt' or 'linear', got 'cubic'"
+    with pytest.raises(UnknownModelError, match=expected):
         get_backend("sim/exchange?utility=cubic")
 
 

@@ -301,7 +301,8 @@ def test_reference_probabilities_skip_the_question(tmp_path):
 
 
 def test_bad_agent_parameter_is_one_clear_error():
-    with pytest.raises(ValuescopeError, match="parameter probability_weighting: expected a number at least 0, got '-1'"):
+    expected = "parameter probability_weighting: expected a number at least 0, got '-1'"
+    with pytest.raises(ValuescopeError, match=expected):
         get_backend("sim/eu?probability_weighting=-1")
     with pytest.raises(ValuescopeError, match="has no parameter 'gamma'"):
         get_backend("sim/best-outcome?gamma=1")

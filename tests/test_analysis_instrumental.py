@@ -174,7 +174,8 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         run("sim/instrumental", tmp_path, processes="2")
     with pytest.raises(ExperimentError, match="processes='many'"):
         run("sim/instrumental", tmp_path, processes="many")
-    with pytest.raises(UnknownModelError, match="parameter transitions: expected one of .*, got 'maybe'"):
+    expected = "parameter transitions: expected one of .*, got 'maybe'"
+    with pytest.raises(UnknownModelError, match=expected):
         get_backend("sim/instrumental?transitions=maybe")
     item = {"id": "x", "start": "a", "steps": [["b", "c"], ["d", "e"]], "p": [[[1, 0]], []]}
     with pytest.raises(ExperimentError, match="fewer than 3 steps"):

@@ -70,7 +70,8 @@ def test_bad_grid_settings_fail_with_one_clear_line(tmp_path):
         _run("sim/hyperbolic", tmp_path, params={"multipliers": "0,1,2"})
     with pytest.raises(ExperimentError, match="duplicate payments"):
         Grid(1000, ("1 month", "2 months", "1 month"), (1, 2, 3)).questions()
-    with pytest.raises(UnknownModelError, match="parameter utility: expected one of .*, got 'quadratic'"):
+    expected = "parameter utility: expected one of .*, got 'quadratic'"
+    with pytest.raises(UnknownModelError, match=expected):
         get_backend("sim/exponential?utility=quadratic")
 
 

@@ -84,7 +84,10 @@ def test_cli_reports_an_empty_assembly(cli, tmp_path, outcome_file):
     proc = cli("control", "assemble", "--outcomes", str(outcome_file), "--citizens", "0",
                "--out", str(tmp_path / "a"))  # fmt: skip
     assert proc.returncode == 1
-    assert "error:" in proc.stderr and "--citizens must be at least 1" in proc.stderr
+    assert (
+        "error:" in proc.stderr
+        and "--citizens 0: Input should be greater than or equal to 1" in proc.stderr
+    )
 
 
 # ------------------------------------------------------------------ synthetic citizens

@@ -72,7 +72,9 @@ def test_arguments_are_default_cached_and_read_back(tmp_path):
 
 
 def test_bad_deliberation_settings_fail_in_one_line(tmp_path):
-    with pytest.raises(ControlError, match="--deliberation 'talk'"):
+    with pytest.raises(
+        ControlError, match="--deliberation 'talk': Input should be 'arguments' or 'votes'"
+    ):
         assemble(AssembleConfig(out=tmp_path / "x", deliberation="talk"))
     with pytest.raises(ControlError, match="needs --arguments 1"):
         assemble(AssembleConfig(out=tmp_path / "y", arguments=0))

@@ -14,11 +14,13 @@ from rich.table import Table
 
 from valuescope.cli_options import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_ENGINE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     EXPORT_FORMATS,
     FIT_METHODS,
     ApiKeyEnvOption,
+    App,
     BaseUrlOption,
     ConcurrencyOption,
     EngineOption,
@@ -32,9 +34,12 @@ from valuescope.cli_options import (
     Transport,
     VerboseOption,
     choice,
-    config_choices,
+    current_context,
+    from_environment,
+    long_name,
+    setting,
 )
-from valuescope.config import DEFAULT_MODEL, RunConfig
+from valuescope.config import DEFAULT_MODEL, RunConfig, settings_error
 from valuescope.control.cli import control_app
 from valuescope.elicit.prompts import SENSITIVITY_TEMPLATES
 from valuescope.errors import ValuescopeError
@@ -50,12 +55,17 @@ from valuescope.interrupts import (
 from valuescope.models._http import restore_credentials
 from valuescope.terminal import BarProgress, err_console, out_console, print_files, progress_bar
 
-app = typer.Typer(
+_RUN = RunConfig.model_fields
+
+app = App(
     add_completion=True,
     no_args_is_help=True,
-    help="Measure, analyse and control the value systems of language models.",
+    help="Measure, analyse and control the value systems of language models. Every option "
+    "can also come from an environment variable VALUESCOPE_<OPTION> (upper case, dashes to "
+    "underscores: VALUESCOPE_STOP_AT=0.95, VALUESCOPE_MODEL=sim/thurstone); a flag given on "
+    "the command line wins.",
 )
-outcomes_app = typer.Typer(no_args_is_help=True, help="Inspect outcome sets.")
+outcomes_app = App(no_args_is_help=True, help="Inspect outcome sets.")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(control_app, name="control")
 
@@ -85,69 +95,31 @@ def _root(
 @app.command("run")
 def run_command(
     ctx: typer.Context,
-    model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
-    outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
-    out: Path = typer.Option(Path("runs/latest"), help="run directory to write"),
-    mode: str = typer.Option(
-        "auto",
-        help="logprob, sample, or auto (logprob when offered)",
-        **choice(config_choices("mode")),
-    ),
-    samples: int = typer.Option(10, help="answers per order in sample mode"),
-    temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
-    design: str = typer.Option(
-        "active",
-        help="active (two independent adaptive halves), reference, random or full",
-        **choice(config_choices("design")),
-    ),
-    budget: int | None = typer.Option(None, help="training pairs (default ~2 N log2 N)"),
-    stop_at: float = typer.Option(
-        0.99,
-        help="active design: stop early once the split-half reliability of the utilities "
-        "reaches this; 1 spends the whole budget",
-    ),
-    protocol: str = typer.Option(
-        "default",
-        help="default, or paper: the reference protocol (sample mode, K=10, reference design, "
-        "whole budget); options that contradict it are refused",
-        **choice(config_choices("protocol")),
-    ),
-    seed: int = typer.Option(0, help="seed for the design, bootstrap and synthetic agents"),
-    template: str = typer.Option(
-        "default",
-        help="prompt template, or a template file (.txt: the user message; .yaml: user, "
-        "system, labels, reasoning); several, comma-separated, pool their answers",
-    ),
-    refusals: str = typer.Option(
-        "indifference",
-        help="refusals count as 1/2 (indifference), are left out (drop), or are left out "
-        "of the fit and reported per outcome as their own channel (separate)",
-        **choice(config_choices("refusals")),
-    ),
-    bootstrap: int = typer.Option(50, help="bootstrap replicates for intervals (0: none)"),
-    bootstrap_over: str = typer.Option(
-        "pairs",
-        help="resample pairs, answers within pairs, or both",
-        **choice(config_choices("bootstrap_over")),
-    ),
-    batch_size: int = typer.Option(256, help="queries sent to the backend at a time"),
+    model: str = typer.Argument(DEFAULT_MODEL, help=_RUN["model"].description),
+    outcomes: str = setting(RunConfig, "outcomes"),
+    out: Path = setting(RunConfig, "out"),
+    mode: str = setting(RunConfig, "mode"),
+    samples: int = setting(RunConfig, "samples"),
+    temperature: float = setting(RunConfig, "temperature"),
+    design: str = setting(RunConfig, "design"),
+    budget: int | None = setting(RunConfig, "budget"),
+    stop_at: float = setting(RunConfig, "stop_at", show_range=False),
+    protocol: str = setting(RunConfig, "protocol"),
+    seed: int = setting(RunConfig, "seed"),
+    template: str = setting(RunConfig, "template"),
+    refusals: str = setting(RunConfig, "refusals"),
+    bootstrap: int = setting(RunConfig, "bootstrap"),
+    bootstrap_over: str = setting(RunConfig, "bootstrap_over"),
+    batch_size: int = setting(RunConfig, "batch_size"),
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
-    engine: str | None = typer.Option(
-        None,
-        help="where uncached queries are answered: local (default) or ray",
-        **choice(config_choices("engine")),
-    ),
-    ray_address: str | None = typer.Option(
-        None, help="Ray cluster to join (auto, ray://host:10001); default: start a local one"
-    ),
-    ray_workers: int | None = typer.Option(
-        None, help="Ray model workers (default: one per GPU for vllm/, else one per CPU)"
-    ),
+    engine: str = setting(RunConfig, "engine"),
+    ray_address: str | None = setting(RunConfig, "ray_address"),
+    ray_workers: int | None = setting(RunConfig, "ray_workers"),
     resume: bool = typer.Option(
         False, help="continue the run in --out with its saved settings (the cache is reused)"
     ),
@@ -193,7 +165,7 @@ def run_command(
             timeout=timeout,
             max_retries=max_retries,
             rate_limit=rate_limit,
-            engine=engine or "local",
+            engine=engine,
             ray_address=ray_address,
             ray_workers=ray_workers,
         )
@@ -246,8 +218,8 @@ def _resume_line(out: Path) -> str | None:
 
 @app.command("sensitivity")
 def sensitivity_command(
-    model: str = typer.Argument(DEFAULT_MODEL, help="provider/model, e.g. sim/thurstone"),
-    outcomes: str = typer.Option("demo", help="built-in set (main, demo) or a file"),
+    model: str = typer.Argument(DEFAULT_MODEL, help=_RUN["model"].description),
+    outcomes: str = setting(RunConfig, "outcomes"),
     out: Path = typer.Option(Path("runs/sensitivity"), help="directory to write"),
     templates: str | None = typer.Option(
         None,
@@ -255,19 +227,17 @@ def sensitivity_command(
         + ",".join(SENSITIVITY_TEMPLATES)
         + ", plus reasoning in sample mode)",
     ),
-    mode: str = typer.Option(
-        "auto", help="logprob, sample, or auto", **choice(config_choices("mode"))
-    ),
-    samples: int = typer.Option(10, help="answers per order in sample mode"),
-    budget: int | None = typer.Option(None, help="pairs asked under every template"),
-    seed: int = typer.Option(0, help="seed for the pairs and synthetic agents"),
+    mode: str = setting(RunConfig, "mode"),
+    samples: int = setting(RunConfig, "samples"),
+    budget: int | None = setting(RunConfig, "budget", help="pairs asked under every template"),
+    seed: int = setting(RunConfig, "seed"),
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
-    engine: EngineOption = "local",
+    engine: EngineOption = DEFAULT_ENGINE,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
     overwrite: bool = typer.Option(
@@ -436,11 +406,9 @@ def experiment_command(
     out: Path = typer.Option(Path("runs/experiments"), help="directory to write NAME.json in"),
     list_all: bool = typer.Option(False, "--list", help="list the analyses and exit"),
     quick: bool = typer.Option(False, help="reduced sizes: minutes on the embedded model"),
-    seed: int = typer.Option(0, help="seed for designs, bootstrap and synthetic agents"),
-    mode: str = typer.Option(
-        "auto", help="logprob, sample, or auto", **choice(config_choices("mode"))
-    ),
-    samples: int = typer.Option(10, help="answers per order in sample mode"),
+    seed: int = setting(RunConfig, "seed"),
+    mode: str = setting(RunConfig, "mode"),
+    samples: int = setting(RunConfig, "samples"),
     param: list[str] = typer.Option([], "--param", help="analysis setting key=value (repeatable)"),
     run_dir: list[Path] = typer.Option(
         [], "--run", help="an existing run directory (repeatable; for convergence)"
@@ -454,7 +422,7 @@ def experiment_command(
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
-    engine: EngineOption = "local",
+    engine: EngineOption = DEFAULT_ENGINE,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
     as_json: JsonOption = False,
@@ -468,6 +436,7 @@ def experiment_command(
         list_experiments,
         write_result,
     )
+    from valuescope.experiments.params import check_params
     from valuescope.runcore.rundir import prepare_out_dir
 
     _check_verbosity(quiet, verbose)
@@ -482,6 +451,7 @@ def experiment_command(
         if not sep or not key:
             raise ValuescopeError(f"--param {item!r}: expected key=value")
         params[key.strip()] = value.strip()
+    params = check_params(experiment.name, params)  # keys and values, before any question
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
     engines = {"engine": engine, "ray_address": ray_address, "ray_workers": ray_workers}
     run_options = _build_config(
@@ -732,9 +702,10 @@ def _build_config(**kwargs) -> RunConfig:
     try:
         return RunConfig(**kwargs)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"])
-        raise ValuescopeError(f"--{field.replace('_', '-')}: {first['msg']}") from None
+        field = ".".join(str(x) for x in exc.errors()[0]["loc"])
+        variable = from_environment(current_context(), field)
+        where = f"{variable} (--{field.replace('_', '-')})" if variable else None
+        raise ValuescopeError(settings_error(exc, where)) from None
 
 
 def _jsonable(metrics: dict) -> dict:
@@ -807,6 +778,21 @@ def _click_exception_types() -> tuple[type, type]:
     return base, typer.Abort
 
 
+def _bad_environment(exc: Exception) -> str | None:
+    """`VAR='value'` when a usage error is about a value read from the environment."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    if param is None or ctx is None or param.name is None:
+        return None
+    variable = from_environment(ctx, param.name)
+    return f"{variable} ({long_name(param)})" if variable else None
+
+
+def _bad_value(exc: Exception) -> str:
+    """What a usage error says of the value, without the option's name in front."""
+    message = str(getattr(exc, "message", exc))
+    return " ".join(message.split())
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: usage errors exit 2, user errors 1 (one line each); Ctrl-C 130, SIGTERM 143."""
     click_error, abort = _click_exception_types()
@@ -824,7 +810,15 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt as exc:  # outside any command's `interruptible`
         sys.exit(exit_code(exc))
     except click_error as exc:  # usage errors: typer's short usage message, exit 2
-        exc.show()
+        variable = _bad_environment(exc)
+        if variable:  # a bad VALUESCOPE_<OPTION>: one line naming the variable
+            err_console.print(
+                f"[bold red]error:[/] {escape(variable)}: {escape(_bad_value(exc))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            exc.show()
         sys.exit(exc.exit_code)
     except abort:  # old typer's Ctrl-C
         sys.exit(SIGTERM_EXIT if signal.SIGTERM in received else SIGINT_EXIT)

@@ -9,7 +9,6 @@ responses.sqlite (every answer; a rerun asks nothing twice).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,48 +30,12 @@ from valuescope.control.deliberation import (
 )
 from valuescope.control.errors import ControlError
 from valuescope.control.power import planned_halfwidth
+from valuescope.control.settings import POLICIES, AssembleConfig
 from valuescope.models._http import redact_url
 from valuescope.outcomes import OutcomeSet
 from valuescope.runcore.plan import plan_questions
 from valuescope.runcore.rundir import write_csv, write_json
 from valuescope.runcore.session import RunSession, open_run
-
-POLICIES = "policies"
-
-
-@dataclass
-class AssembleConfig:
-    """Settings of one assembly (all of them recorded in assembly.json)."""
-
-    model: str = "sim/citizen"
-    out: Path = Path("runs/assembly")
-    outcomes: str = POLICIES
-    citizens: int = 24
-    pairs: int = 480
-    rounds: int = 2
-    heldout_fraction: float = 0.25
-    heldout_topic: str | None = "auto"
-    topic_pairs: int = 15
-    mode: str = "auto"
-    samples: int = 5
-    temperature: float = 1.0
-    template: str = "default"
-    deliberation: str = "arguments"
-    arguments: int = 4
-    compare: bool = True
-    seed: int = 0
-    batch_size: int = 256
-    api_key_env: str | None = None  # the variable's name, never the key
-    # transport (how requests travel; never part of a cache key)
-    base_url: str | None = None  # recorded without its credentials
-    concurrency: int = 16
-    timeout: float = 60.0
-    max_retries: int = 6
-    rate_limit: float | None = None
-    # where uncached questions are answered (never part of cache keys): docs/scaling.md
-    engine: str = "local"
-    ray_address: str | None = None
-    ray_workers: int | None = None
 
 
 def load_assembly_outcomes(source: str) -> tuple[list[str], list[str], str]:
@@ -114,7 +77,6 @@ def assemble(config: AssembleConfig, progress=None, *, backend: object = None) -
     `config.engine` says where the questions are answered (local or Ray). `backend`: an
     already built backend for the citizens, instead of one built from `config.model`.
     """
-    _check(config)
     texts, topics, set_name = load_assembly_outcomes(config.outcomes)
     topic = _pick_topic(topics, config.heldout_topic, config.seed)
     design = design_pairs(
@@ -204,30 +166,9 @@ def run_settings(config: AssembleConfig) -> RunConfig:
 
 def settings_record(config: AssembleConfig) -> dict[str, Any]:
     """Every assembly setting as saved (run_config.json, assembly.json): no credentials."""
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    settings = config.model_dump(mode="json")
     settings["base_url"] = redact_url(config.base_url)
     return settings
-
-
-def _check(config: AssembleConfig) -> None:
-    """Settings out of range fail here, before any question is asked."""
-    if config.deliberation not in DELIBERATIONS:
-        raise ControlError(f"--deliberation {config.deliberation!r}: use arguments or votes")
-    if config.mode not in ("auto", "logprob", "sample"):
-        raise ControlError(f"--mode {config.mode!r}: use auto, logprob or sample")
-    if not 0 <= config.heldout_fraction < 1:
-        raise ControlError(f"--heldout-fraction {config.heldout_fraction} must lie in [0, 1)")
-    for key in ("samples", "rounds", "batch_size"):
-        if getattr(config, key) < 1:
-            raise ControlError(f"--{key.replace('_', '-')} must be at least 1")
-    if config.arguments < 0 or config.topic_pairs < 0:
-        raise ControlError("--arguments and --topic-pairs must be 0 or more")
-    if config.deliberation == "arguments" and config.arguments < 1:
-        raise ControlError("--deliberation arguments needs --arguments 1 or more")
-    if config.concurrency < 1 or config.max_retries < 0:
-        raise ControlError("--concurrency must be at least 1 and --max-retries 0 or more")
-    if config.timeout <= 0 or (config.rate_limit is not None and config.rate_limit <= 0):
-        raise ControlError("--timeout and --rate-limit must be above 0")
 
 
 def labels_table(design, votes: AssemblyVotes, texts: list[str], topics: list[str]) -> pd.DataFrame:

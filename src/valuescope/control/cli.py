@@ -12,9 +12,11 @@ from rich.table import Table
 
 from valuescope.cli_options import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_ENGINE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ApiKeyEnvOption,
+    App,
     BaseUrlOption,
     ConcurrencyOption,
     EngineOption,
@@ -27,15 +29,16 @@ from valuescope.cli_options import (
     TimeoutOption,
     Transport,
     VerboseOption,
-    choice,
-    config_choices,
+    default_of,
+    setting,
 )
 from valuescope.control.errors import ControlError
+from valuescope.control.settings import AssembleConfig, EvaluateConfig, TrainConfig
 from valuescope.interrupts import interruptible
 from valuescope.runcore.rundir import prepare_out_dir, run_dir_lock, to_jsonable
 from valuescope.terminal import BarProgress, out_console, print_files, progress_bar
 
-control_app = typer.Typer(
+control_app = App(
     no_args_is_help=True,
     help="Align a model's utilities with a simulated citizens' assembly: sample citizens, "
     "let them vote and deliberate on pairs, fine-tune the model toward their choices.",
@@ -84,45 +87,32 @@ def _nothing_line(out: Path) -> str:
 
 @control_app.command("assemble")
 def assemble_command(
-    model: str = typer.Argument("sim/citizen", help="backend that role-plays each citizen"),
-    outcomes: str = typer.Option("policies", help="policies (default), a built-in set, or a file"),
-    out: Path = typer.Option(Path("runs/assembly"), help="assembly directory to write"),
-    citizens: int = typer.Option(24, help="citizens sampled from the census marginals"),
-    pairs: int = typer.Option(
-        480, help="training + held-out pairs (outside the held-out topic; 120 held out)"
+    model: str = typer.Argument(
+        default_of(AssembleConfig, "model"), help=AssembleConfig.model_fields["model"].description
     ),
-    rounds: int = typer.Option(2, help="voting rounds: 1 = no deliberation"),
-    heldout_fraction: float = typer.Option(0.25, help="share of the pairs held out of training"),
-    heldout_topic: str = typer.Option(
-        "auto", help="topic kept out of training: auto, none, or a name"
-    ),
-    topic_pairs: int = typer.Option(15, help="pairs asked within the held-out topic"),
-    mode: str = typer.Option(
-        "auto",
-        help="logprob, sample, or auto (logprob when offered)",
-        **choice(config_choices("mode")),
-    ),
-    samples: int = typer.Option(5, help="answers per order in sample mode"),
-    temperature: float = typer.Option(1.0, help="sampling temperature in sample mode"),
-    template: str = typer.Option("default", help="forced-choice prompt template"),
-    deliberation: str = typer.Option(
-        "arguments",
-        help="what a deliberation round shows: arguments (members' reasons and the vote "
-        "share) or votes (the vote share only)",
-        **choice(["arguments", "votes"]),
-    ),
-    arguments: int = typer.Option(4, help="arguments shown per pair in each deliberation round"),
-    compare: bool = typer.Option(
-        True, "--compare/--no-compare", help="also run the other deliberation mode and compare"
-    ),
-    seed: int = typer.Option(0, help="seed for citizens, pairs and synthetic agents"),
+    outcomes: str = setting(AssembleConfig, "outcomes"),
+    out: Path = setting(AssembleConfig, "out"),
+    citizens: int = setting(AssembleConfig, "citizens"),
+    pairs: int = setting(AssembleConfig, "pairs"),
+    rounds: int = setting(AssembleConfig, "rounds"),
+    heldout_fraction: float = setting(AssembleConfig, "heldout_fraction"),
+    heldout_topic: str = setting(AssembleConfig, "heldout_topic"),
+    topic_pairs: int = setting(AssembleConfig, "topic_pairs"),
+    mode: str = setting(AssembleConfig, "mode"),
+    samples: int = setting(AssembleConfig, "samples"),
+    temperature: float = setting(AssembleConfig, "temperature"),
+    template: str = setting(AssembleConfig, "template"),
+    deliberation: str = setting(AssembleConfig, "deliberation"),
+    arguments: int = setting(AssembleConfig, "arguments"),
+    compare: bool = setting(AssembleConfig, "compare", "--compare/--no-compare"),
+    seed: int = setting(AssembleConfig, "seed"),
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
     concurrency: ConcurrencyOption = DEFAULT_CONCURRENCY,
     timeout: TimeoutOption = DEFAULT_TIMEOUT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     rate_limit: RateLimitOption = None,
-    engine: EngineOption = "local",
+    engine: EngineOption = DEFAULT_ENGINE,
     ray_address: RayAddressOption = None,
     ray_workers: RayWorkersOption = None,
     as_json: JsonOption = False,
@@ -130,7 +120,7 @@ def assemble_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Sample citizens, let them vote and deliberate on pairs, write the assembly directory."""
-    from valuescope.control.assembly_run import AssembleConfig, assemble
+    from valuescope.control.assembly_run import assemble
 
     _check_verbosity(quiet, verbose)
     transport = Transport(base_url, api_key_env, concurrency, timeout, max_retries, rate_limit)
@@ -218,27 +208,23 @@ def _print_modes(modes: dict, used: str) -> None:
 
 @control_app.command("train")
 def train_command(
-    model: str = typer.Argument(..., help="hf/<dir-or-file.gguf> model to fine-tune"),
-    assembly: Path = typer.Option(Path("runs/assembly"), help="assembly directory"),
-    out: Path = typer.Option(Path("runs/control"), help="training directory (resumes if present)"),
-    epochs: int = typer.Option(3, help="passes over the training prompts"),
-    max_steps: int | None = typer.Option(None, help="stop after this many optimizer steps"),
-    batch_size: int = typer.Option(8, help="prompts per optimizer step"),
-    lr: float = typer.Option(5e-4, help="AdamW learning rate"),
-    lora_rank: int = typer.Option(8, help="LoRA rank"),
-    lora_alpha: float = typer.Option(16.0, help="LoRA scale numerator (alpha / rank)"),
-    lora_layers: int | None = typer.Option(
-        None, help="LoRA on the last N transformer layers only (default: all; faster backward)"
-    ),
-    full: bool = typer.Option(False, "--full", help="train every weight instead of LoRA"),
-    max_length: int = typer.Option(512, help="longest prompt allowed, in tokens"),
-    save_every: int = typer.Option(20, help="checkpoint every this many steps"),
-    seed: int = typer.Option(0, help="seed for LoRA init and data order"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    threads: int | None = typer.Option(None, help="torch CPU threads"),
-    memory_limit_gb: float | None = typer.Option(
-        None, help="memory to plan for instead of what is free now"
-    ),
+    model: str = typer.Argument(..., help=TrainConfig.model_fields["model"].description),
+    assembly: Path = setting(TrainConfig, "assembly"),
+    out: Path = setting(TrainConfig, "out"),
+    epochs: int = setting(TrainConfig, "epochs"),
+    max_steps: int | None = setting(TrainConfig, "max_steps"),
+    batch_size: int = setting(TrainConfig, "batch_size"),
+    lr: float = setting(TrainConfig, "lr"),
+    lora_rank: int = setting(TrainConfig, "lora_rank"),
+    lora_alpha: float = setting(TrainConfig, "lora_alpha"),
+    lora_layers: int | None = setting(TrainConfig, "lora_layers"),
+    full: bool = setting(TrainConfig, "full", "--full"),
+    max_length: int = setting(TrainConfig, "max_length"),
+    save_every: int = setting(TrainConfig, "save_every"),
+    seed: int = setting(TrainConfig, "seed"),
+    device: str = setting(TrainConfig, "device"),
+    threads: int | None = setting(TrainConfig, "threads"),
+    memory_limit_gb: float | None = setting(TrainConfig, "memory_limit_gb"),
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -289,18 +275,19 @@ def train_command(
 
 @control_app.command("evaluate")
 def evaluate_command(
-    trained: Path = typer.Argument(Path("runs/control"), help="training directory"),
-    assembly: Path | None = typer.Option(
-        None, help="assembly directory (default: the trained one)"
+    trained: Path = typer.Argument(
+        default_of(EvaluateConfig, "trained"),
+        help=EvaluateConfig.model_fields["trained"].description,
     ),
-    out: Path | None = typer.Option(None, help="where to write (default: TRAINED/evaluation)"),
-    positions: int = typer.Option(12, help="assembly positions in the prompting baseline"),
-    batch_size: int = typer.Option(8, help="prompts per forward pass"),
-    bootstrap: int = typer.Option(500, help="bootstrap replicates for intervals"),
-    seed: int = typer.Option(0, help="bootstrap seed"),
-    threads: int | None = typer.Option(None, help="torch CPU threads"),
-    capability: Path | None = typer.Option(None, help="text file for the perplexity check"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    assembly: Path | None = setting(EvaluateConfig, "assembly"),
+    out: Path | None = setting(EvaluateConfig, "out"),
+    positions: int = setting(EvaluateConfig, "positions"),
+    batch_size: int = setting(EvaluateConfig, "batch_size"),
+    bootstrap: int = setting(EvaluateConfig, "bootstrap"),
+    seed: int = setting(EvaluateConfig, "seed"),
+    threads: int | None = setting(EvaluateConfig, "threads"),
+    capability: Path | None = setting(EvaluateConfig, "capability"),
+    device: str = setting(EvaluateConfig, "device"),
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from valuescope.errors import (
     BackendError,
@@ -72,27 +72,18 @@ KEY_VARIABLES: dict[str, str] = {
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class HttpOptions:
+class HttpOptions(BaseModel):
     """How requests are sent; none of this changes an answer, so none enters cache keys."""
 
-    concurrency: int = 16
-    timeout: float = 60.0
-    max_retries: int = 6
-    rate_limit: float | None = None
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_retry_after: float = 120.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.rate_limit is not None and self.rate_limit <= 0:
-            raise ValueError(f"rate_limit must be > 0 requests/second, got {self.rate_limit}")
+    concurrency: int = Field(16, ge=1)
+    timeout: float = Field(60.0, gt=0, description="seconds")
+    max_retries: int = Field(6, ge=0)
+    rate_limit: float | None = Field(None, gt=0, description="requests per second")
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(120.0, ge=0)
 
 
 class RetryableError(Exception):
