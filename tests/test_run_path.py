@@ -246,6 +246,21 @@ def test_assembly_on_ray_gives_the_local_votes(local_ray, tmp_path):
     assert saved_config(tmp_path / "ray")["engine"] == "ray"
 
 
+def test_analysis_sub_runs_on_ray_give_the_local_answers(local_ray, tmp_path):
+    outcomes = [f"outcome {i}" for i in range(6)]
+    for engine in ("local", "ray"):
+        options = {"bootstrap": 0, "engine": engine}
+        ctx = ExperimentContext(model="sim/thurstone", out=tmp_path / engine, run_options=options)
+        ctx.measure("utilities", outcomes)
+        ask_pairs(ctx, "choices", outcomes, np.array([[0, 1], [2, 3], [4, 5]]))
+    for sub in ("utilities", "choices"):
+        local, remote = tmp_path / "local" / sub, tmp_path / "ray" / sub
+        assert saved_config(remote)["engine"] == "ray"
+        assert cache_rows(local / "responses.sqlite") == cache_rows(remote / "responses.sqlite")
+    local_table = (tmp_path / "local/utilities/utilities.csv").read_text()
+    assert local_table == (tmp_path / "ray/utilities/utilities.csv").read_text()
+
+
 def test_ray_workers_answer_the_questions(local_ray, tmp_path):
     """Proof that Ray, not the driver, answers: workers build their own backend from the
     model string, so a driver backend of another seed is caught by the name check."""
