@@ -277,6 +277,19 @@ def test_load_of_a_corrupt_metrics_file_is_one_line(demo_run: Run, tmp_path: Pat
         _ = valuescope.load(tmp_path).metrics
 
 
+def test_answers_of_a_copy_without_its_cache_come_from_answers_parquet(
+    demo_run: Run, tmp_path: Path
+) -> None:
+    for path in demo_run.out.iterdir():
+        if path.is_file() and not path.name.startswith("responses.sqlite"):
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    copy = valuescope.load(tmp_path)
+    pd.testing.assert_frame_equal(copy.answers, demo_run.answers)
+    (tmp_path / "answers.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValuescopeError, match="answers.parquet: not a readable Parquet file"):
+        _ = valuescope.load(tmp_path).answers
+
+
 def test_report_writes_the_page(demo_run: Run, tmp_path: Path) -> None:
     path = demo_run.report(tmp_path / "page.html")
     assert path == tmp_path / "page.html" and "sim/thurstone" in path.read_text()

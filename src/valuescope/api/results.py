@@ -31,7 +31,8 @@ class Run:
     pairs : DataFrame
         One row per pair asked (a, b, p, q, n_answers, n_refused, split).
     answers : DataFrame
-        One row per answer the run used (the columns of `valuescope export`).
+        One row per answer the run used (the columns of `valuescope export`), rebuilt from
+        the answer cache; from answers.parquet where the cache is not there.
     metrics : Metrics
         metrics.json with attribute access (`run.metrics.heldout_accuracy`) and `to_dict()`.
     settings : dict
@@ -63,6 +64,8 @@ class Run:
     def _answers(self) -> pd.DataFrame:
         from valuescope.export import answers_table
 
+        if not (self.out / reader.CACHE).is_file() and (self.out / reader.ANSWERS).is_file():
+            return reader.read_answers_file(self.out)  # a copy of the run without its cache
         return answers_table(self.out)
 
     @property

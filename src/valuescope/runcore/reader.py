@@ -21,6 +21,8 @@ UTILITIES = "utilities.csv"
 PAIRS = "pairs.csv"
 TRUTH = "truth.csv"
 METRICS = "metrics.json"
+ANSWERS = "answers.parquet"
+CACHE = "responses.sqlite"
 RUN_CONFIG = "run_config.json"
 OUTCOMES_SNAPSHOT = "outcomes_snapshot.json"
 UTILITY_COLUMNS = ("id", "outcome", "category", "mean", "sigma", "ci_low", "ci_high")
@@ -140,6 +142,18 @@ def read_pairs(run_dir: str | Path, columns: Sequence[str] = PAIR_COLUMNS) -> pd
 def read_truth(run_dir: str | Path) -> pd.DataFrame | None:
     """truth.csv (the hidden utilities of a synthetic agent), or None for a real model."""
     return read_table(Path(run_dir) / TRUTH, ("mean",), numbers=("mean", "sigma"), optional=True)
+
+
+def read_answers_file(run_dir: str | Path) -> pd.DataFrame:
+    """answers.parquet, the per-answer table a run wrote when it finished."""
+    path = Path(run_dir) / ANSWERS
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ValuescopeError(f"{path}: no such file (is this a finished run directory?)") from None
+    except (OSError, ValueError) as exc:  # pyarrow's errors for a corrupt file are both
+        reason = " ".join(str(exc).split())[:200]
+        raise ValuescopeError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
 def read_outcome_texts(run_dir: str | Path) -> list[str]:
