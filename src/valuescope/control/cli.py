@@ -230,7 +230,7 @@ def train_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Fine-tune MODEL so its answers match the assembly's vote shares (soft labels)."""
-    from valuescope.control.train import TrainConfig, train
+    from valuescope.control.train import train
 
     _check_verbosity(quiet, verbose)
 
@@ -293,7 +293,7 @@ def evaluate_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Agreement with the assembly, lean and perplexity: before, prompted, after training."""
-    from valuescope.control.finetune_evaluation import EvaluateConfig, evaluate_control
+    from valuescope.control.finetune_evaluation import evaluate_control
 
     _check_verbosity(quiet, verbose)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from valuescope.control.capability import answer_letters, capability_mc_figures,
 from valuescope.control.deliberation import SPLITS
 from valuescope.control.errors import ControlError
 from valuescope.control.prompts import assembly_view
+from valuescope.control.settings import EvaluateConfig
 from valuescope.control.train import (
     batch_logprobs,
     build_examples,
@@ -46,23 +46,6 @@ from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 
 CONDITIONS = ("before", "prompted", "after")
 LEVEL = 0.9  # every interval: BCa bootstrap over pairs (paragraphs), percentile fallback
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of one evaluation."""
-
-    trained: Path
-    assembly: Path | None = None
-    out: Path | None = None
-    template: str = "default"
-    positions: int = 12
-    batch_size: int = 8
-    bootstrap: int = 500
-    seed: int = 0
-    threads: int | None = None
-    capability: Path | None = None
-    device: str = "auto"
 
 
 def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
@@ -117,7 +100,7 @@ def evaluate_control(config: EvaluateConfig, progress=None) -> dict[str, Any]:
         "capability": capability_figures(nll, config.bootstrap, rng_seed),
         "capability_mc": capability_mc_figures(letters, questions),
         "deliberation_modes": meta.get("modes"),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "settings": config.model_dump(mode="json"),
         "seconds": time.perf_counter() - t0,
     }
     write_csv(out / "answers.csv", table)

@@ -25,7 +25,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from valuescope.atomic import replace_dir
 from valuescope.control.assembly_run import load_assembly
 from valuescope.control.errors import ControlError
 from valuescope.control.memory import check_memory, estimate
+from valuescope.control.settings import TrainConfig
 from valuescope.control.soft_loss import batch_logprobs, soft_loss  # noqa: F401 (re-exported)
 from valuescope.elicit import get_template
 from valuescope.errors import MissingDependencyError
@@ -41,37 +42,6 @@ from valuescope.runcore.rundir import prepare_out_dir, write_csv, write_json
 PIP_LINE = 'pip install "valuescope[hf,control]"'
 API_PROVIDERS = ("openai", "anthropic", "vllm")
 GGUF_PROVIDERS = ("embedded", "llamacpp")
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one fine-tuning run (recorded in train.json; a resume must match)."""
-
-    model: str
-    assembly: Path
-    out: Path = Path("runs/control")
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 8
-    lr: float = 5e-4
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_layers: int | None = None
-    full: bool = False
-    max_length: int = 512
-    template: str = "default"
-    save_every: int = 20
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    memory_limit_gb: float | None = None
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings a checkpoint must share to be resumed."""
-        keep = ("model", "epochs", "batch_size", "lr", "lora_rank", "lora_alpha", "lora_layers")
-        keep += ("full",)
-        keep += ("max_length", "template", "seed")
-        return {k: getattr(self, k) for k in keep} | {"assembly": str(Path(self.assembly))}
 
 
 def require_training_stack() -> tuple[Any, Any, Any]:
@@ -311,8 +281,6 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
     n_train_pairs = int((labels["split"] == "train").sum())
     if n_train_pairs == 0:
         raise ControlError(f"{config.assembly}: the assembly has 0 training pairs")
-    if config.batch_size < 1 or config.epochs < 1 or config.lr <= 0:
-        raise ControlError("--batch-size and --epochs must be at least 1 and --lr positive")
     torch, _, peft = require_training_stack()
     device = resolve_device(torch, config.device)
     if device.startswith("cuda:") and device != "cuda:0":
@@ -364,7 +332,7 @@ def train(config: TrainConfig, progress=None) -> dict[str, Any]:
         "first_kl": log[0]["kl"] if log else None,
         "last_kl": log[-1]["kl"] if log else None,
         "output": final,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "settings": config.model_dump(mode="json"),
         "seconds": time.perf_counter() - t0,
     }
     write_csv(out / "train_log.csv", _log_frame(log))
