@@ -213,6 +213,30 @@ def test_a_backend_object_is_used_not_rebuilt(tmp_path: Path) -> None:
     assert agent.asked == run.metrics.n_queries > 0
 
 
+def test_progress_goes_to_a_bar_or_to_the_object_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.total, self.done = 0, 0
+
+        def start(self, total: int, description: str) -> None:
+            self.total += total
+
+        def advance(self, n: int) -> None:
+            self.done += n
+
+    recorder = Recorder()
+    run = valuescope.measure(
+        "sim/thurstone", "demo", out=tmp_path / "a", bootstrap=0, progress=recorder
+    )
+    assert recorder.done == run.metrics.n_queries > 0 and recorder.total >= recorder.done
+    valuescope.measure("sim/thurstone", "demo", out=tmp_path / "b", bootstrap=0, progress=True)
+    assert "asking sim/thurstone" in capsys.readouterr().err
+    with pytest.raises(SettingError, match="progress: expected True, False or an object"):
+        valuescope.measure("sim/thurstone", "demo", out=tmp_path / "c", progress="yes")
+
+
 def test_a_model_that_is_neither_string_nor_backend_is_refused() -> None:
     with pytest.raises(SettingError, match="model: expected a model string .* got int"):
         valuescope.measure(3, "demo")

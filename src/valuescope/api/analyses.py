@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from valuescope.api.measure import SettingError, run_config
+from valuescope.api.measure import SettingError, progress_of, run_config
 from valuescope.api.results import ComparisonRun, ExperimentRun, Run
+from valuescope.errors import ValuescopeError
 
 # Keyword arguments of `experiment` that are the command's own options (`--run` is `runs`).
 CONTEXT_OPTIONS = ("out", "seed", "quick", "judge", "runs", "progress")
@@ -52,10 +54,9 @@ def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
         The result (NAME.json) with its headline figures, tables and sub-runs.
     """
     from valuescope.config import DEFAULT_MODEL
-    from valuescope.experiments import ExperimentContext, get_experiment, write_result
+    from valuescope.experiments import get_experiment, write_result
     from valuescope.experiments.params import check_params
     from valuescope.report import build_report
-    from valuescope.runcore.rundir import prepare_out_dir
 
     analysis = get_experiment(name)
     model = model or DEFAULT_MODEL
@@ -67,21 +68,40 @@ def experiment(name: str, model: str = "", **params: Any) -> ExperimentRun:
         config = run_config(model, "demo", options)
         options = config.model_dump(include=set(options))
     out = context.get("out") or tempfile.mkdtemp(prefix="valuescope-experiment-")
-    ctx = ExperimentContext(
+    with progress_of(context.get("progress")) as progress:
+        ctx = _context(model, Path(out), context, options, texts, progress)
+        result = analysis.run(ctx)
+    write_result(ctx, analysis, result)
+    try:
+        build_report(ctx.out)
+    except ValuescopeError as exc:  # the result is written; the page is a convenience
+        warnings.warn(f"report not written: {exc}", stacklevel=2)
+    return ExperimentRun(ctx.out, analysis.name)
+
+
+def _context(
+    model: str,
+    out: Path,
+    context: Mapping[str, Any],
+    options: dict[str, Any],
+    params: dict[str, str],
+    progress: Any,
+) -> Any:
+    """The ExperimentContext the command line would build from these options."""
+    from valuescope.experiments import ExperimentContext
+    from valuescope.runcore.rundir import prepare_out_dir
+
+    return ExperimentContext(
         model=model,
-        out=prepare_out_dir(Path(out)),
+        out=prepare_out_dir(out),
         seed=int(context.get("seed", 0)),
         quick=bool(context.get("quick", False)),
         run_options=options,
-        params=texts,
+        params=params,
         run_dirs=[_run_dir(r) for r in context.get("runs") or []],
         judge=context.get("judge"),
-        progress=context.get("progress"),
+        progress=progress,
     )
-    result = analysis.run(ctx)
-    write_result(ctx, analysis, result)
-    build_report(ctx.out)
-    return ExperimentRun(ctx.out, analysis.name)
 
 
 def compare(

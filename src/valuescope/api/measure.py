@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import io
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,10 @@ def measure(model: str | Backend, outcomes: Any = "demo", **settings: Any) -> Ru
     **settings
         The options of `valuescope run` by name (`samples=5`, `mode="sample"`,
         `design="random"`, `seed=1`, `out="runs/x"`, ...), plus `overwrite=True` to
-        replace another run's results in `out` and `progress` (a
-        `valuescope.runcore.pipeline.Progress`). Without `out`, the run is written to a
-        new temporary directory (`valuescope-run-*` under the system's temp folder).
+        replace another run's results in `out`, and `progress=True` for a progress bar
+        (on stderr; under the cell in a notebook) or a `valuescope.runcore.plan.Progress`
+        object that receives the events. Without `out`, the run is written to a new
+        temporary directory (`valuescope-run-*` under the system's temp folder).
 
     Returns
     -------
@@ -105,8 +107,28 @@ def measure(model: str | Backend, outcomes: Any = "demo", **settings: Any) -> Ru
             "pass the model string instead of a backend object"
         )
     the_plan = plan(config, overwrite=overwrite, backend=backend)
-    result = run(the_plan, progress=flags.get("progress"))
+    with progress_of(flags.get("progress")) as progress:
+        result = run(the_plan, progress=progress)
     return Run(result.out)
+
+
+@contextlib.contextmanager
+def progress_of(value: object) -> Iterator[Any]:
+    """The progress receiver for `progress=`: None (silent), True (a bar) or the object given."""
+    if value is None or value is False:
+        yield None
+    elif value is True:
+        from valuescope.terminal import BarProgress, progress_bar
+
+        with progress_bar(False) as bar:
+            yield BarProgress(bar)
+    elif callable(getattr(value, "start", None)) and callable(getattr(value, "advance", None)):
+        yield value
+    else:
+        raise SettingError(
+            f"progress: expected True, False or an object with start() and advance(), got "
+            f"{type(value).__name__}"
+        )
 
 
 def load(path: str | Path) -> Run | ExperimentRun:
