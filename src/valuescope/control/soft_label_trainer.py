@@ -179,14 +179,15 @@ def unmark_dequantised_gguf(model) -> None:
     transformers 5), transformers dequantises every weight at load but leaves its GGUF
     quantizer on the model, and Trainer refuses any model with a quantizer that is not
     trainable. When no module stayed packed, the quantizer describes nothing the model
-    still holds: drop it. Packed modules keep it, and Trainer's refusal stands.
+    still holds: remove it, as transformers does itself for a load with `dequantize=True`.
+    Packed modules keep it, and Trainer's refusal stands (a one-line ControlError).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     quantizer = getattr(base, "hf_quantizer", None)
     if quantizer is None or quantizer.quantization_config.quant_method != "gguf":
         return
     if not getattr(quantizer, "packed_modules", None):
-        base.hf_quantizer = None
+        quantizer.remove_quantization_config(base)  # what a load with dequantize=True does
 
 
 def run_trainer(
