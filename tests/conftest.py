@@ -8,9 +8,13 @@ check off; outside CI skips are only listed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +48,19 @@ def _note_skip(report) -> None:
 
 
 SLOW_TIMEOUT = 900  # seconds; pyproject's `timeout` (300 s) holds for every other test
+# Under xdist (`-n 2 --dist loadgroup`), tests using one of these fixtures share a worker:
+# two local Ray instances on one small machine fight for its cores, and the llama.cpp
+# server (module scope) is started once, not once per worker.
+XDIST_GROUPS = {"local_ray": "ray", "llama_server": "llama-server"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow end-to-end tests get a longer per-test limit unless they set their own."""
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(group))
     if not config.pluginmanager.hasplugin("timeout"):  # pytest-timeout (dev extra) missing
         return
     for item in items:
@@ -63,12 +76,23 @@ def pytest_collectreport(report) -> None:
     _note_skip(report)  # a module-level importorskip skips at collection
 
 
+def _test_id(nodeid: str) -> str:
+    """`path::name` of a node id, without parameters or xdist's `@group` suffix."""
+    return nodeid.split("[")[0].split("@")[0]
+
+
 def unexpected_skips() -> dict[str, str]:
     """Skips this session that are not on the allow-list."""
-    return {k: v for k, v in _SKIPPED.items() if k.split("[")[0] not in SKIP_ALLOWED}
+    return {k: v for k, v in _SKIPPED.items() if _test_id(k) not in SKIP_ALLOWED}
+
+
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")  # the controller receives every worker's reports
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
+    if _xdist_worker(session.config):
+        return
     if _strict_skips() and unexpected_skips() and exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -110,29 +134,122 @@ def synthetic():
     return make
 
 
-def run_cli(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
-    """Run `valuescope ARGS` in a real subprocess, as a user would."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
+CLI_ENV = {"PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
+
+
+def run_cli(
+    *args: str,
+    timeout: float = 600,
+    check: bool = False,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    module: str = "valuescope.cli",
+) -> subprocess.CompletedProcess:
+    """Run `valuescope ARGS` in a real subprocess, as a user would.
+
+    `env` adds variables to this process's environment (None removes one); `module` picks
+    the entry point (`valuescope` runs `python -m valuescope`).
+    """
     proc = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=_child_env(env),
+        cwd=cwd,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"valuescope {' '.join(args)} failed:\n{proc.stderr}")
     return proc
 
 
+def _child_env(extra: Mapping[str, str | None] | None) -> dict[str, str]:
+    env = dict(os.environ, **CLI_ENV)
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+@contextlib.contextmanager
+def _environ(extra: Mapping[str, str | None]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in extra}
+    try:
+        for name, value in extra.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _chdir(where: Path | str) -> Iterator[None]:  # contextlib.chdir is Python 3.11+
+    before = os.getcwd()
+    os.chdir(where)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def invoke_cli(
+    *args: str,
+    check: bool = False,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    stdin: str = "",
+) -> subprocess.CompletedProcess:
+    """`valuescope ARGS` in this process, through the real entry point (`valuescope.cli.main`,
+    its error printing and exit codes included); returns what `run_cli` would.
+
+    No interpreter start-up (1-2 s each), so argument handling and runs that need no
+    process of their own (signals, a killed child, concurrent runs) go through here.
+    Warnings are ignored, as `run_cli`'s PYTHONWARNINGS does.
+    """
+    from valuescope.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_environ({"COLUMNS": "200", **(env or {})}))  # help's width
+        if cwd is not None:
+            stack.enter_context(_chdir(cwd))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        saved_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+        stack.callback(setattr, sys, "stdin", saved_stdin)
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            if isinstance(exc.code, str):  # as the interpreter does: message, status 1
+                err.write(exc.code + "\n")
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    proc = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"valuescope {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
 @pytest.fixture
 def cli():
-    return run_cli
+    """`valuescope ARGS` in this process (`invoke_cli`)."""
+    return invoke_cli
 
 
 @pytest.fixture
 def run_process():
-    """`valuescope ARGS` in a real subprocess (also `cli`, where a module does not override it)."""
+    """`valuescope ARGS` in a real subprocess (`run_cli`)."""
     return run_cli
 
 

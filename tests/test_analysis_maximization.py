@@ -10,9 +10,6 @@ can match it. Quick sizes, logprob mode, a few questions: each test takes second
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -121,8 +118,8 @@ def test_exact_and_fuzzy_matching():
 def test_bad_parameters_are_one_line_errors(tmp_path):
     for params, match in [
         ({"variant": "listed"}, "variant='listed'"),
-        ({"answers": "0"}, "answers=0"),
-        ({"questions": "2"}, "questions=2"),
+        ({"answers": "0"}, "answers='0'"),
+        ({"questions": "2"}, "questions='2'"),
     ]:
         with pytest.raises(ExperimentError, match=match):
             run("sim/maximiser", tmp_path, **params)
@@ -133,17 +130,11 @@ def test_multiple_choice_variant_still_runs(tmp_path):
     assert result["variant"] == "multiple-choice" and result["headline"]["top1"]["value"] == 1.0
 
 
-def test_cli_passes_the_judge(tmp_path):
-    cmd = [sys.executable, "-m", "valuescope.cli", "experiment", "maximization"]
-    cmd += ["sim/maximiser?style=reversed", "--quick", "--mode", "logprob", "--out", str(tmp_path)]
-    cmd += ["--param", "questions=3", "--param", "answers=1", "--judge", "sim/thurstone", "-q"]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+def test_cli_passes_the_judge(tmp_path, cli):
+    args = ["experiment", "maximization"]
+    args += ["sim/maximiser?style=reversed", "--quick", "--mode", "logprob", "--out", str(tmp_path)]
+    args += ["--param", "questions=3", "--param", "answers=1", "--judge", "sim/thurstone", "-q"]
+    proc = cli(*args)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert lines[-1].startswith("error:") and "matched to a candidate" in lines[-1]

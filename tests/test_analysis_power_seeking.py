@@ -7,8 +7,6 @@ power is violated, and `judge=` repairs it)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +120,8 @@ def test_true_scores_are_seeded_and_standardised():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"method": "votes"}, "method=votes"),
-        ({"n": "2"}, "n=2"),
+        ({"method": "votes"}, "method='votes'"),
+        ({"n": "2"}, "n='2'"),
         ({"n": "many"}, "n='many'"),
         ({"outcomes": "/nonexistent.yaml"}, "outcomes=/nonexistent.yaml"),
     ],
@@ -133,25 +131,9 @@ def test_bad_parameters_are_one_line_errors(tmp_path, params, message):
         run("sim/power-seeker", tmp_path, **params)
 
 
-def test_cli_bad_parameter_is_one_line(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "valuescope",
-            "experiment",
-            "power-seeking",
-            "sim/power-seeker",
-            "--out",
-            str(tmp_path / "o"),
-            "--quick",
-            "--param",
-            "method=votes",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_cli_bad_parameter_is_one_line(tmp_path, cli):
+    args = ["experiment", "power-seeking", "sim/power-seeker", "--out", str(tmp_path / "o")]
+    proc = cli(*args, "--quick", "--param", "method=votes")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert "method=votes" in proc.stderr
+    assert "method='votes'" in proc.stderr

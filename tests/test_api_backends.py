@@ -1,8 +1,9 @@
 """API backends against a real HTTP server on 127.0.0.1 (see loopback_server.py).
 
-CLI runs go through a subprocess, as a user's would; unit tests drive the backends
-in-process. Every request goes to 127.0.0.1: the subprocess environment also points
-OPENAI_BASE_URL at the loopback server, so a run never reaches a real API.
+CLI runs go through the real entry point in this process (conftest's `invoke_cli`), a
+run killed mid-way through a real subprocess; unit tests drive the backends directly.
+Every request goes to 127.0.0.1: each CLI run's environment also points OPENAI_BASE_URL
+at the loopback server, so a run never reaches a real API.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import invoke_cli
 from loopback_server import RETRYABLE_KINDS, Faults, LoopbackServer, prompt_key
 from scipy.stats import spearmanr
 
@@ -65,14 +67,9 @@ def run_args(server: LoopbackServer, out: Path, *extra: str) -> list[str]:
     return [*base, "--out", str(out), "--bootstrap", "0", *extra]
 
 
-def vs(server: LoopbackServer, args: list[str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(server),
-        timeout=timeout,
-    )
+def vs(server: LoopbackServer, args: list[str]) -> subprocess.CompletedProcess:
+    """`valuescope ARGS` in this process, its key and base URL those of the loopback server."""
+    return invoke_cli(*args, env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url})
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -7,31 +7,7 @@ only a process shows (the exit status of `python -m valuescope.cli`).
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-
-from valuescope.cli import main
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run `valuescope ARGS` in this process; returns what a subprocess run would."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        if check and code != 0:
-            raise AssertionError(f"valuescope {' '.join(args)} failed:\n{err}")
-        return subprocess.CompletedProcess(list(args), code, out, err)
-
-    return invoke
 
 
 def assert_one_line_error(proc, *fragments):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import click
 import pytest
@@ -17,7 +16,7 @@ import typer
 from loopback_server import Faults, LoopbackServer
 from typer.testing import CliRunner
 
-from valuescope.cli import app, main
+from valuescope.cli import app
 from valuescope.cli_options import EXPORT_FORMATS, FIT_METHODS, config_choices
 
 TRANSPORT = ("--base-url", "--api-key-env", "--concurrency", "--timeout", "--max-retries")
@@ -25,24 +24,6 @@ TRANSPORT += ("--rate-limit",)
 MODEL_COMMANDS = (["run"], ["sensitivity"], ["experiment"], ["control", "assemble"])
 CHOICES = {"--mode": "mode", "--design": "design", "--refusals": "refusals"}
 CHOICES |= {"--bootstrap-over": "bootstrap_over", "--engine": "engine", "--protocol": "protocol"}
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`valuescope ARGS` through the real entry point, in this process."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, out, err)
-
-    return invoke
 
 
 def _command(path: list[str]) -> click.Command:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -144,15 +143,9 @@ def test_reference_probabilities_give_the_same_answer_for_sim_eu(tmp_path):
     assert h["corr_implicit"]["value"] >= 0.9
 
 
-def test_cli_prints_one_line_error_for_degenerate_data(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", "experiment", "instrumental", "sim/random"]
-        + ["--quick", "--mode", "logprob", "--out", str(tmp_path), "-q"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-        timeout=300,
-    )
+def test_cli_prints_one_line_error_for_degenerate_data(tmp_path, cli):
+    args = ["experiment", "instrumental", "sim/random", "--quick", "--mode", "logprob"]
+    proc = cli(*args, "--out", str(tmp_path), "-q")
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and lines[-1].startswith("error:") and "constant" in lines[-1]
     assert "Traceback" not in proc.stderr

@@ -2,8 +2,10 @@
 
 Usage errors, --version, `python -m valuescope`, Ctrl-C and SIGTERM during a run, atomic
 output files, `report --out` on a run directory, and the directory lock of `sensitivity`
-and `control`. Everything runs the real CLI in a subprocess (real signals, real SQLite,
-real flock), except where only argument handling is checked (CliRunner).
+and `control`. Argument handling and runs that need no process of their own go through
+the real entry point in this process (conftest's `invoke_cli`); signals, a second process
+on a locked directory and the `python -m valuescope` / console-script entry points run
+real subprocesses (real signals, real SQLite, real flock).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import invoke_cli, run_cli
 from typer.testing import CliRunner
 
 from valuescope.atomic import atomic_write, write_text
@@ -32,15 +35,9 @@ ENV = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
 SLOW_SIM = "sim/thurstone?delay=0.1"
 
 
-def valuescope(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m valuescope ARGS`, as a user would type it."""
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-    )
+def valuescope(*args: str) -> subprocess.CompletedProcess:
+    """`python -m valuescope ARGS`, as a user would type it: a real process."""
+    return run_cli(*args, timeout=120, module="valuescope")
 
 
 def cache_rows(out: Path) -> int:
@@ -66,7 +63,7 @@ USAGE_ERRORS = [
 
 @pytest.mark.parametrize("args", USAGE_ERRORS, ids=" ".join)
 def test_usage_error_is_short_usage_message_and_exit_2(args):
-    proc = valuescope(*args)
+    proc = invoke_cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert len(error_lines(proc.stderr)) == 1, proc.stderr
@@ -76,7 +73,7 @@ def test_usage_error_is_short_usage_message_and_exit_2(args):
 
 @pytest.mark.parametrize("args", [[], ["outcomes"], ["control"]], ids=lambda a: " ".join(a) or "-")
 def test_bare_group_prints_usage_and_exits_2(args):
-    proc = valuescope(*args)
+    proc = invoke_cli(*args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr + proc.stdout
     assert f"Usage: valuescope {' '.join(args)}".strip() in proc.stdout + proc.stderr
@@ -103,7 +100,7 @@ def test_usage_errors_need_no_click_package():
 
 
 def test_user_error_is_one_line_exit_1():
-    proc = valuescope("run", "sim/nosuchagent", "--out", "/nonexistent/not-created")
+    proc = invoke_cli("run", "sim/nosuchagent", "--out", "/nonexistent/not-created")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -424,7 +421,7 @@ def test_run_files_go_through_the_atomic_writer(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    proc = valuescope("run", "sim/thurstone", "--out", str(out), "--bootstrap", "0", "-q")
+    proc = invoke_cli("run", "sim/thurstone", "--out", str(out), "--bootstrap", "0", "-q")
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -488,7 +485,7 @@ def test_comparison_failing_mid_write_leaves_the_old_report(finished_run, tmp_pa
 
 def test_report_refuses_to_overwrite_a_run_directory(finished_run):
     before = (finished_run / "report.html").read_bytes()
-    proc = valuescope("report", str(finished_run), "--out", str(finished_run))
+    proc = invoke_cli("report", str(finished_run), "--out", str(finished_run))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -503,10 +500,10 @@ def test_report_overwrite_replaces_a_run_directory_report(finished_run, tmp_path
     target.mkdir()
     (target / "metrics.json").write_text("{}")
     (target / "report.html").write_text("the run's own page")
-    refused = valuescope("report", str(finished_run), "--out", str(target))
+    refused = invoke_cli("report", str(finished_run), "--out", str(target))
     assert refused.returncode == 1
     assert (target / "report.html").read_text() == "the run's own page"
-    proc = valuescope(
+    proc = invoke_cli(
         "report", str(finished_run), "--out", str(target), "--overwrite", "--no-figures", "-q"
     )
     assert proc.returncode == 0, proc.stderr
@@ -515,9 +512,9 @@ def test_report_overwrite_replaces_a_run_directory_report(finished_run, tmp_path
 
 def test_report_into_a_fresh_directory_needs_no_flag(finished_run, tmp_path):
     out = tmp_path / "compare"
-    proc = valuescope("report", str(finished_run), "--out", str(out), "--no-figures", "-q")
+    proc = invoke_cli("report", str(finished_run), "--out", str(out), "--no-figures", "-q")
     assert proc.returncode == 0, proc.stderr
-    again = valuescope("report", str(finished_run), "--out", str(out), "--no-figures", "-q")
+    again = invoke_cli("report", str(finished_run), "--out", str(out), "--no-figures", "-q")
     assert again.returncode == 0, again.stderr  # a comparison directory is rewritten freely
 
 
@@ -549,14 +546,14 @@ def test_control_evaluate_is_locked_too(tmp_path):
     where = trained / "evaluation"
     where.mkdir(parents=True)
     with run_dir_lock(where):
-        proc = valuescope("control", "evaluate", str(trained), "-q")
+        proc = invoke_cli("control", "evaluate", str(trained), "-q")
     assert proc.returncode == 1
     assert f"another run is in progress in {where}" in proc.stderr
 
 
 def test_sensitivity_lock_is_released_after_the_run(tmp_path):
     out = tmp_path / "sens"
-    proc = valuescope("sensitivity", "sim/thurstone", "--budget", "40", "--out", str(out), "-q")
+    proc = invoke_cli("sensitivity", "sim/thurstone", "--budget", "40", "--out", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
     with run_dir_lock(out):  # free again: taking it does not raise
         pass

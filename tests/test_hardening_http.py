@@ -1,7 +1,8 @@
 """Issue 14, points 3, 4 and 9: where keys go, credentials in URLs, ~/.netrc, streaming.
 
 Every request goes to a real HTTP server on 127.0.0.1 (loopback_server.py) that records
-the headers it receives; CLI runs are real subprocesses.
+the headers it receives. CLI runs go through the real entry point in this process
+(conftest's `invoke_cli`), but for runs killed mid-way: those are real subprocesses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import invoke_cli
 from loopback_server import Faults, LoopbackServer
 
 from valuescope.config import RunConfig
@@ -73,17 +75,8 @@ def queries(n: int, mode: str = "logprob") -> list[Query]:
     return [Query(t.render(texts[a], texts[b]), texts[a], texts[b], mode=mode) for a, b in pairs]
 
 
-def cli(args: list[str], env: dict[str, str], timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess (one that is killed mid-run)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
     env.update(OPENAI_API_KEY=OPENAI_KEY, ANTHROPIC_API_KEY=ANTHROPIC_KEY, **extra)
     return env
@@ -124,15 +117,14 @@ def test_api_key_env_sends_exactly_that_key(fresh, monkeypatch):
 
 def test_cli_api_key_env_on_every_model_command():
     for command in (["run"], ["sensitivity"], ["experiment"], ["control", "assemble"]):
-        proc = cli([*command, "--help"], cli_env())
+        proc = invoke_cli(*command, "--help")
         assert proc.returncode == 0 and "--api-key-env" in proc.stdout, command
 
 
 def test_cli_run_sends_the_named_key_and_writes_only_its_name(fresh, tmp_path):
     out = tmp_path / "named"
-    proc = cli(
-        [*small_run(fresh.base_url, out), "--api-key-env", "MYKEY", "-q"], cli_env(MYKEY=OWN_KEY)
-    )
+    args = [*small_run(fresh.base_url, out), "--api-key-env", "MYKEY", "-q"]
+    proc = invoke_cli(*args, env={"MYKEY": OWN_KEY})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {h["Authorization"] for h in fresh.stats.headers} == {f"Bearer {OWN_KEY}"}
     assert json.loads((out / "run_config.json").read_text())["api_key_env"] == "MYKEY"
@@ -199,7 +191,7 @@ def with_credentials(url: str, user: str = "alice", password: str = PASSWORD) ->
 def test_url_credentials_run_redacted_everywhere(fresh, tmp_path):
     out = tmp_path / "creds"
     url = with_credentials(fresh.base_url)
-    proc = cli([*small_run(url, out), "-q"], cli_env())
+    proc = invoke_cli(*small_run(url, out), "-q")
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
     assert {h["Authorization"] for h in fresh.stats.headers} == {expected}
@@ -234,12 +226,12 @@ def test_resume_asks_for_the_url_credentials_again(fresh, tmp_path):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    refused = cli(["run", "--resume", "--out", str(out), "-q"], cli_env())
+    refused = invoke_cli("run", "--resume", "--out", str(out), "-q")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "pass the same --base-url with them again" in refused.stderr
     assert PASSWORD not in refused.stderr
     fresh.reset(latency=0.002)
-    resumed = cli(["run", "--resume", "--out", str(out), "--base-url", url, "-q"], cli_env())
+    resumed = invoke_cli("run", "--resume", "--out", str(out), "--base-url", url, "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
     assert fresh.stats.headers and {h["Authorization"] for h in fresh.stats.headers} == {expected}
@@ -286,9 +278,8 @@ def test_netrc_entry_does_not_break_a_run(fresh, tmp_path):
     netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-password\n")
     netrc.chmod(0o600)
     out = tmp_path / "netrc-run"
-    env = cli_env(HOME=str(home), MYKEY=OWN_KEY)
-    env.pop("NETRC", None)
-    proc = cli([*small_run(fresh.base_url, out), "--api-key-env", "MYKEY", "-q"], env)
+    env = {"HOME": str(home), "MYKEY": OWN_KEY, "NETRC": None}
+    proc = invoke_cli(*small_run(fresh.base_url, out), "--api-key-env", "MYKEY", "-q", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "metrics.json").exists()
     assert {h["Authorization"] for h in fresh.stats.headers} == {f"Bearer {OWN_KEY}"}

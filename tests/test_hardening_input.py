@@ -1,7 +1,8 @@
 """Issue 14, points 5-8 and part of 10: resume, run directories, odd input, parsing.
 
-Exit codes and messages are checked on the real CLI in a subprocess (real files, real
-SQLite); the HTTP replies with impossible numbers come from a real server on 127.0.0.1.
+Exit codes and messages are checked on the real CLI entry point in this process
+(conftest's `invoke_cli`: real files, real SQLite); the HTTP replies with impossible
+numbers come from a real server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import invoke_cli as vs  # the real CLI, in this process
 
 from valuescope.elicit import parse_choice
 from valuescope.errors import OutcomeFileError
@@ -26,21 +27,8 @@ from valuescope.outcomes import load_outcomes
 from valuescope.outcomes.loader import MAX_FILE_BYTES
 from valuescope.runcore.plan import full_design_bytes
 
-ENV = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
 FAST = ("--bootstrap", "0", "--quiet")  # small, quick runs
 SIX = "\n".join(f"outcome number {i}: you receive {i} books" for i in range(6)) + "\n"
-
-
-def vs(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`valuescope ARGS` in a subprocess (`python -m valuescope.cli`, as the suite does)."""
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        cwd=cwd,
-    )
 
 
 @pytest.fixture

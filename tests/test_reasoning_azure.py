@@ -8,12 +8,11 @@ v1 paths are served too, and each request's path and query string are recorded.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from conftest import invoke_cli
 from loopback_server import LoopbackServer
 
 from valuescope.elicit.parse import parse_choice
@@ -139,14 +138,8 @@ def test_reasoning_generate(fresh):
 
 
 def cli(server: LoopbackServer, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OPENAI_API_KEY=KEY, OPENAI_BASE_URL=server.base_url, COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    """`valuescope ARGS` in this process, its key and base URL those of the loopback server."""
+    return invoke_cli(*args, env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url})
 
 
 def test_reasoning_run_uses_sample_mode_and_the_reasoning_template(fresh, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import invoke_cli, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,36 +56,6 @@ TEXT = st.text(
     max_size=MAX_LENGTH + 20,
 )
 FORMATS = ("json", "yaml", "csv", "txt")
-
-
-def vs(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "valuescope.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`valuescope ARGS` in this process (the real entry point, its error printing included)."""
-    from valuescope.cli import main
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["valuescope", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return call
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -321,7 +292,7 @@ LOCK_HOLDER = textwrap.dedent(
 @pytest.mark.slow
 def test_two_runs_started_together_lose_no_answers(tmp_path):
     reference = tmp_path / "reference"
-    assert vs(*sim_run(reference)).returncode == 0
+    assert invoke_cli(*sim_run(reference)).returncode == 0
     out = tmp_path / "shared"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "valuescope.cli", *sim_run(out)]
@@ -415,9 +386,9 @@ def tmpfs(tmp_path):
 @pytest.mark.slow
 def test_disk_full_midway_keeps_every_saved_answer_and_resumes(tmp_path, tmpfs):
     reference = tmp_path / "reference"
-    assert vs(*sim_run(reference)).returncode == 0
+    assert invoke_cli(*sim_run(reference)).returncode == 0
     full = tmpfs("full", "size=256k")
-    line = one_error_line(vs(*sim_run(full / "run")))
+    line = one_error_line(run_cli(*sim_run(full / "run")))
     assert "database or disk is full" in line or "No space left on device" in line, line
     saved = cache_rows(full / "run/responses.sqlite")
     assert len(saved) > 0
@@ -425,7 +396,7 @@ def test_disk_full_midway_keeps_every_saved_answer_and_resumes(tmp_path, tmpfs):
     assert all(whole[k] == v for k, v in saved.items())  # every saved answer is intact
     moved = tmp_path / "moved"  # more space: the same run resumes from what was saved
     shutil.copytree(full / "run", moved)
-    proc = vs("run", "--out", str(moved), "--resume", "--json")
+    proc = invoke_cli("run", "--out", str(moved), "--resume", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads(proc.stdout)
     assert metrics["n_queries_cached"] == len(saved)
@@ -440,10 +411,10 @@ def test_disk_full_midway_keeps_every_saved_answer_and_resumes(tmp_path, tmpfs):
 def test_disk_full_while_writing_results_is_one_clear_error(tmp_path, tmpfs):
     """The cache fits, the result files do not: the run says which file it could not write."""
     run = tmp_path / "run"
-    assert vs(*sim_run(run)).returncode == 0
+    assert invoke_cli(*sim_run(run)).returncode == 0
     tight = tmpfs("tight", f"size={(run / 'responses.sqlite').stat().st_size + 120_000}")
     shutil.copy(run / "responses.sqlite", tight / "responses.sqlite")
-    proc = vs(*sim_run(tight))
+    proc = run_cli(*sim_run(tight))
     if proc.returncode == 0:
         pytest.skip("the results fitted after all; the full-write path was not reached")
     line = one_error_line(proc)
@@ -469,7 +440,7 @@ def test_output_path_under_a_file(tmp_path, cli):
 @pytest.fixture(scope="module")
 def one_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("finished") / "run"
-    assert vs(*sim_run(out)).returncode == 0
+    assert invoke_cli(*sim_run(out)).returncode == 0
     return out
 
 
