@@ -166,5 +166,5 @@ def test_end_to_end_nonpartisan(tmp_path):
 def test_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(ExperimentError, match="unknown persona 'pirate'"):
         run("sim/random", tmp_path / "a", personas="pirate")
-    with pytest.raises(ExperimentError, match="must be >= 0"):
+    with pytest.raises(ExperimentError, match="per_topic=.-1.: expected a number at least 0"):
         run("sim/random", tmp_path / "b", per_topic="-1")

@@ -341,11 +341,13 @@ def test_every_analysis_declares_its_params_and_reads_no_undeclared_key():
 
     assert sorted(PARAMS) == sorted(e.name for e in list_experiments())
     root = Path(importlib.import_module("valuescope.experiments").__file__).parent
-    pattern = re.compile(r"""ctx\.param(?:s\.get|s\[|s|)\(?\s*["']([a-z_]+)["']""")
+    raw = re.compile(r"""ctx\.params(?:\.get\(|\[)\s*["']([a-z_]+)["']""")
+    typed = re.compile(r"""read_params\(\s*["']([a-z-]+)["']""")
     for name, cls in PARAMS.items():
         source = (root / f"{name.replace('-', '_')}.py").read_text()
-        read = set(pattern.findall(source))
-        assert read, name  # the pattern finds the keys an analysis reads
+        read = set(raw.findall(source))
+        assert read or typed.findall(source), name  # the patterns find what it reads
+        assert set(typed.findall(source)) <= {name}, name  # its own model, no other's
         assert read <= set(cls.model_fields), (name, read - set(cls.model_fields))
 
 
@@ -355,7 +357,7 @@ def test_a_bad_or_unknown_param_is_one_line_before_any_question(tmp_path, capsys
                   "--param", "reversals=2.5"], capsys)  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "error: --param reversals=2.5: expected a whole number, got '2.5'"
+        "error: --param reversals='2.5': expected a whole number, got '2.5'"
     ]
     proc = _main(["experiment", "power-seeking", "sim/power-seeker", "--out", str(out),
                   "--param", "methd=ratings"], capsys)  # fmt: skip

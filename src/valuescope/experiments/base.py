@@ -44,14 +44,6 @@ class ExperimentContext:
     # backends built so far, by model and backend options: a model loads once per analysis
     _backends: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def param(self, key: str, default: float) -> float:
-        """A numeric `--param key=value`, or a clear error naming it."""
-        raw = self.params.get(key, default)
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ExperimentError(f"--param {key}={raw!r} is not a number") from None
-
     def measure(
         self, name: str, outcomes: list[dict[str, Any]] | list[str], **overrides: Any
     ) -> RunResult:

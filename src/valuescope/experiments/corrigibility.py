@@ -39,6 +39,7 @@ from valuescope.experiments._stats import (
     scatter_svg,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 from valuescope.outcomes.loader import load_outcomes
 from valuescope.runcore import reader
 
@@ -49,7 +50,6 @@ BINS = 5
 P_LEVEL = 0.05
 LEVEL = 0.9
 CONSTANT_SD = 1e-6  # opposition spread (relative to the reversal range) read as constant
-DATASETS = ("reversals", "handwritten")
 
 
 def render_change(old: str, new: str) -> str:
@@ -226,10 +226,9 @@ def _oppositions(ctx: ExperimentContext, texts: list[str]) -> tuple[dict[str, fl
 
 def _reversal_rows(ctx: ExperimentContext) -> tuple[list[dict], list[str]]:
     utility, base_dir = _base_utilities(ctx)
-    n = ctx.param("reversals", QUICK_REVERSALS if ctx.quick else REVERSALS)
-    if n != int(n) or n < 10:
-        raise ExperimentError(f"--param reversals={n:g}: expected a whole number of at least 10")
-    pairs = sample_reversals(utility, int(n), ctx.seed)
+    given = read_params("corrigibility", ctx.params).reversals  # a whole number >= 10
+    n = given if given is not None else (QUICK_REVERSALS if ctx.quick else REVERSALS)
+    pairs = sample_reversals(utility, n, ctx.seed)
     rows = []
     for high, low, gap in pairs:
         variant = stable_seed("variant", ctx.seed, high, low) % len(templates())
@@ -265,9 +264,7 @@ def _handwritten_rows(ctx: ExperimentContext) -> tuple[list[dict], list[str]]:
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    dataset = ctx.params.get("dataset", "reversals")
-    if dataset not in DATASETS:
-        raise ExperimentError(f"--param dataset={dataset!r}: expected one of {', '.join(DATASETS)}")
+    dataset = read_params("corrigibility", ctx.params).dataset
     rows, run_dirs = (_reversal_rows if dataset == "reversals" else _handwritten_rows)(ctx)
     reversal = np.array([r["reversal"] for r in rows])
     opposition = np.array([r["opposition"] for r in rows])

@@ -40,6 +40,7 @@ from valuescope.experiments._stats import (
     scatter_svg,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 
 # --quick: the first groups of each design and the first events (whole groups, so the
 # equal-weight and expected-utility predictions stay separable)
@@ -440,11 +441,7 @@ def _usable(rows: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    source = ctx.params.get("probabilities", "model")
-    if source not in ("model", "reference"):
-        raise ExperimentError(
-            f"--param probabilities={source!r}: expected 'model' (ask the model) or 'reference'"
-        )
+    source = read_params("expected-utility", ctx.params).probabilities  # model or reference
     chosen = select(ctx.quick)
     outcomes = _outcomes(chosen)
     result = ctx.measure(

@@ -30,6 +30,7 @@ from valuescope.experiments._stats import (
     scatter_svg,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 
 QUICK_PROCESSES = 6
 MIN_PROCESSES = 3
@@ -39,13 +40,14 @@ P_LEVEL = 0.05
 def _chosen(ctx: ExperimentContext) -> list[Process]:
     every = list(_markov.processes())
     default = QUICK_PROCESSES if ctx.quick else len(every)
-    n = ctx.param("processes", default)
-    if n != int(n) or not MIN_PROCESSES <= n <= len(every):
+    given = read_params("instrumental", ctx.params).processes  # a whole number
+    n = default if given is None else given
+    if not MIN_PROCESSES <= n <= len(every):
         raise ExperimentError(
             f"--param processes={ctx.params.get('processes')!r}: expected a whole number "
             f"from {MIN_PROCESSES} to {len(every)}"
         )
-    return every[: int(n)]
+    return every[:n]
 
 
 def _outcomes(chosen: list[Process]) -> list[dict[str, Any]]:

@@ -25,10 +25,10 @@ import numpy as np
 from valuescope.atomic import atomic_write, write_text
 from valuescope.experiments._stats import bootstrap_mean, headline, headline_from, load_data
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 
 QUICK_QUESTIONS = 5
 TOP_K = (1, 3, 5)
-VARIANTS = ("open", "multiple-choice")
 MIN_FUZZY = 0.75
 COMPARE_PROMPT = (
     "Someone asks you: {question}\n\n"
@@ -253,14 +253,11 @@ def _topk_svg(ctx: ExperimentContext, stats: dict[str, Any]) -> str:
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    variant = ctx.params.get("variant", "open")
-    if variant not in VARIANTS:
-        raise ExperimentError(f"--param variant={variant!r}: expected one of {', '.join(VARIANTS)}")
-    samples = int(ctx.param("answers", 3))
-    if not 1 <= samples <= 50:
-        raise ExperimentError(f"--param answers={samples}: expected 1 to 50 free answers")
+    given = read_params("maximization", ctx.params)  # variant, answers 1-50, questions >= 3
+    variant = given.variant
+    samples = 3 if given.answers is None else given.answers
     chosen = list(questions())
-    limit = int(ctx.param("questions", QUICK_QUESTIONS if ctx.quick else len(chosen)))
+    limit = given.questions or (QUICK_QUESTIONS if ctx.quick else len(chosen))
     if not 3 <= limit <= len(chosen):
         raise ExperimentError(f"--param questions={limit}: expected 3 to {len(chosen)}")
     chosen = chosen[:limit]

@@ -3,10 +3,10 @@
 `check_params(name, params)` validates an analysis's parameters before anything is asked:
 an unknown key is refused naming the known ones, and every value follows the model
 strings' rules (models.params: one rule for booleans and numbers) and is reported in one
-line, `--param reversals=abc: expected a whole number, got 'abc'`. A field left at None
-takes the analysis's own default (which may depend on `--quick`). The analysis still
-reads the values as given; the checks that need its data (an entity name, a delay) stay
-with it.
+line, `--param reversals='abc': expected a number, got 'abc'`. A field left at None
+takes the analysis's own default (which may depend on `--quick`). An analysis reads its
+typed values with `read_params`; the checks that need its data (an entity name, a delay,
+how many items there are) stay with it.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class InstrumentalParams(AnalysisParams):
 
 
 class MaximizationParams(AnalysisParams):
-    variant: OPTIONAL_STR = Field(None, description="question variant")
+    variant: Literal["open", "multiple-choice"] = "open"
     answers: MaybeWhole = Field(None, ge=1, le=50, description="free answers per question")
     questions: MaybeWhole = Field(None, ge=3, description="open questions asked")
 
@@ -132,5 +132,12 @@ def check_params(name: str, params: Mapping[str, str]) -> dict[str, str]:
     except ValidationError as exc:
         key = str(exc.errors(include_url=False)[0]["loc"][0])
         detail = describe_error(exc, fixed).split(": ", 1)[1]
-        raise ExperimentError(f"--param {key}={fixed.get(key)}: {detail}") from None
+        raise ExperimentError(f"--param {key}={fixed.get(key)!r}: {detail}") from None
     return dict(params)
+
+
+def read_params(name: str, params: Mapping[str, str]) -> AnalysisParams:
+    """Analysis `name`'s parameters, checked and typed (a field not given holds its default)."""
+    check_params(name, params)
+    cls = PARAMS[name]
+    return cls(**{k: v for k, v in params.items() if k in cls.model_fields})

@@ -23,6 +23,7 @@ from valuescope.experiments._stats import (
     measure_options,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,9 @@ def _select_policies(ctx: ExperimentContext) -> list[Policy]:
     """Policies of the first `topics` topics (0 = all); per topic all of them, or the
     `per_topic` most left and most right ones, alternating."""
     policies = load_policies()
-    per_topic = int(ctx.param("per_topic", 2 if ctx.quick else 0))
-    n_topics = int(ctx.param("topics", 8 if ctx.quick else 0))
-    if per_topic < 0 or n_topics < 0:
-        raise ExperimentError(
-            f"--param per_topic={per_topic} topics={n_topics}: both must be >= 0 (0 = all)"
-        )
+    given = read_params("political", ctx.params)  # whole numbers >= 0 (0 = all)
+    per_topic = (2 if ctx.quick else 0) if given.per_topic is None else given.per_topic
+    n_topics = (8 if ctx.quick else 0) if given.topics is None else given.topics
     topics = list(dict.fromkeys(p.topic for p in policies))
     topics = topics[:n_topics] if n_topics else topics
     chosen = []
@@ -333,7 +331,7 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
     place = None
     if len(personas) >= 2:
         matrix = np.vstack([model_u, *persona_u])
-        n_boot = int(ctx.param("n_boot", 1000))
+        n_boot = read_params("political", ctx.params).n_boot or 1000
         place = placement(matrix, agent_leans, ctx.seed, n_boot=n_boot)
         scores = place["scores"]
         for row, sc in zip(persona_rows, scores[1:], strict=True):

@@ -35,6 +35,7 @@ from valuescope.experiments._stats import (
     scatter_svg,
 )
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 
 QUICK_OUTCOMES = 24
 SCORES = ("power", "fitness")
@@ -108,7 +109,8 @@ def _outcome_texts(ctx: ExperimentContext) -> list[str]:
         except ValuescopeError as exc:  # the loader's one-line error, under our parameter
             raise ExperimentError(f"--param outcomes={which}: {exc}") from None
     default = min(QUICK_OUTCOMES, len(texts)) if ctx.quick else len(texts)
-    n = int(ctx.param("n", default))
+    given = read_params("power-seeking", ctx.params).n  # a whole number >= 3
+    n = default if given is None else given
     if not 3 <= n <= len(texts):
         raise ExperimentError(f"--param n={n}: expected 3 to {len(texts)} outcomes")
     if n < len(texts):  # a seeded subset (the --quick default)
@@ -192,9 +194,7 @@ def verdict(corr: dict[str, float]) -> str:
 
 
 def run(ctx: ExperimentContext) -> dict[str, Any]:
-    method = str(ctx.params.get("method", "comparisons"))
-    if method not in ("comparisons", "ratings"):
-        raise ExperimentError(f"--param method={method}: expected comparisons or ratings")
+    method = read_params("power-seeking", ctx.params).method  # comparisons or ratings
     texts = _outcome_texts(ctx)
     measure = _by_comparisons if method == "comparisons" else _by_ratings
     utility, scores, runs = measure(ctx, texts)

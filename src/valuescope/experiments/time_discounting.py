@@ -41,6 +41,7 @@ from valuescope.common.seeds import stable_seed
 from valuescope.experiments._choices import ask_pairs
 from valuescope.experiments._stats import bootstrap_mean, headline, headline_from, load_data
 from valuescope.experiments.base import Experiment, ExperimentContext, ExperimentError
+from valuescope.experiments.params import read_params
 from valuescope.runcore.rundir import write_csv
 
 N_BOOT = 400
@@ -155,9 +156,8 @@ def grid_for(ctx: ExperimentContext) -> Grid:
     """The grid of this run: the dataset's (quick or full), or `--param delays/multipliers`."""
     data = _dataset()
     prefix = "quick_" if ctx.quick else ""
-    base = ctx.param("base_amount", float(data["base_amount"]))
-    if not base >= 1:
-        raise ExperimentError(f"--param base_amount={base:g} must be at least 1 (dollars)")
+    given = read_params("time-discounting", ctx.params).base_amount  # dollars, >= 1
+    base = float(data["base_amount"]) if given is None else given
     delays = [str(v) for v in data[f"{prefix}delays"]]
     multipliers = [float(v) for v in data[f"{prefix}multipliers"]]
     if "delays" in ctx.params:
