@@ -390,6 +390,13 @@ def test_import_valuescope_loads_no_api() -> None:
     assert valuescope.measure is valuescope.api.measure
 
 
+def test_the_command_line_starts_without_scipy() -> None:
+    """`valuescope --version` imports the CLI: scipy (about 1.5 s here) waits for a command."""
+    code = "import sys, valuescope.cli; print(sorted(m for m in sys.modules if m == 'scipy'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def _record() -> None:
     """Rewrite the page's text blocks with what its examples print now."""
     import tempfile
