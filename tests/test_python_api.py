@@ -346,6 +346,13 @@ def test_experiment_runs_are_its_utility_measurements(tmp_path: Path) -> None:
     assert exp.result["seed"] == 1 and exp.reading
 
 
+def test_convergence_takes_runs_as_run_objects_or_paths(demo_run: Run, tmp_path: Path) -> None:
+    other = valuescope.measure("sim/thurstone", "demo", seed=1, out=tmp_path / "same", bootstrap=0)
+    exp = valuescope.experiment("convergence", runs=[demo_run, other.out], out=tmp_path / "c")
+    # the same agent and seed twice: the same utilities up to the fit, similarity near 1
+    assert exp.headline.set_index("figure").loc["mean_similarity", "value"] > 0.99
+
+
 def test_experiment_settings_are_checked() -> None:
     with pytest.raises(SettingError, match="did you mean samples"):
         valuescope.experiment("time-discounting", "sim/hyperbolic", sample=3)
