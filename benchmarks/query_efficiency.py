@@ -119,7 +119,7 @@ def protocol_rows(name: str, extra: dict, grid: list[int], seeds: list[int], roo
                 bootstrap=0,
                 stop_at=None,  # the sweep fixes the budget; section E measures stopping
             )
-            res = run(cfg.model_copy(update=extra))
+            res = run(cfg.model_copy(update=extra), overwrite=True)  # one dir per seed, all budgets
             m = res.metrics
             k = m["samples"] if m["mode"] == "sample" else 1
             rows.append(

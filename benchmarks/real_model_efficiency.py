@@ -32,13 +32,18 @@ of the pairs the reference asked and the run did not train on that the run order
 reference's majority (P = 1/2 left out). The ceiling's held-out agreement is 5-fold: the
 second paper run refitted on four fifths of its pairs, scored on the fifth. The real
 samples of (2), where there are enough, give the same scores against a real reference.
+Four more replayed paper runs (seeds 102-105) give the same scores averaged over every
+paper run as the reference in turn (one pair of runs is a noisy ceiling at N = 20).
 The script also reads what `sim/noisy` plants from the logprob table (position bias,
-per-prompt logit noise, softness of P(A); docs/models.md).
+per-prompt logit noise, softness of P(A); docs/models.md), and (`agent` phase) repeats the
+whole sweep on `sim/noisy` at those defaults, its own paper runs differing in `draw_seed`
+only, to show how close the calibrated agent comes to the model.
 
 Resumable: run directories with a metrics.json are read, not rerun. Usage::
 
     nice -n 15 python benchmarks/real_model_efficiency.py --fill &   # real samples, hours
-    nice -n 15 python benchmarks/real_model_efficiency.py            # pool, sweep, tables
+    nice -n 15 python benchmarks/real_model_efficiency.py            # pool, sweep, agent, tables
+    python benchmarks/real_model_efficiency.py --phases analyze      # tables from the run dirs
 """
 
 # ruff: noqa: E402  (OpenBLAS is pinned before numpy is imported)
@@ -80,6 +85,8 @@ SAMPLED = "paper-seed0"
 TABLE = RESULTS / "logprob_table.csv"
 REPLAY = f"sim/replay?table={TABLE}"
 PAPER_RUNS = {"reference": 100, "ceiling": 101}  # replay seeds of the two paper runs
+# four more independent paper runs: the same scores averaged over every run as reference
+EXTRA_PAPER = [102, 103, 104, 105]
 K_PAPER = 10
 BUDGETS = [20, 25, 30, 40, 50, 60, 80, 100, 130, 173]
 SEEDS = [0, 1]
@@ -88,6 +95,17 @@ PROTOCOLS = {  # name -> (model, RunConfig settings, answer cache it starts from
     "logprob-nostop": (REAL, {"mode": "logprob", "stop_at": None}, POOL),
     "sample-K1": (REPLAY, {"mode": "sample", "samples": 1}, None),
     "sample-K3": (REPLAY, {"mode": "sample", "samples": 3}, None),
+}
+# The same sweep on sim/noisy at its defaults (calibrated on this model): its own paper
+# runs (draw_seed reseeds the samples alone) are its reference and ceiling.
+AGENT = "sim/noisy?seed=0"
+AGENT_PAPER = {"reference": f"{AGENT}&draw_seed=100", "ceiling": f"{AGENT}&draw_seed=101"}
+AGENT_PAPER.update({f"extra-{s}": f"{AGENT}&draw_seed={s}" for s in EXTRA_PAPER})
+AGENT_PROTOCOLS = {
+    "logprob": (AGENT, {"mode": "logprob"}, None),
+    "logprob-nostop": (AGENT, {"mode": "logprob", "stop_at": None}, None),
+    "sample-K1": (f"{AGENT}&draw_seed=200", {"mode": "sample", "samples": 1}, None),
+    "sample-K3": (f"{AGENT}&draw_seed=201", {"mode": "sample", "samples": 3}, None),
 }
 P_CLIP = 1e-4  # logits of P(A) are read inside [P_CLIP, 1 - P_CLIP]
 
@@ -232,15 +250,15 @@ def run_once(out: Path, model: str, settings: dict, cache_from: str | None = Non
     return m
 
 
-def sweep() -> None:
-    """The two replayed paper runs, then every protocol x budget x design seed."""
+def sweep(root: Path, paper: dict[str, str], protocols: dict) -> None:
+    """The two paper runs, then every protocol x budget x design seed, under `root`."""
     register_replay()
-    for name, seed in PAPER_RUNS.items():
-        run_once(RESULTS / f"paper-{name}", f"{REPLAY}&seed={seed}", {"protocol": "paper"})
-    for name, (model, settings, cache_from) in PROTOCOLS.items():
+    for name, model in paper.items():
+        run_once(root / f"paper-{name}", model, {"protocol": "paper"})
+    for name, (model, settings, cache_from) in protocols.items():
         for budget in BUDGETS:
             for seed in SEEDS:
-                out = RESULTS / "sweep" / f"{name}-b{budget}-s{seed}"
+                out = root / "sweep" / f"{name}-b{budget}-s{seed}"
                 run_once(out, model, {**settings, "budget": budget, "seed": seed}, cache_from)
 
 
@@ -428,12 +446,12 @@ def softness(target: float, prompt_noise: float, draws: int = 200_000) -> float:
     return (lo + hi) / 2
 
 
-def sweep_rows(ref_means: np.ndarray, major: dict) -> list[dict]:
+def sweep_rows(ref_means: np.ndarray, major: dict, root: Path = RESULTS) -> list[dict]:
     rows = []
     for name in PROTOCOLS:
         for budget in BUDGETS:
             for seed in SEEDS:
-                run = RESULTS / "sweep" / f"{name}-b{budget}-s{seed}"
+                run = root / "sweep" / f"{name}-b{budget}-s{seed}"
                 if (run / "metrics.json").exists():
                     score = score_run(run, ref_means, major)
                     rows.append({"protocol": name, "budget": budget, "seed": seed, **score})
@@ -462,7 +480,7 @@ def reach(summary: pd.DataFrame, ceil: dict, paper_queries: int) -> dict:
     return out
 
 
-def real_check(ref: dict, summary_runs: list[dict]) -> dict | None:
+def real_check(ref: dict) -> dict | None:
     """Scores against a reference fitted on the real K=10 samples (the pairs filled)."""
     if len(ref["pairs"]) < 2 * ref["n"]:
         return None
@@ -482,37 +500,73 @@ def real_check(ref: dict, summary_runs: list[dict]) -> dict | None:
     return {"pairs": len(ref["pairs"]), "rows": rows}
 
 
-def analyze() -> dict:
-    ref_run, ceil_run = RESULTS / "paper-reference", RESULTS / "paper-ceiling"
-    ref_means = read_means(ref_run)
-    t = read_pairs(ref_run)
-    major = majority(t[["a", "b"]].to_numpy(), t.p.to_numpy())
+def reference_of(run: Path) -> tuple[np.ndarray, dict]:
+    """A paper run's means and the majority of its pairs."""
+    t = read_pairs(run)
+    return read_means(run), majority(t[["a", "b"]].to_numpy(), t.p.to_numpy())
+
+
+def score_set(root: Path) -> dict:
+    """Ceiling, per-budget summary and reach for the runs under `root`.
+
+    The brief's figures use paper-reference as the reference and paper-ceiling as the
+    ceiling; `averaged` repeats them with every paper run as the reference in turn (the
+    ceiling then averages the other paper runs against it), which halves the noise of a
+    single pair of runs.
+    """
+    ref_run = root / "paper-reference"
+    ref_means, major = reference_of(ref_run)
     paper_queries = json.loads((ref_run / "metrics.json").read_text())["n_queries"]
-    ceil = ceiling(ceil_run, ref_means, major)
-    rows = sweep_rows(ref_means, major)
+    ceil = ceiling(root / "paper-ceiling", ref_means, major)
+    rows = sweep_rows(ref_means, major, root)
     summary = summarize(rows)
-    lp = cached_answers(POOL, "logprob")
-    mass = pd.read_csv(TABLE)["mass"].to_numpy()
-    sampled = cached_answers(SAMPLED, "sample")
-    real = real_check(sampled, rows)
+    papers = sorted(p for p in root.glob("paper-*") if (p / "metrics.json").exists())
+    all_rows, ceilings = [], []
+    for ref in papers:
+        means, maj = reference_of(ref)
+        ceilings += [ceiling(other, means, maj) for other in papers if other != ref]
+        all_rows += sweep_rows(means, maj, root)
+    avg_ceiling = {
+        k: float(np.mean([c[k] for c in ceilings])) for k in ("spearman", "heldout_agreement")
+    }
+    avg_summary = summarize(all_rows)
     return {
-        "model": MODEL,
-        "outcomes": lp["n"],
         "paper_queries": paper_queries,
         "ceiling": ceil,
         "reach": reach(summary, ceil, paper_queries),
         "summary": summary.to_dict("records"),
         "runs": rows,
-        "logprob_vs_sample": logprob_vs_sample(lp, sampled) if len(sampled["pairs"]) else None,
-        "noise_model": noise_model(lp, mass),
-        "real_reference": real,
-        "load_average": load_average(),
+        "averaged": {
+            "paper_runs": len(papers),
+            "ceiling": avg_ceiling,
+            "ceiling_sd": {k: float(np.std([c[k] for c in ceilings], ddof=1)) for k in avg_ceiling},
+            "reach": reach(avg_summary, avg_ceiling, paper_queries),
+            "summary": avg_summary.to_dict("records"),
+        },
     }
 
 
-def print_tables(result: dict) -> None:
-    c = result["ceiling"]
-    print(f"paper protocol (replayed) at N={result['outcomes']}: {result['paper_queries']} queries")
+def analyze(agent: bool) -> dict:
+    lp = cached_answers(POOL, "logprob")
+    mass = pd.read_csv(TABLE)["mass"].to_numpy()
+    sampled = cached_answers(SAMPLED, "sample")
+    result = {
+        "model": MODEL,
+        "outcomes": lp["n"],
+        **score_set(RESULTS),
+        "logprob_vs_sample": logprob_vs_sample(lp, sampled) if len(sampled["pairs"]) else None,
+        "noise_model": noise_model(lp, mass),
+        "real_reference": real_check(sampled),
+        "load_average": load_average(),
+    }
+    if agent and (RESULTS / "agent" / "paper-ceiling" / "metrics.json").exists():
+        result["agent"] = {"model": AGENT, **score_set(RESULTS / "agent")}
+    return result
+
+
+def print_set(title: str, scored: dict) -> None:
+    c = scored["ceiling"]
+    print(f"\n{title}: paper protocol {scored['paper_queries']} queries")
     print(
         f"noise ceiling ({c['pairs']} pairs, {c['queries']} queries): Spearman "
         f"{c['spearman']:.3f}, held-out agreement {c['heldout_agreement']:.3f} (5-fold; "
@@ -520,25 +574,41 @@ def print_tables(result: dict) -> None:
     )
     print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
     print("|---|---:|---:|---:|---:|---:|")
-    for r in result["summary"]:
+    for r in scored["summary"]:
         print(
             f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
             f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
         )
-    keys = ("reach", "logprob_vs_sample", "noise_model")
-    print(json.dumps({k: result[k] for k in keys}, indent=1))
+    print(json.dumps(scored["reach"], indent=1))
+    avg = scored["averaged"]
+    print(f"averaged over {avg['paper_runs']} paper runs as reference: ceiling {avg['ceiling']}")
+    for r in avg["summary"]:
+        print(
+            f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
+            f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
+        )
+    print(json.dumps(avg["reach"], indent=1))
+
+
+def print_tables(result: dict) -> None:
+    print_set(f"{MODEL}, N={result['outcomes']} (paper runs replayed)", result)
+    print(json.dumps({k: result[k] for k in ("logprob_vs_sample", "noise_model")}, indent=1))
     real = result["real_reference"]
     if real:
-        print(f"against the real K=10 samples ({real['pairs']} pairs):")
+        print(f"\nagainst the real K=10 samples ({real['pairs']} pairs):")
         table = pd.DataFrame(real["rows"])
         cols = ["queries", "spearman", "heldout_agreement"]
         print(table.groupby(["protocol", "budget"], dropna=False)[cols].mean().to_string())
+    if "agent" in result:
+        print_set(f"{AGENT} (the calibrated agent), N={result['outcomes']}", result["agent"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fill", action="store_true", help="only ask real sample-mode answers")
-    ap.add_argument("--phases", default="pool,sweep,analyze", help="of pool, sweep, analyze")
+    ap.add_argument(
+        "--phases", default="pool,sweep,agent,analyze", help="of pool, sweep, agent, analyze"
+    )
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -550,9 +620,13 @@ def main() -> None:
     if "pool" in phases:
         pool()
     if "sweep" in phases:
-        sweep()
+        paper = {name: f"{REPLAY}&seed={seed}" for name, seed in PAPER_RUNS.items()}
+        paper.update({f"extra-{s}": f"{REPLAY}&seed={s}" for s in EXTRA_PAPER})
+        sweep(RESULTS, paper, PROTOCOLS)
+    if "agent" in phases:
+        sweep(RESULTS / "agent", AGENT_PAPER, AGENT_PROTOCOLS)
     if "analyze" in phases:
-        result = analyze()
+        result = analyze("agent" in phases or (RESULTS / "agent").exists())
         result["wall_s"] = time.perf_counter() - t0
         (RESULTS.parent / "real_model_efficiency.json").write_text(json.dumps(result, indent=1))
         print_tables(result)

@@ -151,3 +151,17 @@ def test_a_run_on_the_noisy_agent_recovers_its_utilities_less_well(tmp_path):
     noisy = spearman("sim/noisy?prompt_noise=3&first_bias=0")
     assert clean > 0.95
     assert noisy < clean - 0.02  # measured: 0.953 against 0.998
+
+
+def test_draw_seed_reseeds_the_samples_alone():
+    one, two = (get_backend(f"sim/noisy?draw_seed={d}", seed=3) for d in (100, 101))
+    queries = both_orders(TEXTS[:10])
+    assert np.array_equal(logprob_p(one, queries), logprob_p(two, queries))
+    assert one.truth(TEXTS).equals(two.truth(TEXTS))
+    samples = both_orders(TEXTS[:10], "sample")
+    texts_one = [a.text for a in one.answer(samples)]
+    assert texts_one != [a.text for a in two.answer(samples)]
+    assert texts_one == [
+        a.text for a in get_backend("sim/noisy?draw_seed=100", seed=3).answer(samples)
+    ]
+    assert one.name != two.name

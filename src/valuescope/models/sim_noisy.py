@@ -12,7 +12,9 @@ and `e` a noise fixed per prompt: both orders of a pair get their own draw, and 
 samples of one prompt share it, so only new prompts average it out. Logprob mode returns
 P(A) = expit(z); sample mode answers A with probability expit(z / T) at temperature T
 (T = 0: the likelier label), which is how temperature acts on two competing tokens.
-The defaults are the values measured on the embedded default model.
+The defaults are the values measured on the embedded default model. `draw_seed` reseeds
+the sampled answers (and refusals) alone: two runs of one agent that differ only in it
+are independent reruns of the same model.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from scipy.special import expit, logit, ndtr
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import ValuescopeError
 from valuescope.models.base import Answer, Query
-from valuescope.models.params import Number
+from valuescope.models.params import MaybeWhole, Number
 from valuescope.models.sim import REFUSAL_TEXT, ThurstoneAgent, ThurstoneParams
 
 # Measured on embedded/qwen2.5-coder-1.5b, 20 outcomes of `demo`, both orders of all 190
-# pairs in logprob mode (docs/benchmarks.md#query-efficiency-on-a-real-model).
-MEASURED_SCALE = 1.0
-MEASURED_FIRST_BIAS = 0.0
-MEASURED_PROMPT_NOISE = 1.0
+# pairs in logprob mode (docs/benchmarks.md#query-efficiency-on-a-real-model): its P(first)
+# lies between 0.20 and 0.60, leaning to the second option, with a small signal.
+MEASURED_SCALE = 0.086
+MEASURED_FIRST_BIAS = -0.25
+MEASURED_PROMPT_NOISE = 0.155
 P_CLIP = 1e-6  # keeps logit(P) finite where the Thurstonian probability is 0 or 1
 
 
@@ -48,6 +51,9 @@ class NoisyParams(ThurstoneParams):
     prompt_noise: Number = Field(
         MEASURED_PROMPT_NOISE, ge=0, le=100, description="logit noise sd, fixed per prompt"
     )
+    draw_seed: MaybeWhole = Field(
+        None, ge=0, le=2**63, description="seed of the sampled answers only (default: seed)"
+    )
 
 
 class NoisyAgent(ThurstoneAgent):
@@ -60,6 +66,8 @@ class NoisyAgent(ThurstoneAgent):
         self.scale = self.settings.scale
         self.first_bias = self.settings.first_bias
         self.prompt_noise = self.settings.prompt_noise
+        draw = self.settings.draw_seed
+        self.draw_seed = self.seed if draw is None else draw
         # the name carries the distortions even where they are the defaults, so that a
         # cache filled under other defaults is never read back as this agent's answers
         shown = {k: v for k, v in params.items() if k not in ("seed", *_DISTORTIONS)}
@@ -78,7 +86,7 @@ class NoisyAgent(ThurstoneAgent):
 
     def _answer_one(self, q: Query) -> Answer:
         rng = np.random.default_rng(
-            stable_seed(self.seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
+            stable_seed(self.draw_seed, q.messages, q.option_a, q.option_b, q.mode, q.sample_index)
         )
         refused = rng.random() < self.refusal_rate
         z = self.answer_logit(q)
