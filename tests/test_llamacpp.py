@@ -125,14 +125,17 @@ def test_name_tracks_file_and_prefill(gguf, backend):
 
 def test_embedded_run_writes_a_run_directory(cli, tmp_path):
     out = tmp_path / "run"
+    outcomes = tmp_path / "outcomes.txt"  # 8 demo outcomes: every question is real inference
+    outcomes.write_text("\n".join(load_outcomes("demo").texts[:8]) + "\n")
     cli(
-        "run", f"embedded/{TEST_MODEL}", "--outcomes", "demo", "--budget", "40",
+        "run", f"embedded/{TEST_MODEL}", "--outcomes", str(outcomes), "--budget", "16",
         "--out", str(out), "--quiet", check=True,
     )  # fmt: skip
     for name in ("utilities.csv", "metrics.json", "responses.sqlite", "report.html"):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["mode"] == "logprob" and metrics["n_pairs"] == 40
+    assert metrics["mode"] == "logprob" and metrics["n_pairs"] == 16
+    assert metrics["n_outcomes"] == 8
     assert metrics["backend"].startswith(f"embedded/{TEST_MODEL}?prefill=")
 
 

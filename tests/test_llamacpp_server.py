@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from valuescope.models.embedded import model_path
+from valuescope.outcomes import load_outcomes
 
 TEST_MODEL = "smollm2-135m"
 
@@ -68,10 +69,15 @@ def llama_server(tmp_path_factory):
     log.close()
 
 
+N_OUTCOMES, BUDGET = 8, 16  # every question is real inference: a small set keeps it short
+
+
 def _run(cli, base: str, out, *extra: str):
+    outcomes = out.parent / "outcomes.txt"  # the first 8 outcomes of the demo set
+    outcomes.write_text("\n".join(load_outcomes("demo").texts[:N_OUTCOMES]) + "\n")
     return cli(
-        "run", "openai/smollm2", "--base-url", base, "--outcomes", "demo",
-        "--budget", "40", "--bootstrap", "0", "--concurrency", "2",
+        "run", "openai/smollm2", "--base-url", base, "--outcomes", str(outcomes),
+        "--budget", str(BUDGET), "--bootstrap", "0", "--concurrency", "2",
         "--out", str(out), "-q", *extra,
         check=True,
     )  # fmt: skip
@@ -83,7 +89,7 @@ def test_full_run_through_the_openai_backend(cli, llama_server, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     utilities = pd.read_csv(out / "utilities.csv")
     assert metrics["mode"] == "logprob"
-    assert len(utilities) == 36 and utilities["mean"].notna().all()
+    assert len(utilities) == N_OUTCOMES and utilities["mean"].notna().all()
     assert metrics["n_queries_new"] == metrics["n_queries"] > 0
     assert metrics["tokens_in"] > 0
     assert (out / "report.html").exists()
@@ -102,5 +108,5 @@ def test_sample_mode_through_the_openai_backend(cli, llama_server, tmp_path):
     _run(cli, llama_server, out, "--mode", "sample", "--samples", "1", "--stop-at", "1")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "sample"
-    assert metrics["n_queries"] == 2 * (40 + metrics["n_heldout_pairs"])
+    assert metrics["n_queries"] == 2 * (BUDGET + metrics["n_heldout_pairs"])
     assert metrics["tokens_out"] > 0
