@@ -312,6 +312,8 @@ def _boot_lines(
 ) -> tuple[tuple[float, float, float], np.ndarray, np.ndarray]:
     """The line fit of y on x and its parametric-bootstrap slopes and intercepts."""
     a, b, s2 = fit_line(x, y)
+    # parametric: utilities redrawn from their own errors around the line (a grid of a
+    # few quantities has too few points to resample), so not scipy.stats.bootstrap
     scale = np.sqrt(se**2 + s2)
     draws = (a * x + b) + rng.normal(size=(n_boot, len(x))) * scale
     coef = np.polyfit(x, draws.T, 1)

@@ -251,6 +251,8 @@ def _delay_draws(log_m: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> 
     resid = p - fit
     if np.all(np.abs(resid) < 1e-12):  # noise-free: every replicate is the same curve
         return np.full(N_BOOT, crossing(log_m, p))
+    # a residual bootstrap around a fitted curve, read again per draw: not a resampling
+    # of observations, so scipy.stats.bootstrap does not apply
     draws = np.empty(N_BOOT)
     for b in range(N_BOOT):
         p_star = np.clip(fit + rng.choice(resid, size=len(resid)), 0.0, 1.0)
