@@ -1,11 +1,15 @@
-"""Queries per second of the llama.cpp backend: prefix reuse vs evaluating every prompt.
+"""Queries per second of the llama.cpp backend: naive loop, prefix reuse, batched prompts.
 
-Both passes use the same loaded model and the same logprob queries (random `demo` pairs,
+All passes use the same loaded model and the same logprob queries (random `demo` pairs,
 both orders). The naive loop resets the context before each query, evaluates the whole
-prompt in one batch and reads the last logits; the backend (sent batches as the pipeline
-sends them) keeps the KV cache and evaluates only the aligned chunks after the longest
-common prefix with the previous prompt, taking each batch in token order. Prints a table
-and one JSON line.
+prompt in one batch and reads the last logits. `prefix reuse` is the backend with
+`batch=1`: it keeps the KV cache and evaluates only the aligned chunks after the longest
+common prefix with the previous prompt, taking each call's prompts in token order.
+`batched` is the backend's default: `--seqs` prompts per llama.cpp call, one sequence
+each, sharing the cached prefix and their common chunks. The three alternate `--repeat`
+times (the machine's load moves single runs); prints a table per round, the load average,
+the ratios of the summed times and one JSON line, with the largest difference in P(A)
+between the batched and the one-at-a-time backend (they should agree to 1e-4).
 
     python benchmarks/local_throughput.py --model embedded/smollm2-135m --pairs 128
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -57,13 +62,20 @@ def timed(fn, *args) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def with_reuse(backend, queries: list[Query], batch_size: int) -> list[float]:
-    """P(A) per query from the backend, in batches as the pipeline sends them."""
+def with_backend(backend, queries: list[Query], batch_size: int, seqs: int) -> list[float]:
+    """P(A) per query from the backend (`seqs` prompts per llama.cpp call), in batches as
+    the pipeline sends them."""
     backend.clear()
+    backend.batch = seqs
     answers = []
     for start in range(0, len(queries), batch_size):
         answers += backend.answer(queries[start : start + batch_size])
     return [a.p_a for a in answers]
+
+
+def load() -> float:
+    """The 1-minute load average."""
+    return round(os.getloadavg()[0], 2)
 
 
 def main() -> None:
@@ -73,30 +85,54 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="queries per answer() call")
     parser.add_argument("--template", default="default", help="a prompt template name")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seqs", type=int, default=None, help="prompts per llama.cpp call")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the three passes")
     args = parser.parse_args()
     queries = demo_queries(args.pairs, args.seed, args.template)
     backend = get_backend(args.model)
+    seqs = args.seqs or backend.batch
     prompt_tokens = sum(len(backend.render(q.messages)) for q in queries)
     backend.answer(queries[:2])  # warm-up
-    t_naive, p_naive = timed(naive_loop, backend, queries)
-    before = backend.tokens_evaluated
-    t_reuse, p_reuse = timed(with_reuse, backend, queries, args.batch_size)
-    evaluated = backend.tokens_evaluated - before
     n = len(queries)
-    print(f"{backend.name}, {n} queries, threads={backend.threads}")
-    print(f"{'method':<14}{'seconds':>10}{'queries/s':>12}{'tokens evaluated':>18}")
-    print(f"{'naive':<14}{t_naive:>10.1f}{n / t_naive:>12.2f}{prompt_tokens:>18}")
-    print(f"{'prefix reuse':<14}{t_reuse:>10.1f}{n / t_reuse:>12.2f}{evaluated:>18}")
+    loads = [load()]
+    total = {"naive": 0.0, "prefix reuse": 0.0, "batched": 0.0}
+    tokens = {"naive": prompt_tokens}
+    diffs, diffs_naive = [], []
+    print(f"{backend.name}, {n} queries, threads={backend.threads}, batched: {seqs} per call")
+    for round_ in range(args.repeat):
+        times = {}
+        times["naive"], p_naive = timed(naive_loop, backend, queries)
+        for method, k in (("prefix reuse", 1), ("batched", seqs)):
+            before = backend.tokens_evaluated
+            times[method], p = timed(with_backend, backend, queries, args.batch_size, k)
+            tokens[method] = backend.tokens_evaluated - before
+            if method == "prefix reuse":
+                p_single = p
+            else:
+                diffs.append(float(np.max(np.abs(np.subtract(p, p_single)))))
+                diffs_naive.append(float(np.max(np.abs(np.subtract(p, p_naive)))))
+        loads.append(load())
+        print(f"round {round_ + 1}, load average {loads[-2]} -> {loads[-1]}")
+        print(f"{'method':<14}{'seconds':>10}{'queries/s':>12}{'tokens evaluated':>18}")
+        for method, t in times.items():
+            total[method] += t
+            print(f"{method:<14}{t:>10.1f}{n / t:>12.2f}{tokens[method]:>18}")
+    ratio = {m: round(total["naive"] / t, 2) for m, t in total.items()}
+    print(f"time ratios to naive over {args.repeat} round(s): {ratio}")
     summary = {
         "model": args.model,
         "template": args.template,
         "threads": backend.threads,
+        "seqs": seqs,
         "queries": n,
-        "naive_qps": round(n / t_naive, 3),
-        "reuse_qps": round(n / t_reuse, 3),
-        "ratio": round(t_naive / t_reuse, 2),
-        "token_ratio": round(prompt_tokens / evaluated, 2),
-        "max_abs_diff_p_a": float(np.max(np.abs(np.subtract(p_naive, p_reuse)))),
+        "repeat": args.repeat,
+        "load_averages": loads,
+        "qps": {m: round(n * args.repeat / t, 3) for m, t in total.items()},
+        "ratio_to_naive": ratio,
+        "batched_over_reuse": round(total["prefix reuse"] / total["batched"], 2),
+        "tokens_evaluated": tokens,
+        "max_abs_diff_p_a_batched_vs_single": max(diffs),
+        "max_abs_diff_p_a_batched_vs_naive": max(diffs_naive),
     }
     print(json.dumps(summary))
 

@@ -1,4 +1,4 @@
-"""GGUF models through llama.cpp (`llamacpp/<file.gguf>?n_ctx=..&threads=..&prefill=..`).
+"""GGUF models through llama.cpp (`llamacpp/<file.gguf>?n_ctx=..&threads=..&batch=..`).
 
 Prompts are rendered with the GGUF's own chat template. In logprob mode the backend
 evaluates the prompt (plus an optional prefilled start of the assistant turn) and reads
@@ -11,6 +11,14 @@ Tokens are evaluated in chunks aligned to multiples of `EVAL_CHUNK` positions. l
 CPU kernels give slightly different results for different batch splits (up to 0.3 in a
 logit for Qwen2.5 Q4_K_M), so a fixed split makes every answer a function of its prompt
 alone, whatever was in the cache before.
+
+Logprob prompts are evaluated several at a time (`batch`, default `DEFAULT_BATCH`): one
+llama.cpp sequence per prompt in one `llama_decode` call, the chunks that sorted
+neighbours share computed once for all of them (`batched.plan`). Attention sums its
+cells in blocks of 16 in cell order, so a sequence's answer matches its single-prompt
+evaluation only when each of its tokens sits in a cell whose index is its position
+modulo 16; the plan pads each prompt's last, partial chunk with filler tokens of a
+sequence nobody reads, so that every chunk starts a block of 16 cells.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pydantic import Field
 
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
+from valuescope.models import batched
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
 
@@ -32,7 +41,9 @@ LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
 # Starts the assistant turn so that the next token is the letter (measured in docs/embedded.md).
 DEFAULT_PREFILL = "I would prefer Option"
-EVAL_CHUNK = 16
+EVAL_CHUNK = batched.CHUNK
+DEFAULT_BATCH = 32  # prompts per llama.cpp call (measured in docs/embedded.md)
+MAX_BATCH_TOKENS = 1024  # tokens per llama.cpp call (one micro-batch, see _context)
 
 
 def import_llama_cpp():
@@ -91,6 +102,9 @@ class LlamaCppBackend:
     reuse : bool, default=True
         Keep the shared prompt prefix in the KV cache between queries (False evaluates
         every prompt from scratch, for benchmarks).
+    batch : int, default=DEFAULT_BATCH
+        Logprob prompts evaluated together in one llama.cpp call (1: one at a time; the
+        answers are the same either way). Needs `reuse`.
     label : str or None, default=None
         Model part of `name` (default: `llamacpp/<file name>`).
     """
@@ -106,6 +120,7 @@ class LlamaCppBackend:
         threads: int | None = None,
         seed: int = 0,
         reuse: bool = True,
+        batch: int = DEFAULT_BATCH,
         label: str | None = None,
     ) -> None:
         llama_cpp = import_llama_cpp()
@@ -113,6 +128,7 @@ class LlamaCppBackend:
         if not path.is_file():
             raise ValuescopeError(f"llamacpp: no GGUF file at {path}")
         self.path, self.prefill, self.seed, self.reuse = path, prefill, seed, reuse
+        self.batch = max(1, batch) if reuse else 1
         self.threads = threads or default_threads()
         self.tokens_evaluated = 0  # prompt tokens actually run through the model
         self._prompt_in_cache = 0  # leading cache tokens evaluated in aligned chunks
@@ -128,6 +144,7 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise ValuescopeError(f"llamacpp: cannot load {path}: {exc}") from None
         self._lib = llama_cpp
+        self._multi_sequence_context(llama_cpp, n_ctx)
         self._format = self._chat_formatter(llama_cpp)
         self.n_vocab = self.llm.n_vocab()
         self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
@@ -135,6 +152,34 @@ class LlamaCppBackend:
         label = label or f"llamacpp/{path.name}"
         extra = f"&seed={seed}" if seed else ""
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
+
+    def _multi_sequence_context(self, llama_cpp, n_ctx: int) -> None:
+        """Swap the context for one with `batch` + 1 sequences sharing one KV cache.
+
+        One micro-batch per call, so that the rows are grouped as the plan padded them.
+        """
+        from llama_cpp import _internals
+
+        params = self.llm.context_params
+        params.n_seq_max = self.batch + 1  # the last one holds the filler tokens
+        params.kv_unified = True  # a shared prefix is one set of cells, not copies
+        self.max_batch_tokens = min(n_ctx, MAX_BATCH_TOKENS)
+        params.n_batch = params.n_ubatch = self.max_batch_tokens
+        try:
+            ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
+        except ValueError as exc:
+            msg = f"llamacpp: cannot make a {self.batch}-sequence context: {exc}"
+            raise ValuescopeError(msg) from None
+        self.llm._ctx.close()
+        self.llm._ctx = ctx
+        self._batch = llama_cpp.llama_batch_init(self.max_batch_tokens, 0, self.batch + 1)
+        self._memory = llama_cpp.llama_get_memory(ctx.ctx)
+
+    def __del__(self) -> None:
+        batch = getattr(self, "_batch", None)
+        if batch is not None:
+            self._lib.llama_batch_free(batch)
+            self._batch = None
 
     def _chat_formatter(self, llama_cpp):
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -192,28 +237,34 @@ class LlamaCppBackend:
 
     def evaluate(self, tokens: Sequence[int]) -> int:
         """Put `tokens` in the context, evaluating only what differs; returns tokens evaluated."""
+        self._check_fits(tokens)
+        # evaluate at least one token, to get logits
+        return self._fill(tokens, len(tokens) - 1 if self.reuse else 0)
+
+    def _fill(self, tokens: Sequence[int], most: int) -> int:
+        """Make the cache hold `tokens`, keeping at most `most` cached ones; tokens evaluated."""
         llm = self.llm
-        if len(tokens) >= llm.n_ctx():
-            raise ValuescopeError(
-                f"llamacpp: a prompt of {len(tokens)} tokens does not fit n_ctx={llm.n_ctx()}; "
-                "raise it with ?n_ctx="
-            )
-        keep = 0
-        if self.reuse:
-            cached = llm.input_ids[: min(self._prompt_in_cache, llm.n_tokens)]
-            same = common_prefix(np.asarray(tokens), cached)
-            # keep whole chunks only, and evaluate at least one token to get logits
-            keep = min(same, len(tokens) - 1) // EVAL_CHUNK * EVAL_CHUNK
-            if keep and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):  # e.g. recurrent models
-                keep = 0
+        cached = llm.input_ids[: min(self._prompt_in_cache, llm.n_tokens)]
+        same = common_prefix(np.asarray(tokens), cached)
+        keep = min(same, most) // EVAL_CHUNK * EVAL_CHUNK  # whole chunks only
+        if keep and not llm._ctx.kv_cache_seq_rm(0, keep, -1):  # e.g. recurrent models
+            keep = 0
         if keep == 0:
             llm.reset()
+            llm._ctx.kv_cache_seq_rm(0, 0, -1)
         llm.n_tokens = keep
         for start in range(keep, len(tokens), EVAL_CHUNK):
             llm.eval(list(tokens[start : start + EVAL_CHUNK]))
         self._prompt_in_cache = len(tokens)
         self.tokens_evaluated += len(tokens) - keep
         return len(tokens) - keep
+
+    def _check_fits(self, tokens: Sequence[int]) -> None:
+        if len(tokens) >= self.llm.n_ctx():
+            raise ValuescopeError(
+                f"llamacpp: a prompt of {len(tokens)} tokens does not fit "
+                f"n_ctx={self.llm.n_ctx()}; raise it with ?n_ctx="
+            )
 
     def clear(self) -> None:
         """Forget the cached context (the next prompt is evaluated from its first token)."""
@@ -229,18 +280,89 @@ class LlamaCppBackend:
         prompts = [self.render(q.messages) for q in queries]
         order = sorted(range(len(queries)), key=prompts.__getitem__) if self.reuse else None
         answers: list[Answer | None] = [None] * len(queries)
+        group: list[int] = []
         for i in order or range(len(queries)):
-            q, tokens = queries[i], prompts[i]
-            answers[i] = self._sample(q, tokens) if q.mode == "sample" else self._logprob(q, tokens)
+            if queries[i].mode == "sample":
+                answers[i] = self._sample(queries[i], prompts[i])
+                continue
+            group.append(i)
+            if len(group) == self.batch:
+                self._logprob_group(queries, prompts, group, answers)
+                group = []
+        if group:
+            self._logprob_group(queries, prompts, group, answers)
         return answers  # type: ignore[return-value]
 
-    def _logprob(self, q: Query, tokens: list[int]) -> Answer:
+    def _logprob_group(
+        self,
+        queries: Sequence[Query],
+        prompts: list[list[int]],
+        group: list[int],
+        answers: list[Answer | None],
+    ) -> None:
+        """Logprob answers for `group` (indices, sorted prompts) from one llama.cpp call.
+
+        A group too big for one call is halved. With `reuse` off the prompts start from
+        an empty cache.
+        """
+        toks = [prompts[i] for i in group]
+        for i in group:
+            self._check_fits(prompts[i])
+        prefix = batched.common_cached(toks) if self.reuse else 0
+        plan = batched.plan(toks, prefix, filler_token=toks[0][0])
+        too_big = len(plan.tokens) > self.max_batch_tokens
+        if len(group) > 1 and (too_big or prefix + len(plan.tokens) >= self.llm.n_ctx()):
+            half = len(group) // 2
+            self._logprob_group(queries, prompts, group[:half], answers)
+            self._logprob_group(queries, prompts, group[half:], answers)
+            return
+        logits = self._decode_plan(toks[0][:prefix], plan, len(group))
+        for i, row in zip(group, logits):
+            answers[i] = self._logprob_answer(queries[i], row, len(prompts[i]))
+
+    def _decode_plan(self, prefix: list[int], plan: batched.Plan, n: int) -> list[np.ndarray]:
+        """Run `plan` for `n` sequences after `prefix` (cached as sequence 0); logits rows."""
+        lib, mem, batch = self._lib, self._memory, self._batch
+        self._fill(prefix, len(prefix))
+        for seq in range(1, n):
+            lib.llama_memory_seq_cp(mem, 0, seq, -1, -1)
+        batch.n_tokens = len(plan.tokens)
+        for j, (tok, pos, seqs) in enumerate(zip(plan.tokens, plan.positions, plan.seqs)):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = (
+                tok,
+                pos,
+                len(seqs),
+                0,
+            )
+            for k, seq in enumerate(seqs):
+                batch.seq_id[j][k] = seq
+        for j in plan.outputs:
+            batch.logits[j] = 1
+        try:
+            status = lib.llama_decode(self.llm.ctx, batch)
+            if status != 0:
+                raise ValuescopeError(f"llamacpp: llama_decode failed ({status}) on a batch")
+            rows = [
+                np.ctypeslib.as_array(
+                    lib.llama_get_logits_ith(self.llm.ctx, j), shape=(self.n_vocab,)
+                ).copy()
+                for j in plan.last
+            ]
+        finally:
+            # back to the prefix alone, as sequence 0, as if it had been evaluated alone
+            lib.llama_memory_seq_rm(mem, -1, len(prefix), -1)
+            lib.llama_memory_seq_keep(mem, 0)
+            self.llm.n_tokens = len(prefix)
+            self._prompt_in_cache = len(prefix)
+        self.tokens_evaluated += len(plan.tokens)
+        return rows
+
+    def _logprob_answer(self, q: Query, logits: np.ndarray, n_tokens: int) -> Answer:
         ids_a, ids_b = self.label_token_ids(q.labels)
-        self.evaluate(tokens)
-        p = softmax(self.next_token_logits())
+        p = softmax(logits)
         p_a, p_b = float(p[ids_a].sum()), float(p[ids_b].sum())
         mass = p_a + p_b
-        return Answer(p_a=p_a / mass if mass > 0 else 0.5, mass=mass, tokens_in=len(tokens))
+        return Answer(p_a=p_a / mass if mass > 0 else 0.5, mass=mass, tokens_in=n_tokens)
 
     def _sample(self, q: Query, tokens: list[int]) -> Answer:
         rng = np.random.default_rng(
@@ -294,6 +416,9 @@ class LlamaCppParams(ModelParams):
     n_ctx: Whole = Field(2048, ge=64, description="context window, tokens")
     threads: MaybeWhole = Field(None, ge=1)
     reuse: Flag = Field(True, description="reuse the shared prompt prefix's KV cache")
+    batch: Whole = Field(
+        DEFAULT_BATCH, ge=1, le=255, description="logprob prompts per llama.cpp call (1: off)"
+    )
 
 
 def backend_kwargs(params: dict[str, str], provider: str = "llamacpp") -> dict:

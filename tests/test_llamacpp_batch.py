@@ -1,0 +1,143 @@
+"""Several logprob prompts in one llama.cpp call give the answers of one prompt at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from valuescope.errors import UnknownModelError
+from valuescope.models import batched
+from valuescope.models.base import Query
+from valuescope.models.llamacpp import backend_kwargs
+
+
+def test_plan_puts_every_token_at_its_position_modulo_the_chunk():
+    rng = np.random.default_rng(0)
+    head = list(rng.integers(5, 50, 37))
+    prompts = sorted(
+        head + list(rng.integers(5, 9, int(n)))  # few token ids: neighbours share chunks
+        for n in (3, 16, 17, 30, 30, 45, 2, 64)
+    )
+    prompts.append(list(prompts[-1]))  # a duplicate
+    prefix = batched.common_cached(prompts)
+    assert prefix == 32
+    plan = batched.plan(prompts, prefix, filler_token=0)
+    n = len(prompts)
+    seen: dict[int, list[tuple[int, int]]] = {b: [] for b in range(n)}
+    for j, (tok, pos, seqs) in enumerate(zip(plan.tokens, plan.positions, plan.seqs)):
+        if seqs == (n,):
+            continue  # filler
+        assert (prefix + j) % batched.CHUNK == pos % batched.CHUNK
+        for b in seqs:
+            seen[b].append((pos, tok))
+    for b, prompt in enumerate(prompts):  # each sequence gets exactly its own suffix, in order
+        assert seen[b] == list(enumerate(prompt))[prefix:]
+        assert plan.tokens[plan.last[b]] == prompt[-1]
+        assert plan.positions[plan.last[b]] == len(prompt) - 1
+    assert len(plan.tokens) % batched.ROWS == 0 and len(plan.outputs) % batched.ROWS == 0
+    assert set(plan.last) <= set(plan.outputs)
+    real = len(plan.tokens) - plan.filler
+    assert real < sum(len(p) - prefix for p in prompts)  # shared chunks are sent once
+
+
+def test_plan_refuses_a_prefix_that_is_not_shorter_than_every_prompt():
+    with pytest.raises(ValueError, match="chunk-aligned"):
+        batched.plan([[1] * 20, [1] * 16], 16, filler_token=0)
+    with pytest.raises(ValueError, match="chunk-aligned"):
+        batched.plan([[1] * 20], 5, filler_token=0)
+
+
+def test_batch_parameter_is_checked():
+    assert backend_kwargs({"batch": "4"})["batch"] == 4
+    assert backend_kwargs({})["batch"] > 1  # batching is the default
+    with pytest.raises(UnknownModelError, match="parameter batch: expected a number at least 1"):
+        backend_kwargs({"batch": "0"}, provider="embedded/smollm2-135m")
+
+
+# the rest runs the small embedded model
+llama_cpp = pytest.importorskip(
+    "llama_cpp",
+    reason="llama-cpp-python is not installed (bash scripts/install-models.sh)",
+    exc_type=ModuleNotFoundError,
+)
+
+from valuescope.elicit import ElicitSettings, get_template  # noqa: E402
+from valuescope.elicit.elicit import build_queries  # noqa: E402
+from valuescope.models.embedded import MODELS, available, model_path  # noqa: E402
+from valuescope.models.llamacpp import LlamaCppBackend  # noqa: E402
+from valuescope.outcomes import load_outcomes  # noqa: E402
+
+TEST_MODEL = "smollm2-135m"
+LONG = (
+    "A city of two million people switches its whole bus fleet to electric buses "
+    "over five years, paid for by a tax on parking, and air pollution falls by a third"
+)
+
+
+@pytest.fixture(scope="module")
+def gguf():
+    if TEST_MODEL not in available():
+        pytest.fail(f"the test model is not installed: {MODELS[TEST_MODEL].pip}")
+    return model_path(TEST_MODEL)
+
+
+@pytest.fixture(scope="module")
+def single(gguf) -> LlamaCppBackend:
+    return LlamaCppBackend(gguf, batch=1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def many(gguf) -> LlamaCppBackend:
+    return LlamaCppBackend(gguf, batch=8, threads=1)
+
+
+def queries(n_pairs: int) -> list[Query]:
+    """Logprob queries of different lengths: random demo pairs and a long outcome."""
+    texts = [*load_outcomes("demo").texts, LONG]
+    rng = np.random.default_rng(1)
+    pairs = [rng.choice(len(texts) - 1, 2, replace=False) for _ in range(n_pairs)]
+    pairs += [np.array([len(texts) - 1, 0]), np.array([3, len(texts) - 1])]
+    settings = ElicitSettings(mode="logprob")
+    out = build_queries(texts, np.array(pairs), get_template("default"), settings)
+    labels12 = build_queries(texts, np.array(pairs[:2]), get_template("labels-12"), settings)
+    return out + labels12
+
+
+def test_batched_answers_equal_one_prompt_at_a_time(single, many):
+    qs = queries(6)
+    lengths = {len(single.render(q.messages)) for q in qs}
+    assert len(lengths) >= 6 and max(lengths) - min(lengths) > 16
+    one = [single.answer([q])[0] for q in qs]  # each prompt alone
+    before = many.tokens_evaluated
+    together = many.answer(qs)
+    assert many.tokens_evaluated - before < sum(a.tokens_in for a in together)
+    np.testing.assert_allclose([a.p_a for a in together], [a.p_a for a in one], atol=1e-4, rtol=0)
+    np.testing.assert_allclose([a.mass for a in together], [a.mass for a in one], atol=1e-4)
+    assert [a.tokens_in for a in together] == [a.tokens_in for a in one]
+    # another grouping (reversed, after other prompts filled the cache) gives the same
+    again = many.answer(qs[::-1])[::-1]
+    np.testing.assert_allclose([a.p_a for a in again], [a.p_a for a in one], atol=1e-4, rtol=0)
+
+
+def test_groups_too_big_for_the_context_are_split(gguf, single):
+    qs = queries(4)
+    small = LlamaCppBackend(gguf, batch=16, threads=1, n_ctx=320)
+    got = small.answer(qs)
+    want = single.answer(qs)
+    np.testing.assert_allclose([a.p_a for a in got], [a.p_a for a in want], atol=1e-4, rtol=0)
+
+
+def test_sample_queries_in_a_batched_call_still_sample(many):
+    qs = queries(2)[:3]
+    sample = Query(
+        messages=qs[0].messages,
+        option_a=qs[0].option_a,
+        option_b=qs[0].option_b,
+        mode="sample",
+        max_tokens=4,
+        temperature=0.0,
+    )
+    answers = many.answer([qs[0], sample, qs[1], qs[2]])
+    assert answers[1].text is not None and answers[1].p_a is None
+    assert all(a.p_a is not None for a in (answers[0], answers[2], answers[3]))
+    assert "batch" not in many.name  # answers do not depend on it, so the cache key neither
