@@ -29,7 +29,9 @@ Budgets count unordered training pairs; queries count model calls for training p
 the same for every protocol; section A reports that total too. The smallest budget whose
 mean Spearman over seeds reaches 0.97 is reported, with a linear interpolation between
 grid points. OpenBLAS is pinned to one thread (it only changes the speed of the fits).
-Usage::
+`--agent sim/noisy` puts the real-model-like agent (position bias, per-prompt logit noise
+and softness measured on the embedded default model; docs/models.md) in place of
+`sim/thurstone` in every section. Usage::
 
     python benchmarks/query_efficiency.py           # 3 seeds (about 10 minutes on 2 cores)
     python benchmarks/query_efficiency.py --quick   # 2 seeds, coarser grids
