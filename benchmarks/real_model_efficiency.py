@@ -497,7 +497,36 @@ def real_check(ref: dict) -> dict | None:
         for name, run in paper.items()
     ]
     rows += sweep_rows(means, major)
-    return {"pairs": len(ref["pairs"]), "rows": rows}
+    return {"pairs": len(ref["pairs"]), "rows": rows, "replay_fidelity": replay_fidelity(ref)}
+
+
+def replay_fidelity(ref: dict, draws: int = 10) -> dict:
+    """Does replaying reproduce real sampling? Both fitted on the same pairs, K = 10.
+
+    Spearman between the fit of the real samples and fits of replayed samples of the same
+    pairs (`draws` replay seeds), against Spearman between two replayed fits: equal in
+    expectation if a real sample is a Bernoulli(P(A)) draw from the logprob P(A).
+    """
+    from valuescope.elicit import aggregate, build_queries, get_template
+    from valuescope.outcomes import load_outcomes
+
+    texts = load_outcomes(str(OUTCOMES)).texts
+    queries = build_queries(texts, ref["pairs"], get_template("default"), sample_settings())
+    real = fit_means(ref["pairs"], ref["p"], ref["n"])
+    fits = []
+    for seed in range(draws):
+        agent = ReplayAgent("replay", {"table": str(TABLE)}, seed=1000 + seed)
+        got = aggregate(ref["pairs"], agent.answer(queries), sample_settings())
+        fits.append(fit_means(ref["pairs"], got.p, ref["n"]))
+    real_vs = [float(spearmanr(real, f)[0]) for f in fits]
+    among = [float(spearmanr(a, b)[0]) for i, a in enumerate(fits) for b in fits[i + 1 :]]
+    return {
+        "pairs": len(ref["pairs"]),
+        "real_vs_replayed": float(np.mean(real_vs)),
+        "real_vs_replayed_sd": float(np.std(real_vs, ddof=1)),
+        "replayed_vs_replayed": float(np.mean(among)),
+        "replayed_vs_replayed_sd": float(np.std(among, ddof=1)),
+    }
 
 
 def reference_of(run: Path) -> tuple[np.ndarray, dict]:
@@ -599,6 +628,7 @@ def print_tables(result: dict) -> None:
         table = pd.DataFrame(real["rows"])
         cols = ["queries", "spearman", "heldout_agreement"]
         print(table.groupby(["protocol", "budget"], dropna=False)[cols].mean().to_string())
+        print(json.dumps(real["replay_fidelity"], indent=1))
     if "agent" in result:
         print_set(f"{AGENT} (the calibrated agent), N={result['outcomes']}", result["agent"])
 
