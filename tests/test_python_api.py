@@ -360,7 +360,7 @@ def test_experiment_settings_are_checked() -> None:
         valuescope.experiment("time-discounting", "sim/hyperbolic", samples=0)
     with pytest.raises(SettingError, match="did you mean delays.*parameters: base_amount"):
         valuescope.experiment("time-discounting", "sim/hyperbolic", delay="1,2")
-    with pytest.raises(ValuescopeError, match="base_amount=0: "):
+    with pytest.raises(ValuescopeError, match="base_amount='0': "):
         valuescope.experiment("time-discounting", "sim/hyperbolic", base_amount=0)
     with pytest.raises(ValuescopeError, match="unknown analysis 'nope'"):
         valuescope.experiment("nope", "sim/thurstone")
