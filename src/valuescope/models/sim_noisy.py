@@ -57,7 +57,7 @@ class NoisyParams(ThurstoneParams):
 
 
 class NoisyAgent(ThurstoneAgent):
-    """Thurstonian utilities answered through a soft, first-biased, per-prompt-noisy logit."""
+    """Thurstonian utilities through a soft, position-biased, noisy logit."""
 
     Params = NoisyParams
 
