@@ -76,9 +76,10 @@ for target in "${TARGETS[@]}"; do
     echo "pytest_add_cli_args_test_selection ="
     list "$TESTS"
     echo "pytest_add_cli_args ="
-    # a fixed hypothesis seed: every mutant meets the same examples as the clean run
+    # a fixed hypothesis seed: every mutant meets the same examples as the clean run;
+    # -n 0: one process (mutmut runs its own children; pyproject's addopts ask for xdist)
     printf '    %s\n' -p no:cacheprovider -m "not slow" -q -W ignore::DeprecationWarning \
-      --hypothesis-seed=0
+      --hypothesis-seed=0 -n 0
     echo "use_git_change_detection = false"
   } >"$work/setup.cfg"
   start=$(date +%s)
