@@ -203,3 +203,34 @@ def test_comparison_with_embedded_model(tmp_path: Path) -> None:
     assert comp.metrics.loc[2, "n_params_source"] == "model name"
     html = html_path.read_text(encoding="utf-8")
     assert "embedded/smollm2-135m" in html and html.count("<svg") == 3
+
+
+def test_size_trend_pairs_the_shared_heldout_pairs(three_runs: list[Path], tmp_path: Path):
+    from valuescope.report.size_trend import heldout_scores
+
+    sizes = {"same-a": 135e6, "other": 1.5e9, "same-b": 7e9}
+    comp, path = build_comparison(three_runs, tmp_path / "t", sizes=sizes, figure_files=False)
+    t = comp.trend
+    assert list(t["metric"].unique()) == ["heldout_accuracy", "heldout_log_loss", "completeness"]
+    same_a, _, other = comp.labels
+    m = {r.name: r.metrics for r in comp.runs}
+    # same seed and outcomes: every held-out pair is shared, so the paired difference is
+    # the difference of the runs' own metrics
+    step = t[(t.smaller == same_a) & (t.larger == other)].set_index("metric")
+    assert (step["n_heldout_shared"] == m["same-a"]["n_heldout_pairs"]).all()
+    for metric, row in step.iterrows():
+        assert row.difference == pytest.approx(m["other"][metric] - m["same-a"][metric])
+        assert row.ci_low <= row.difference <= row.ci_high
+    # another seed draws other held-out pairs: only the ones both drew are compared
+    later = t[t.smaller == other]
+    assert len(later) == 3 and (later["n_heldout_shared"] < m["other"]["n_heldout_pairs"]).all()
+    html = path.read_text(encoding="utf-8")
+    assert 'id="trend-table"' in html and "135M → 1.5B" in html
+    assert pd.read_csv(tmp_path / "t" / "tables" / "size_trend.csv").shape == (6, 11)
+    # a pair stored the other way round (b, a) scores the same
+    run = comp.runs[0]
+    swapped = run.pairs.assign(a=run.pairs.b, b=run.pairs.a, p=1 - run.pairs.p, q=1 - run.pairs.q)
+    flipped = heldout_scores(type(run)(run.name, run.utilities, swapped, None, run.metrics))
+    pd.testing.assert_frame_equal(flipped, heldout_scores(run))
+    # without sizes there is no trend
+    assert build_comparison(three_runs, tmp_path / "u", figure_files=False)[0].trend.empty

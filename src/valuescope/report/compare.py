@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from valuescope import stats
 from valuescope.atomic import atomic_write, write_text
 from valuescope.common.model_size import parameters_from_name
 from valuescope.errors import ValuescopeError
-from valuescope.report import compare_plots, plots
+from valuescope.report import compare_plots, plots, size_trend
 from valuescope.report.html import (
     RunData,
     _calibration,
@@ -71,6 +71,7 @@ class Comparison:
     spearman: pd.DataFrame  # label x label
     pairs: pd.DataFrame  # one row per pair of runs, with bootstrap intervals
     categories: pd.DataFrame  # long: run, category, mean utility, coherence
+    trend: pd.DataFrame = field(default_factory=pd.DataFrame)  # size steps: paired changes
 
 
 def load_runs(run_dirs: list[str | Path]) -> list[RunData]:
@@ -263,6 +264,8 @@ def metrics_table(
             row[f"{key}_ci_low"] = num(iv[0]) if ok else None
             row[f"{key}_ci_high"] = num(iv[1]) if ok else None
         row["random_heldout_accuracy"] = num(base.get("heldout_accuracy"))
+        for key in ("heldout_log_loss", "completeness", "cycle_log_prob"):
+            row[f"random_{key}"] = num(base.get(key))
         truth = m.get("truth") if isinstance(m.get("truth"), dict) else {}
         row["truth_spearman"] = num(truth.get("spearman"))
         rows.append(row)
@@ -310,8 +313,18 @@ def compare(
     cos, rho, pairs = similarity(utilities, labels, seed=seed)
     sized = run_sizes(runs, labels, sizes)
     metrics = metrics_table(runs, labels, dirs, sized, len(utilities))
+    trend = size_trend.size_trend(runs, labels, [s for s, _ in sized], seed=seed)
     return Comparison(
-        labels, runs, dirs, utilities, metrics, cos, rho, pairs, categories_table(runs, labels)
+        labels,
+        runs,
+        dirs,
+        utilities,
+        metrics,
+        cos,
+        rho,
+        pairs,
+        categories_table(runs, labels),
+        trend,
     )
 
 
@@ -324,6 +337,7 @@ def tables(comp: Comparison) -> dict[str, pd.DataFrame]:
         "spearman": comp.spearman.rename_axis("run").reset_index(),
         "run_pairs": comp.pairs,
         "categories": comp.categories,
+        "size_trend": comp.trend,
     }
 
 
@@ -430,8 +444,14 @@ def _metric_rows(comp: Comparison) -> list[dict[str, str]]:
                 ),
                 "random": fmt(r["random_heldout_accuracy"]),
                 "log_loss": fmt(r["heldout_log_loss"]),
+                "log_loss_ci": _ci(r, "heldout_log_loss"),
                 "completeness": fmt(r["completeness"]),
+                "completeness_ci": _ci(r, "completeness"),
                 "cycle": fmt(r["cycle_log_prob"]),
+                "cycle_ci": _ci(r, "cycle_log_prob"),
+                "random_log_loss": fmt(r["random_heldout_log_loss"]),
+                "random_completeness": fmt(r["random_completeness"]),
+                "random_cycle": fmt(r["random_cycle_log_prob"]),
                 "position_bias": fmt(r["position_bias"]),
                 "refusal_rate": fmt(r["refusal_rate"]),
                 "size": _fmt_size(r["n_params"]),
@@ -439,6 +459,32 @@ def _metric_rows(comp: Comparison) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def _ci(row: pd.Series, key: str) -> str:
+    return fmt_interval(row[f"{key}_ci_low"], row[f"{key}_ci_high"])
+
+
+TREND_NAMES = {
+    "heldout_accuracy": "held-out accuracy",
+    "heldout_log_loss": "held-out log-loss",
+    "completeness": "completeness",
+}
+
+
+def _trend_rows(comp: Comparison) -> list[dict[str, str]]:
+    return [
+        {
+            "step": f"{r['smaller']} → {r['larger']}",
+            "sizes": f"{_fmt_size(r['smaller_params'])} → {_fmt_size(r['larger_params'])}",
+            "metric": TREND_NAMES.get(r["metric"], r["metric"]),
+            "n": fmt_int(r["n_heldout_shared"]),
+            "values": f"{fmt(r['smaller_value'])} → {fmt(r['larger_value'])}",
+            "difference": fmt(r["difference"]),
+            "ci": fmt_interval(r["ci_low"], r["ci_high"]),
+        }
+        for _, r in comp.trend.iterrows()
+    ]
 
 
 def _fmt_size(value: Any) -> str:
@@ -546,6 +592,7 @@ def build_comparison(
         "heatmap_svg": svg["cosine_heatmap"],
         "coherence_svg": svg["coherence"],
         "coherence_by_size": bool(sized),
+        "trend_rows": _trend_rows(comp),
         "side_svg": svg["utilities_side_by_side"],
         "side_truncated": len(comp.utilities.dropna(subset=comp.labels)) > 50,
         "rank_columns": _rank_columns(comp),
