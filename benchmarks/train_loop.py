@@ -19,8 +19,8 @@ so this measures the loop's own overhead) and SmolLM2-135M-Instruct, the embedde
 loaded through transformers (`hf/<file.gguf>`, dequantised to float32; LoRA on the last
 6 layers as in docs/control.md's demo). Prints markdown tables and a JSON line.
 
-    nice -n 15 python benchmarks/train_loop.py              # about 10 minutes on 2 cores
-    nice -n 15 python benchmarks/train_loop.py --no-smol    # tiny model only (~2 min)
+    nice -n 15 python benchmarks/train_loop.py              # ~25 min on 2 busy cores (GGUF loads)
+    nice -n 15 python benchmarks/train_loop.py --no-smol    # tiny model only (~3 min)
 """
 
 from __future__ import annotations
