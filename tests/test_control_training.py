@@ -135,6 +135,9 @@ def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp
     assert log_a == (tmp_path / "c" / "train_log.csv").read_text()
     with pytest.raises(ControlError, match="different settings"):
         train(TrainConfig(model=f"hf/{tiny}", assembly=synthetic_assembly, out=tmp_path / "b"))
+    (tmp_path / "d" / "checkpoints" / "step-000004").mkdir(parents=True)  # the old loop's
+    with pytest.raises(ControlError, match=r"earlier valuescope version \(step-\*\)"):
+        train(TrainConfig(model=f"hf/{tiny}", assembly=synthetic_assembly, out=tmp_path / "d"))
 
 
 @pytest.mark.slow
