@@ -221,7 +221,7 @@ def plan(config: RunConfig, *, overwrite: bool = False, backend: object = None) 
         defaults = RunConfig().model_dump(mode="json")
         settings = config.model_dump(mode="json")
         check_run_dir(out, settings, defaults, outcomes.texts, outcomes.categories)
-    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
+    _check_cache(out / "responses.sqlite")
     settings = elicit_settings(config, mode)
     return RunPlan(config, outcomes, backend, mode, templates, out, budget, settings, overwrite)
 
@@ -243,11 +243,21 @@ def plan_questions(
     check_engine(config.engine)
     config, backend, mode, templates = _resolve(config, backend)
     out = prepare_out_dir(Path(config.out))
-    ResponseCache(out / "responses.sqlite").close()  # a corrupt cache fails here, not midway
+    _check_cache(out / "responses.sqlite")
     settings = elicit_settings(config, mode)
     return RunPlan(
         config, outcomes, backend, mode, templates, out, 0, settings, overwrite=True, record=record
     )
+
+
+def _check_cache(path: Path) -> None:
+    """Open an existing answer cache once, so a corrupt one fails here, not midway.
+
+    A missing cache is not created: planning writes nothing, so a run refused by another
+    run's lock leaves the directory as it found it.
+    """
+    if path.exists():
+        ResponseCache(path).close()
 
 
 def _resolve(config: RunConfig, backend: object) -> tuple[RunConfig, object, str, list[Template]]:
