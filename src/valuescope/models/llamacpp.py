@@ -18,7 +18,8 @@ neighbours share computed once for all of them (`batched.plan`). Attention sums 
 cells in blocks of 16 in cell order, so a sequence's answer matches its single-prompt
 evaluation only when each of its tokens sits in a cell whose index is its position
 modulo 16; the plan pads each prompt's last, partial chunk with filler tokens of a
-sequence nobody reads, so that every chunk starts a block of 16 cells.
+sequence nobody reads, so that every chunk starts a block of 16 cells, and pads the rows
+to groups the matrix kernels round alike. `batch=1` runs the same plan for one prompt.
 """
 
 from __future__ import annotations
