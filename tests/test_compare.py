@@ -226,6 +226,8 @@ def test_size_trend_pairs_the_shared_heldout_pairs(three_runs: list[Path], tmp_p
     assert len(later) == 3 and (later["n_heldout_shared"] < m["other"]["n_heldout_pairs"]).all()
     html = path.read_text(encoding="utf-8")
     assert 'id="trend-table"' in html and "135M → 1.5B" in html
+    first = step.loc["heldout_log_loss"]
+    assert f"{first.smaller_value:.3f} → {first.larger_value:.3f}" in html
     assert pd.read_csv(tmp_path / "t" / "tables" / "size_trend.csv").shape == (6, 11)
     # a pair stored the other way round (b, a) scores the same
     run = comp.runs[0]

@@ -479,7 +479,7 @@ def _trend_rows(comp: Comparison) -> list[dict[str, str]]:
             "sizes": f"{_fmt_size(r['smaller_params'])} → {_fmt_size(r['larger_params'])}",
             "metric": TREND_NAMES.get(r["metric"], r["metric"]),
             "n": fmt_int(r["n_heldout_shared"]),
-            "values": f"{fmt(r['smaller_value'])} → {fmt(r['larger_value'])}",
+            "scores": f"{fmt(r['smaller_value'])} → {fmt(r['larger_value'])}",
             "difference": fmt(r["difference"]),
             "ci": fmt_interval(r["ci_low"], r["ci_high"]),
         }
