@@ -63,6 +63,9 @@ def test_instrumental_recovers_an_instrumental_agent(tmp_path):
     assert result["headline"]["corr"]["value"] >= 0.8  # z-scored one-step, at quick size
 
 
+# slow: an end-to-end duplicate of test_analysis_maximization.py's maximiser and
+# utility-ignorer tests (same agents; those assert top-1/3/5, chance and the figure)
+@pytest.mark.slow
 def test_maximization_share_is_one_for_a_maximiser_and_chance_for_random_choice(tmp_path):
     # issue 19: open questions, per-question utilities (tests/test_analysis_maximization.py)
     best = run("maximization", "sim/maximiser", tmp_path / "a")["headline"]
