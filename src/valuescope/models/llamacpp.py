@@ -312,7 +312,12 @@ class LlamaCppBackend:
         prefix = batched.common_cached(toks) if self.reuse else 0
         plan = batched.plan(toks, prefix, filler_token=toks[0][0])
         too_big = len(plan.tokens) > self.max_batch_tokens
-        if len(group) > 1 and (too_big or prefix + len(plan.tokens) >= self.llm.n_ctx()):
+        if too_big and len(group) == 1:  # a long prompt alone: all but its last chunk first
+            if not self.reuse:
+                self.clear()
+            prefix = batched.common_cached(toks)
+            plan = batched.plan(toks, prefix, filler_token=toks[0][0])
+        elif len(group) > 1 and (too_big or prefix + len(plan.tokens) >= self.llm.n_ctx()):
             half = len(group) // 2
             self._logprob_group(queries, prompts, group[:half], answers)
             self._logprob_group(queries, prompts, group[half:], answers)
