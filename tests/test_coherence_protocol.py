@@ -17,6 +17,7 @@ from valuescope.elicit.cache import query_key
 from valuescope.elicit.prompts import load_template_file
 from valuescope.errors import ValuescopeError
 from valuescope.outcomes import load_outcomes
+from valuescope.report import build_report
 from valuescope.runcore.pipeline import run
 
 N_SMALL = 60
@@ -33,7 +34,7 @@ def _run(tmp_path: Path, name: str, **settings) -> dict:
     config = RunConfig(out=tmp_path / name, bootstrap=0, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a coin's constant fits warn in the evaluation
-        return run(config).metrics
+        return run(config, report=build_report).metrics
 
 
 # ---------------------------------------------------------------- item 5: stopping rule

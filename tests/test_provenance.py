@@ -17,6 +17,7 @@ import scipy
 from valuescope import provenance
 from valuescope.config import RunConfig
 from valuescope.elicit.prompts import get_template
+from valuescope.report import build_report
 from valuescope.runcore.pipeline import run
 from valuescope.runcore.rundir import read_run_config
 
@@ -28,7 +29,8 @@ def test_a_run_records_its_provenance(tmp_path):
     old_argv = sys.argv
     sys.argv = argv
     try:
-        metrics = run(RunConfig(model="sim/thurstone", out=out, bootstrap=0)).metrics
+        config = RunConfig(model="sim/thurstone", out=out, bootstrap=0)
+        metrics = run(config, report=build_report).metrics
     finally:
         sys.argv = old_argv
     saved = json.loads((out / "metrics.json").read_text())["provenance"]

@@ -11,6 +11,7 @@ from valuescope.design import decode, heldout_size, pair_codes, sample_new_codes
 from valuescope.elicit import ElicitSettings, aggregate, build_queries, get_template
 from valuescope.models import get_backend
 from valuescope.outcomes import load_outcomes
+from valuescope.report import build_report
 from valuescope.runcore.fit_evaluation import evaluate
 from valuescope.runcore.pipeline import run
 from valuescope.runcore.sensitivity import sensitivity
@@ -125,7 +126,8 @@ def test_refusal_policies_are_reported(tmp_path, policy):
             refusals=policy,
             bootstrap=0,
             out=tmp_path,
-        )
+        ),
+        report=build_report,
     ).metrics
     assert m["refusal_policy"] == policy
     assert set(m["refusal_policies"]) == {"indifference", "drop"}

@@ -131,6 +131,7 @@ def run_command(
     verbose: VerboseOption = False,
 ) -> None:
     """Ask MODEL forced-choice questions, fit utilities, and write a run directory."""
+    from valuescope.report import build_report
     from valuescope.runcore.pipeline import plan, run
 
     _check_verbosity(quiet, verbose)
@@ -176,7 +177,7 @@ def run_command(
         if verbose:
             _print_plan(run_plan)
         with progress_bar(quiet or as_json) as bar:
-            result = run(run_plan, progress=BarProgress(bar))
+            result = run(run_plan, progress=BarProgress(bar), report=build_report)
     if as_json:
         print(json.dumps(_jsonable(result.metrics), indent=2))
     elif not quiet:

@@ -91,6 +91,7 @@ def measure(model: str | Backend, outcomes: Any = "demo", **settings: Any) -> Ru
     Run
         The finished run, read back from its directory.
     """
+    from valuescope.report import build_report
     from valuescope.runcore.pipeline import plan, run
 
     check_settings(settings, [*setting_names(), *_RUN_FLAGS], "valuescope.measure")
@@ -108,7 +109,7 @@ def measure(model: str | Backend, outcomes: Any = "demo", **settings: Any) -> Ru
         )
     the_plan = plan(config, overwrite=overwrite, backend=backend)
     with progress_of(flags.get("progress")) as progress:
-        result = run(the_plan, progress=progress)
+        result = run(the_plan, progress=progress, report=build_report)
     return Run(result.out)
 
 

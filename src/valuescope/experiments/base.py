@@ -12,6 +12,7 @@ import yaml
 from valuescope.atomic import write_text
 from valuescope.config import RunConfig
 from valuescope.errors import ValuescopeError
+from valuescope.report import build_report
 from valuescope.runcore.pipeline import RunResult, run
 from valuescope.runcore.plan import Progress, backend_options
 from valuescope.runcore.rundir import prepare_out_dir, write_json
@@ -63,7 +64,11 @@ class ExperimentContext:
         config = RunConfig(model=self.model, outcomes=str(path), out=sub, seed=self.seed, **options)
         # the analysis owns its sub-run directory: a changed analysis replaces the old run
         return run(
-            config, progress=self.progress, overwrite=True, backend=self._backend_for(config)
+            config,
+            progress=self.progress,
+            overwrite=True,
+            backend=self._backend_for(config),
+            report=build_report,
         )
 
     def backend(self, model: str | None = None):

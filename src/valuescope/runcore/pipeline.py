@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 import warnings
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from valuescope.fit import (
     fit_thurstonian,
 )
 from valuescope.outcomes import OutcomeSet
+from valuescope.runcore.answers import write_answers
 from valuescope.runcore.fit_evaluation import evaluate, random_baseline
 from valuescope.runcore.plan import Progress, RunPlan, plan
 from valuescope.runcore.rundir import (
@@ -55,9 +55,6 @@ from valuescope.stats import correlation
 # Below this split-half reliability of the sigmas, metrics.json and the report say the
 # sigmas are poorly identified (a reliability of 0.5 means r of about 0.7 with the truth).
 SIGMA_RELIABILITY = 0.5
-# Writers of the files derived from the tables (see `_derived`): answers.parquet, report.html.
-ANSWERS_WRITER = "valuescope.export:write_answers"
-REPORT_WRITER = "valuescope.report:build_report"
 
 
 @dataclass
@@ -76,11 +73,15 @@ def run(
     *,
     overwrite: bool = False,
     backend: object = None,
+    report: Callable[[Path], object] | None = None,
 ) -> RunResult:
     """Run the whole pipeline and write the run directory.
 
     `config` is a validated plan (`plan`) or the settings to plan from; `backend` an
-    already built backend (an analysis's sub-runs share one, so a model loads once). The
+    already built backend (an analysis's sub-runs share one, so a model loads once).
+    `report(out)` writes report.html once the tables are saved: the report layer sits
+    above the run core, so its callers (the CLI, the Python API, the analyses) pass
+    `valuescope.report.build_report`; None writes no report. The
     run directory is locked while the run lasts (`session.open_run`): a second run on the
     same directory fails at once instead of mixing its files with this one's.
     """
@@ -90,8 +91,11 @@ def run(
     else:
         the_plan = plan(config, overwrite=overwrite, backend=backend)
     started = time.time()  # answers stored from now on are this run's new ones
-    with open_run(the_plan, progress) as session:
-        return _run(session, t0, started)
+    with open_run(the_plan, progress) as session:  # the report too is written under the lock
+        result = _run(session, t0, started)
+        if report is not None:
+            _write_report(result.out, report)
+    return result
 
 
 def _run(session: RunSession, t0: float, started: float) -> RunResult:
@@ -200,8 +204,7 @@ def _run(session: RunSession, t0: float, started: float) -> RunResult:
     write_csv(out / "utilities.csv", utilities)
     write_csv(out / "pairs.csv", pairs_table)
     write_json(out / "metrics.json", metrics)
-    _derived(ANSWERS_WRITER)(out)  # from the cache and pairs.csv: one row per answer
-    _write_report(out)
+    write_answers(out)  # from the cache and pairs.csv: one row per answer
     return RunResult(out=out, utilities=utilities, pairs=pairs_table, metrics=metrics)
 
 
@@ -469,21 +472,9 @@ def _pairs_table(fit, train: PairAnswers, held: PairAnswers | None) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def _derived(target: str) -> Callable[[Path], object]:
-    """The writer `target` ("module:function") names, imported on first use.
-
-    The files derived from a run's tables (answers.parquet, report.html) are written by
-    the export and report layers, which sit above the run core and read its run
-    directory; the run core names their writers instead of importing them (as the provider
-    table names backends), so the import graph stays one way.
-    """
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _write_report(out: Path) -> None:
+def _write_report(out: Path, report: Callable[[Path], object]) -> None:
     try:
-        _derived(REPORT_WRITER)(out)
+        report(out)
     except OSError as exc:  # disk full, read-only file system: the tables are written
         reason = exc.strerror or str(exc)
         raise ValuescopeError(
