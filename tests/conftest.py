@@ -201,6 +201,23 @@ def _chdir(where: Path | str) -> Iterator[None]:  # contextlib.chdir is Python 3
         os.chdir(before)
 
 
+@contextlib.contextmanager
+def _wide_consoles() -> Iterator[None]:
+    """The CLI's rich consoles 200 columns wide, as `run_cli`'s COLUMNS makes them: rich
+    reads COLUMNS once, when the console is made (at import), not at each command."""
+    from valuescope import terminal
+
+    consoles = (terminal.out_console, terminal.err_console)
+    saved = [console._width for console in consoles]
+    try:
+        for console in consoles:
+            console.width = int(CLI_ENV["COLUMNS"])
+        yield
+    finally:
+        for console, width in zip(consoles, saved):
+            console.width = width
+
+
 def invoke_cli(
     *args: str,
     check: bool = False,
@@ -228,6 +245,7 @@ def invoke_cli(
         stack.enter_context(contextlib.redirect_stderr(err))
         saved_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
         stack.callback(setattr, sys, "stdin", saved_stdin)
+        stack.enter_context(_wide_consoles())
         try:
             main(list(args))
             code = 0
