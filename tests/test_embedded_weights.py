@@ -18,7 +18,7 @@ from valuescope.models.embedded import MODELS, EmbeddedModel, available, join_pa
 @pytest.mark.parametrize(
     ("model", "fragment"),
     [
-        ("llamacpp/model.gguf?n_ctx=big", "n_ctx='big'"),
+        ("llamacpp/model.gguf?n_ctx=big", "parameter n_ctx: expected a number, got 'big'"),
         ("llamacpp/model.gguf?temperature=0", "no parameter 'temperature'"),
         ("embedded/gpt-5", "unknown embedded model embedded/gpt-5"),
     ],
