@@ -274,3 +274,13 @@ def run_process():
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture(scope="session")
+def gguf() -> Path:
+    """The GGUF file of the small embedded test model (SmolLM2-135M), installed by CI."""
+    from valuescope.models.embedded import MODELS, available, model_path
+
+    if "smollm2-135m" not in available():
+        pytest.fail(f"the test model is not installed: {MODELS['smollm2-135m'].pip}")
+    return model_path("smollm2-135m")

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import valuescope
 from valuescope._layers import BACKENDS_NEVER_IMPORT, LAYERS
@@ -214,12 +213,11 @@ def test_register_adds_a_provider_to_the_one_table():
     assert "echo-test" not in PROVIDERS
 
 
-def test_models_listing_names_every_agent_with_its_description():
-    from valuescope.cli import app
-
-    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "400"})
-    assert result.exit_code == 0, result.output
-    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+def test_models_listing_names_every_agent_with_its_description(cli):
+    # through conftest's in-process CLI, which pins the rich consoles wide for the call (a
+    # console made earlier in an xdist worker keeps its width, whatever COLUMNS says now)
+    result = cli("models", check=True)
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     for name in SIM_AGENTS:
         doc = SIM_AGENTS[name].__doc__.strip().splitlines()[0]
         assert doc in lines[f"sim/{name}"], name

@@ -18,11 +18,6 @@ llama_cpp = pytest.importorskip(
 from valuescope.elicit import ElicitSettings, get_template  # noqa: E402
 from valuescope.elicit.elicit import build_queries  # noqa: E402
 from valuescope.models import get_backend  # noqa: E402
-from valuescope.models.embedded import (  # noqa: E402
-    MODELS,
-    available,
-    model_path,
-)
 from valuescope.models.llamacpp import LlamaCppBackend  # noqa: E402
 from valuescope.outcomes import load_outcomes  # noqa: E402
 
@@ -34,13 +29,6 @@ def assert_one_line_error(proc, fragment: str) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert fragment in lines[0]
-
-
-@pytest.fixture(scope="module")
-def gguf():
-    if TEST_MODEL not in available():
-        pytest.fail(f"the test model is not installed: {MODELS[TEST_MODEL].pip}")
-    return model_path(TEST_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,6 @@ llama_cpp = pytest.importorskip(
 
 from valuescope.elicit import ElicitSettings, get_template  # noqa: E402
 from valuescope.elicit.elicit import build_queries  # noqa: E402
-from valuescope.models.embedded import MODELS, available, model_path  # noqa: E402
 from valuescope.models.llamacpp import LlamaCppBackend  # noqa: E402
 from valuescope.outcomes import load_outcomes  # noqa: E402
 
@@ -72,13 +71,6 @@ LONG = (
     "A city of two million people switches its whole bus fleet to electric buses "
     "over five years, paid for by a tax on parking, and air pollution falls by a third"
 )
-
-
-@pytest.fixture(scope="module")
-def gguf():
-    if TEST_MODEL not in available():
-        pytest.fail(f"the test model is not installed: {MODELS[TEST_MODEL].pip}")
-    return model_path(TEST_MODEL)
 
 
 @pytest.fixture(scope="module")
