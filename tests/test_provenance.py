@@ -19,7 +19,7 @@ from valuescope.config import RunConfig
 from valuescope.elicit.prompts import get_template
 from valuescope.report import build_report
 from valuescope.runcore.pipeline import run
-from valuescope.runcore.rundir import read_run_config
+from valuescope.runcore.reader import read_run_config
 
 
 def test_a_run_records_its_provenance(tmp_path):

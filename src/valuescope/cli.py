@@ -318,7 +318,8 @@ def fit_command(
     import numpy as np
 
     from valuescope.fit import fit_bradley_terry, fit_thurstonian
-    from valuescope.runcore.rundir import read_fit_inputs, write_csv
+    from valuescope.runcore.reader import read_fit_inputs
+    from valuescope.runcore.rundir import write_csv
 
     fitter = {"thurstonian": fit_thurstonian, "bradley-terry": fit_bradley_terry}.get(method)
     if fitter is None:

@@ -20,7 +20,6 @@ import pandas as pd
 from valuescope.atomic import atomic_write
 from valuescope.errors import ValuescopeError
 from valuescope.runcore.reader import OUTCOMES_SNAPSHOT, RUN_CONFIG, read_json, read_run_config
-from valuescope.runcore.reader import read_fit_inputs as read_fit_inputs  # `valuescope fit`'s
 
 try:
     import fcntl
