@@ -82,6 +82,8 @@ MODEL = "embedded/qwen2.5-coder-1.5b"
 REAL = f"{MODEL}?threads=1"
 POOL = "logprob-full"
 SAMPLED = "paper-seed0"
+# the real sample-mode paper runs: run directory -> model (`?seed=` reseeds every sample)
+SAMPLED_RUNS = {SAMPLED: REAL, "paper-seed1": f"{MODEL}?seed=1&threads=1"}
 TABLE = RESULTS / "logprob_table.csv"
 REPLAY = f"sim/replay?table={TABLE}"
 PAPER_RUNS = {"reference": 100, "ceiling": 101}  # replay seeds of the two paper runs
@@ -181,12 +183,14 @@ def pair_order(n: int) -> np.ndarray:
     return np.stack([a, b], axis=1)[np.random.default_rng(20).permutation(len(a))]
 
 
-def fill() -> None:
-    """Real sample-mode answers (K = 10 per order), pair by pair, into paper-seed0's cache.
+def fill(name: str = SAMPLED, until: str | None = None) -> None:
+    """Real sample-mode answers (K = 10 per order), pair by pair, into run `name`'s cache.
 
-    Each pair's 20 answers are saved as soon as they exist, so a stopped fill loses at most
+    Each pair's 20 answers are asked in one call (the backend decodes the 10 samples of a
+    prompt side by side) and saved as soon as they exist, so a stopped fill loses at most
     one pair; `valuescope run` on the same cache would find them (llama.cpp answers depend
-    on the prompt, the sample index and `?seed=` only).
+    on the prompt, the sample index and `?seed=` only). `until` ("HH:MM", UTC) stops
+    before the first pair started after that time.
     """
     from valuescope.elicit import build_queries, get_template
     from valuescope.elicit.cache import ResponseCache, query_key
@@ -194,11 +198,15 @@ def fill() -> None:
     from valuescope.outcomes import load_outcomes
 
     texts = load_outcomes(str(OUTCOMES)).texts
-    backend = get_backend(REAL)
+    backend = get_backend(SAMPLED_RUNS[name])
     template, settings = get_template("default"), sample_settings()
     t0, done = time.perf_counter(), 0
-    with ResponseCache(RESULTS / SAMPLED / "responses.sqlite") as cache:
+    (RESULTS / name).mkdir(parents=True, exist_ok=True)
+    with ResponseCache(RESULTS / name / "responses.sqlite") as cache:
         for pair in pair_order(len(texts)):
+            if until and time.strftime("%H:%M", time.gmtime()) >= until:
+                _log(f"stopped at {until} UTC")
+                break
             queries = build_queries(texts, pair[None], template, settings)
             keys = [query_key(backend.name, q) for q in queries]
             have = cache.get_many(keys)
@@ -209,7 +217,10 @@ def fill() -> None:
             cache.put_many((keys[i], backend.name, queries[i], a) for i, a in zip(missing, answers))
             done += len(missing)
             rate = done / (time.perf_counter() - t0)
-            _log(f"{cache.count()} answers cached, {rate:.3f} queries/s, load {load_average()}")
+            _log(
+                f"{name}: {cache.count()} answers cached, {rate:.3f} queries/s, "
+                f"load {load_average()}"
+            )
     _log(f"complete ({done} new answers, {time.perf_counter() - t0:.0f} s)")
 
 
@@ -636,6 +647,8 @@ def print_tables(result: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fill", action="store_true", help="only ask real sample-mode answers")
+    ap.add_argument("--run", default=SAMPLED, choices=list(SAMPLED_RUNS), help="run to --fill")
+    ap.add_argument("--until", help="stop --fill after this time (HH:MM, UTC)")
     ap.add_argument(
         "--phases", default="pool,sweep,agent,analyze", help="of pool, sweep, agent, analyze"
     )
@@ -644,7 +657,7 @@ def main() -> None:
     t0 = time.perf_counter()
     _log(f"load average {load_average()}")
     if args.fill:
-        fill()
+        fill(args.run, args.until)
         return
     phases = args.phases.split(",")
     if "pool" in phases:

@@ -133,3 +133,25 @@ def test_sample_queries_in_a_batched_call_still_sample(many):
     assert answers[1].text is not None and answers[1].p_a is None
     assert all(a.p_a is not None for a in (answers[0], answers[2], answers[3]))
     assert "batch" not in many.name  # answers do not depend on it, so the cache key neither
+
+
+def test_samples_of_one_prompt_equal_samples_asked_one_at_a_time(gguf, single, many):
+    """The prompt is evaluated once for all its samples; every text is unchanged."""
+    texts = load_outcomes("demo").texts
+    settings = ElicitSettings(mode="sample", samples=4, temperature=1.0)
+    qs = build_queries(texts, np.array([[0, 1], [2, 3]]), get_template("default"), settings)
+    counts = []
+    for backend in (single, many):
+        backend.clear()
+        before = backend.tokens_evaluated
+        if backend is single:
+            alone = [backend.answer([q])[0] for q in qs]
+        else:
+            together = backend.answer(qs[::-1])[::-1]  # any order: grouped by prompt
+        counts.append(backend.tokens_evaluated - before)
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert [a.tokens_out for a in together] == [a.tokens_out for a in alone]
+    assert counts[1] < counts[0]  # the prompt's last chunk is not evaluated again per sample
+    assert len({a.text for a in together}) > len(qs) // 2  # the sample index reseeds
+    reseeded = LlamaCppBackend(gguf, seed=1, batch=8, threads=1).answer(qs)
+    assert [a.text for a in reseeded] != [a.text for a in together]

@@ -3,9 +3,10 @@
 Prompts are rendered with the GGUF's own chat template. In logprob mode the backend
 evaluates the prompt (plus an optional prefilled start of the assistant turn) and reads
 the next-token distribution; in sample mode it samples with plain temperature from a
-seed derived from the query and `?seed=`. Consecutive prompts share their longest
-common prefix in the KV cache, and each batch is asked in token order so that
-neighbours share as much as possible.
+seed derived from the query and `?seed=`; the samples of one prompt in a batch share
+its evaluation (each text is what asking it alone gives). Consecutive prompts share
+their longest common prefix in the KV cache, and each batch is asked in token order so
+that neighbours share as much as possible.
 
 Tokens are evaluated in chunks aligned to multiples of `EVAL_CHUNK` positions. llama.cpp's
 CPU kernels give slightly different results for different batch splits (up to 0.3 in a
@@ -282,9 +283,13 @@ class LlamaCppBackend:
         order = sorted(range(len(queries)), key=prompts.__getitem__) if self.reuse else None
         answers: list[Answer | None] = [None] * len(queries)
         group: list[int] = []
+        samples: list[int] = []  # sample queries of one prompt (its evaluation is shared)
         for i in order or range(len(queries)):
             if queries[i].mode == "sample":
-                answers[i] = self._sample(queries[i], prompts[i])
+                if samples and prompts[samples[0]] != prompts[i]:
+                    self._sample_all(queries, prompts, samples, answers)
+                    samples = []
+                samples.append(i)
                 continue
             group.append(i)
             if len(group) == self.batch:
@@ -292,6 +297,8 @@ class LlamaCppBackend:
                 group = []
         if group:
             self._logprob_group(queries, prompts, group, answers)
+        if samples:
+            self._sample_all(queries, prompts, samples, answers)
         return answers  # type: ignore[return-value]
 
     def _logprob_group(
@@ -370,32 +377,81 @@ class LlamaCppBackend:
         mass = p_a + p_b
         return Answer(p_a=p_a / mass if mass > 0 else 0.5, mass=mass, tokens_in=n_tokens)
 
-    def _sample(self, q: Query, tokens: list[int]) -> Answer:
-        rng = np.random.default_rng(
+    def _rng(self, q: Query) -> np.random.Generator:
+        return np.random.default_rng(
             stable_seed(self.seed, q.messages, q.sample_index, q.temperature)
         )
-        text, n_out = self._decode(tokens, q.max_tokens, q.temperature, rng)
+
+    def _sample(self, q: Query, tokens: list[int]) -> Answer:
+        text, n_out = self._decode(tokens, q.max_tokens, q.temperature, self._rng(q))
         return Answer(text=self.prefill + text, tokens_in=len(tokens), tokens_out=n_out)
+
+    def _sample_all(
+        self,
+        queries: Sequence[Query],
+        prompts: list[list[int]],
+        same: list[int],
+        answers: list[Answer | None],
+    ) -> None:
+        """Answer sample queries `same` (indices, one prompt): the prompt evaluated once.
+
+        Each query then decodes from the prompt's logits with its own generator, exactly as
+        `_sample` would (same cells, same one-token steps, so the same text); only the
+        re-evaluation of the prompt's last chunk per sample is saved. `batch=1` asks each
+        query alone. Decoding the samples side by side, one llama.cpp sequence each, would
+        be faster but not the same: a token decoded among others gets logits up to 0.57
+        away from the same token decoded alone (measured, docs/embedded.md).
+        """
+        tokens = prompts[same[0]]
+        if self.batch == 1:
+            for i in same:
+                answers[i] = self._sample(queries[i], tokens)
+            return
+        self.evaluate(tokens)
+        logits = self.next_token_logits()
+        for i in same:
+            q = queries[i]
+            text, n_out = self._continue(tokens, logits, q.max_tokens, q.temperature, self._rng(q))
+            answers[i] = Answer(text=self.prefill + text, tokens_in=len(tokens), tokens_out=n_out)
+
+    def _draw(self, logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+        if temperature <= 0:
+            return int(np.argmax(logits))
+        return int(rng.choice(self.n_vocab, p=softmax(logits / temperature)))
 
     def _decode(
         self, tokens: list[int], max_tokens: int, temperature: float, rng: np.random.Generator
     ) -> tuple[str, int]:
         """Decode after `tokens` until end of turn or `max_tokens`: (text, tokens made)."""
         self.evaluate(tokens)
+        return self._continue(tokens, self.next_token_logits(), max_tokens, temperature, rng)
+
+    def _continue(
+        self,
+        tokens: list[int],
+        logits: np.ndarray,
+        max_tokens: int,
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> tuple[str, int]:
+        """`_decode` once `tokens` are in the cache and `logits` follow them.
+
+        Leaves the cache holding `tokens` alone (the next `llm.eval` drops what was made).
+        """
         out: list[int] = []
         vocab = self.llm._model.vocab
-        while len(out) < max_tokens:
-            logits = self.next_token_logits()
-            if temperature <= 0:
-                tok = int(np.argmax(logits))
-            else:
-                tok = int(rng.choice(self.n_vocab, p=softmax(logits / temperature)))
-            if self._lib.llama_vocab_is_eog(vocab, tok):
-                break
-            out.append(tok)
-            if len(tokens) + len(out) >= self.llm.n_ctx():
-                break
-            self.llm.eval([tok])
+        try:
+            while len(out) < max_tokens:
+                tok = self._draw(logits, temperature, rng)
+                if self._lib.llama_vocab_is_eog(vocab, tok):
+                    break
+                out.append(tok)
+                if len(tokens) + len(out) >= self.llm.n_ctx():
+                    break
+                self.llm.eval([tok])
+                logits = self.next_token_logits()
+        finally:
+            self.llm.n_tokens = len(tokens)
         return self.llm.detokenize(out).decode("utf-8", errors="replace"), len(out)
 
     def generate(
