@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 from scipy.special import expit, logit, ndtr
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import binomtest, chi2, norm, pearsonr, spearmanr
 
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import ValuescopeError
@@ -83,7 +83,8 @@ REAL = f"{MODEL}?threads=1"
 POOL = "logprob-full"
 SAMPLED = "paper-seed0"
 # the real sample-mode paper runs: run directory -> model (`?seed=` reseeds every sample)
-SAMPLED_RUNS = {SAMPLED: REAL, "paper-seed1": f"{MODEL}?seed=1&threads=1"}
+CEILING_SAMPLED = "paper-seed1"
+SAMPLED_RUNS = {SAMPLED: REAL, CEILING_SAMPLED: f"{MODEL}?seed=1&threads=1"}
 TABLE = RESULTS / "logprob_table.csv"
 REPLAY = f"sim/replay?table={TABLE}"
 PAPER_RUNS = {"reference": 100, "ceiling": 101}  # replay seeds of the two paper runs
@@ -323,25 +324,31 @@ def fit_means(pairs: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
     return fit_thurstonian(np.asarray(pairs), np.asarray(p), n).mean
 
 
-def ceiling(run: Path, ref_means: np.ndarray, major: dict, folds: int = 5) -> dict:
-    """The second paper run against the first: Spearman, and 5-fold held-out agreement."""
-    t, n = read_pairs(run), len(ref_means)
-    pairs, p = t[["a", "b"]].to_numpy(), t.p.to_numpy()
-    idx = np.random.default_rng(0).permutation(len(t))
+def fold_agreement(pairs: np.ndarray, p: np.ndarray, n: int, major: dict, folds: int = 5) -> float:
+    """Held-out agreement of a paper run with `major`, refitted on 4/5 of its pairs."""
+    idx = np.random.default_rng(0).permutation(len(pairs))
     hits, total = 0, 0
     for f in range(folds):
-        test = np.zeros(len(t), bool)
+        test = np.zeros(len(pairs), bool)
         test[idx[f::folds]] = True
         means = fit_means(pairs[~test], p[~test], n)
         held = [(int(a), int(b)) for a, b in pairs[test] if (int(a), int(b)) in major]
         hits += sum(np.sign(means[a] - means[b]) == major[(a, b)] for a, b in held)
         total += len(held)
+    return hits / total
+
+
+def ceiling(run: Path, ref_means: np.ndarray, major: dict, folds: int = 5) -> dict:
+    """The second paper run against the first: Spearman, and 5-fold held-out agreement."""
+    t, n = read_pairs(run), len(ref_means)
+    pairs, p = t[["a", "b"]].to_numpy(), t.p.to_numpy()
+    hits_total = fold_agreement(pairs, p, n, major, folds)
     m = json.loads((run / "metrics.json").read_text())
     return {
         "pairs": m["n_pairs"],
         "queries": m["n_queries"],
         "spearman": float(spearmanr(read_means(run), ref_means)[0]),
-        "heldout_agreement": hits / total,
+        "heldout_agreement": hits_total,
         "agreement_fitted_pairs": agreement(read_means(run), list(major), major),
     }
 
@@ -379,13 +386,58 @@ def cached_answers(name: str, mode: str) -> dict:
             [np.nanmean(got.prefs[:, 0, :], axis=1), 1 - np.nanmean(got.prefs[:, 1, :], axis=1)],
             axis=1,
         )
+    valid = (~np.isnan(got.prefs)).sum(axis=2)
+    chose_a = np.nansum(got.prefs, axis=2)
     return {
         "pairs": pairs[full],
         "p": got.p,
         "first": first,
         "refused": got.n_refused,
+        "n_valid": valid,  # per pair and order: readable answers
+        "n_first": np.stack([chose_a[:, 0], valid[:, 1] - chose_a[:, 1]], axis=1),
         "k": got.prefs.shape[2],
         "n": len(texts),
+    }
+
+
+PER_PAIR = ("pairs", "p", "first", "refused", "n_valid", "n_first")
+
+
+def restrict(answers: dict, keep: set[tuple[int, int]]) -> dict:
+    """`cached_answers` of the pairs in `keep` only (in the same order)."""
+    rows = [e for e, (a, b) in enumerate(answers["pairs"]) if (int(a), int(b)) in keep]
+    return {**answers, **{k: answers[k][rows] for k in PER_PAIR}}
+
+
+def calibration(lp: dict, s: dict) -> dict:
+    """Sampled first-option counts against Binomial(n, logprob P(first)), prompt by prompt.
+
+    `first_share_z` tests the pooled share of first-option answers (position bias alike in
+    both modes); the dispersion chi-square tests whether counts stray from their binomial
+    expectation more than chance allows (df: prompts); `share_p_below_05` is the share of
+    prompts an exact binomial test rejects at 5% (about 0.05 or less when calibrated).
+    """
+    index = {(int(a), int(b)): e for e, (a, b) in enumerate(lp["pairs"])}
+    rows = [index[(int(a), int(b))] for a, b in s["pairs"]]
+    p = np.clip(lp["first"][rows].ravel(), 1e-6, 1 - 1e-6)
+    k, n = s["n_first"].ravel().astype(int), s["n_valid"].ravel().astype(int)
+    ok = n > 0
+    p, k, n = p[ok], k[ok], n[ok]
+    expected, var = n * p, n * p * (1 - p)
+    z = float((k.sum() - expected.sum()) / np.sqrt(var.sum()))
+    x2 = float(((k - expected) ** 2 / var).sum())
+    exact = np.array([binomtest(int(a), int(b), float(q)).pvalue for a, b, q in zip(k, n, p)])
+    return {
+        "prompts": int(ok.sum()),
+        "samples": int(n.sum()),
+        "first_share_sampled": float(k.sum() / n.sum()),
+        "first_share_logprob": float(expected.sum() / n.sum()),
+        "first_share_z": z,
+        "first_share_p": float(2 * norm.sf(abs(z))),
+        "dispersion_chi2": x2,
+        "dispersion_df": int(ok.sum()),
+        "dispersion_p": float(chi2.sf(x2, int(ok.sum()))),
+        "share_p_below_05": float(np.mean(exact < 0.05)),
     }
 
 
@@ -491,24 +543,75 @@ def reach(summary: pd.DataFrame, ceil: dict, paper_queries: int) -> dict:
     return out
 
 
-def real_check(ref: dict) -> dict | None:
-    """Scores against a reference fitted on the real K=10 samples (the pairs filled)."""
-    if len(ref["pairs"]) < 2 * ref["n"]:
+def real_paper(ref: dict, other: dict, paper_queries: int) -> dict | None:
+    """Reference and noise ceiling from real samples: the two sampled runs, common pairs.
+
+    paper-seed0 (the reference) and paper-seed1 (the ceiling) are the paper protocol's
+    K = 10 answers in both orders; complete, they cover the full design (every pair),
+    else the first pairs of `pair_order` that both hold, a random subset, which lowers the
+    ceiling (`replayed_same_pairs` gives the replayed ceiling on the same pairs).
+    """
+    n = ref["n"]
+    both = {tuple(map(int, e)) for e in ref["pairs"]} & {tuple(map(int, e)) for e in other["pairs"]}
+    if len(both) < 2 * n:
         return None
-    means = fit_means(ref["pairs"], ref["p"], ref["n"])
+    ref, other = restrict(ref, both), restrict(other, both)
+    means = fit_means(ref["pairs"], ref["p"], n)
     major = majority(ref["pairs"], ref["p"])
+    other_means = fit_means(other["pairs"], other["p"], n)
+    ceil = {
+        "pairs": len(both),
+        "queries": len(both) * 2 * ref["k"],
+        "spearman": float(spearmanr(other_means, means)[0]),
+        "heldout_agreement": fold_agreement(other["pairs"], other["p"], n, major),
+        "agreement_fitted_pairs": agreement(other_means, list(major), major),
+    }
     paper = {name: RESULTS / f"paper-{name}" for name in PAPER_RUNS}
     rows = [
-        {
-            "protocol": f"paper ({name}, replayed)",
-            "budget": None,
-            "seed": None,
-            **score_run(run, means, major),
-        }  # fmt: skip
+        {"protocol": f"paper-{name} (replayed)", "budget": 0, "seed": 0}
+        | score_run(run, means, major)
         for name, run in paper.items()
     ]
     rows += sweep_rows(means, major)
-    return {"pairs": len(ref["pairs"]), "rows": rows, "replay_fidelity": replay_fidelity(ref)}
+    summary = summarize(rows)
+    return {
+        "complete": len(both) == n * (n - 1) // 2,
+        "pairs": len(both),
+        "reference_queries": len(both) * 2 * ref["k"],
+        "paper_queries": paper_queries,
+        "ceiling": ceil,
+        "replayed_same_pairs": replayed_ceiling(ref["pairs"], n),
+        "reach": reach(summary[~summary.protocol.str.startswith("paper")], ceil, paper_queries),
+        "summary": summary.to_dict("records"),
+        "replay_fidelity": replay_fidelity(ref),
+    }
+
+
+def replayed_pair_p(pairs: np.ndarray, seed: int) -> np.ndarray:
+    """P(lo > hi) per pair of a replayed K = 10 paper run on `pairs`."""
+    from valuescope.elicit import aggregate, build_queries, get_template
+    from valuescope.outcomes import load_outcomes
+
+    texts = load_outcomes(str(OUTCOMES)).texts
+    queries = build_queries(texts, pairs, get_template("default"), sample_settings())
+    agent = ReplayAgent("replay", {"table": str(TABLE)}, seed=seed)
+    return aggregate(pairs, agent.answer(queries), sample_settings()).p
+
+
+def replayed_ceiling(pairs: np.ndarray, n: int, runs: int = 4) -> dict:
+    """The ceiling of replayed paper runs on `pairs`: `runs` reference/ceiling pairs, mean."""
+    got = []
+    for r in range(runs):
+        p_ref, p_other = replayed_pair_p(pairs, 2000 + 2 * r), replayed_pair_p(pairs, 2001 + 2 * r)
+        means, major = fit_means(pairs, p_ref, n), majority(pairs, p_ref)
+        got.append(
+            (
+                float(spearmanr(fit_means(pairs, p_other, n), means)[0]),
+                fold_agreement(pairs, p_other, n, major),
+            )
+        )
+    sp, ag = np.mean(got, axis=0)
+    return {"runs": runs, "spearman": float(sp), "heldout_agreement": float(ag)}
 
 
 def replay_fidelity(ref: dict, draws: int = 10) -> dict:
@@ -589,14 +692,23 @@ def score_set(root: Path) -> dict:
 def analyze(agent: bool) -> dict:
     lp = cached_answers(POOL, "logprob")
     mass = pd.read_csv(TABLE)["mass"].to_numpy()
-    sampled = cached_answers(SAMPLED, "sample")
+    sampled = {name: cached_answers(name, "sample") for name in SAMPLED_RUNS}
+    replayed = score_set(RESULTS)
+    real = real_paper(*sampled.values(), replayed["paper_queries"])
+    headline = real if real and real["complete"] else replayed
     result = {
         "model": MODEL,
         "outcomes": lp["n"],
-        **score_set(RESULTS),
-        "logprob_vs_sample": logprob_vs_sample(lp, sampled) if len(sampled["pairs"]) else None,
+        # the brief's figures: real samples once both runs are complete, else replayed
+        "reference": "real samples" if headline is real else "replayed (sim/replay)",
+        "headline_reach": headline["reach"],
+        **replayed,
+        "logprob_vs_sample": {
+            name: logprob_vs_sample(lp, s) for name, s in sampled.items() if len(s["pairs"])
+        },
+        "calibration": {name: calibration(lp, s) for name, s in sampled.items() if len(s["pairs"])},
         "noise_model": noise_model(lp, mass),
-        "real_reference": real_check(sampled),
+        "real_reference": real,
         "load_average": load_average(),
     }
     if agent and (RESULTS / "agent" / "paper-ceiling" / "metrics.json").exists():
@@ -631,14 +743,29 @@ def print_set(title: str, scored: dict) -> None:
 
 
 def print_tables(result: dict) -> None:
+    print(f"headline reference: {result['reference']}")
     print_set(f"{MODEL}, N={result['outcomes']} (paper runs replayed)", result)
-    print(json.dumps({k: result[k] for k in ("logprob_vs_sample", "noise_model")}, indent=1))
+    keys = ("logprob_vs_sample", "calibration", "noise_model")
+    print(json.dumps({k: result[k] for k in keys}, indent=1))
     real = result["real_reference"]
     if real:
-        print(f"\nagainst the real K=10 samples ({real['pairs']} pairs):")
-        table = pd.DataFrame(real["rows"])
-        cols = ["queries", "spearman", "heldout_agreement"]
-        print(table.groupby(["protocol", "budget"], dropna=False)[cols].mean().to_string())
+        state = "complete" if real["complete"] else f"partial: {real['pairs']} pairs"
+        c = real["ceiling"]
+        print(
+            f"\nreal samples as reference and ceiling ({state}; reference "
+            f"{real['reference_queries']} queries): ceiling Spearman {c['spearman']:.3f}, "
+            f"held-out agreement {c['heldout_agreement']:.3f} (5-fold; fitted pairs "
+            f"{c['agreement_fitted_pairs']:.3f}); replayed on the same pairs: "
+            f"{real['replayed_same_pairs']}"
+        )
+        print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in real["summary"]:
+            print(
+                f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
+                f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
+            )
+        print(json.dumps(real["reach"], indent=1))
         print(json.dumps(real["replay_fidelity"], indent=1))
     if "agent" in result:
         print_set(f"{AGENT} (the calibrated agent), N={result['outcomes']}", result["agent"])
