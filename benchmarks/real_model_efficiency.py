@@ -4,18 +4,23 @@ What is measured on the model itself:
 
 1. `logprob-full`: logprob mode on the full design, both orders of all 190 pairs (380
    queries, `valuescope run ... --mode logprob --design full`).
-2. `paper-seed0`: sample mode as the paper samples (K = 10 answers per order, temperature 1)
-   for as many pairs as the CPU allows, in a fixed random pair order, saved pair by pair
-   (`--fill`; a stopped fill keeps its answers and a rerun continues).
+2. `paper-seed0` and `paper-seed1` (`?seed=1`): two independent paper-protocol samplings
+   (K = 10 answers per order, temperature 1) of as many pairs as the CPU allows, in one
+   fixed random pair order, saved pair by pair (`--fill --run NAME`, `--share r/m` for m
+   processes on one run; a stopped fill keeps its answers and a rerun continues).
 
 With the prefill the backend uses ("I would prefer Option"), a sampled reply's choice is
 its first sampled token, drawn from the very distribution logprob mode reads. So the paper
 protocol's answers are, in law, K draws of Bernoulli(P(A)) per prompt; (2) checks this
 against real samples (mean difference, correlation, squared difference against the
-binomial part, refusals). On a shared 2-core machine 3,800 sampled answers per paper run
-(~0.5 s of CPU each at one thread) do not fit; the paper-protocol runs are therefore
-replayed: `sim/replay` answers every prompt from the measured logprob table, sampling
-Bernoulli(P(A)) in sample mode (refusing with probability 1 - mass).
+binomial part, binomial tests of the first-option share and of the dispersion, refusals).
+On a shared 2-core machine 3,800 sampled answers per paper run (~0.3-0.5 s of CPU each at
+one thread) may not fit; the paper-protocol runs are therefore also replayed: `sim/replay`
+answers every prompt from the measured logprob table, sampling Bernoulli(P(A)) in sample
+mode (refusing with probability 1 - mass). The brief's headline uses the real samples
+once both sampled runs are complete (every pair), else the replayed runs; the output says
+which (`reference`), and always scores the same sweep against the real reference and
+ceiling on the pairs both sampled runs hold.
 
 The reference is `--protocol paper` (sample mode, K = 10, both orders, the reference design
 over 2 N log2 N pairs) on the replayed answers, seed 100; an independently seeded second
@@ -42,6 +47,7 @@ only, to show how close the calibrated agent comes to the model.
 Resumable: run directories with a metrics.json are read, not rerun. Usage::
 
     nice -n 15 python benchmarks/real_model_efficiency.py --fill &   # real samples, hours
+    nice -n 15 python benchmarks/real_model_efficiency.py --fill --run paper-seed1 &
     nice -n 15 python benchmarks/real_model_efficiency.py            # pool, sweep, agent, tables
     python benchmarks/real_model_efficiency.py --phases analyze      # tables from the run dirs
 """
@@ -184,14 +190,15 @@ def pair_order(n: int) -> np.ndarray:
     return np.stack([a, b], axis=1)[np.random.default_rng(20).permutation(len(a))]
 
 
-def fill(name: str = SAMPLED, until: str | None = None) -> None:
+def fill(name: str = SAMPLED, until: str | None = None, share: tuple[int, int] = (0, 1)) -> None:
     """Real sample-mode answers (K = 10 per order), pair by pair, into run `name`'s cache.
 
     Each pair's 20 answers are asked in one call (the backend decodes the 10 samples of a
     prompt side by side) and saved as soon as they exist, so a stopped fill loses at most
     one pair; `valuescope run` on the same cache would find them (llama.cpp answers depend
     on the prompt, the sample index and `?seed=` only). `until` ("HH:MM", UTC) stops
-    before the first pair started after that time.
+    before the first pair started after that time. `share` (r, m) takes the pairs whose
+    place in `pair_order` is r modulo m, so that m processes fill one run together.
     """
     from valuescope.elicit import build_queries, get_template
     from valuescope.elicit.cache import ResponseCache, query_key
@@ -204,7 +211,9 @@ def fill(name: str = SAMPLED, until: str | None = None) -> None:
     t0, done = time.perf_counter(), 0
     (RESULTS / name).mkdir(parents=True, exist_ok=True)
     with ResponseCache(RESULTS / name / "responses.sqlite") as cache:
-        for pair in pair_order(len(texts)):
+        for place, pair in enumerate(pair_order(len(texts))):
+            if place % share[1] != share[0]:
+                continue
             if until and time.strftime("%H:%M", time.gmtime()) >= until:
                 _log(f"stopped at {until} UTC")
                 break
@@ -223,6 +232,40 @@ def fill(name: str = SAMPLED, until: str | None = None) -> None:
                 f"load {load_average()}"
             )
     _log(f"complete ({done} new answers, {time.perf_counter() - t0:.0f} s)")
+
+
+def sample_speed(n_pairs: int = 2) -> dict:
+    """Samples/s of the first `n_pairs` of `pair_order` (K = 10, both orders), each sample
+    asked alone (`?batch=1`) and per prompt (the default), and whether the texts agree
+    with each other and with paper-seed0's cache."""
+    from valuescope.elicit import build_queries, get_template
+    from valuescope.elicit.cache import ResponseCache, query_key
+    from valuescope.models import get_backend
+    from valuescope.outcomes import load_outcomes
+
+    texts = load_outcomes(str(OUTCOMES)).texts
+    pairs = pair_order(len(texts))[:n_pairs]
+    queries = build_queries(texts, pairs, get_template("default"), sample_settings())
+    out: dict = {"samples": len(queries)}
+    got = {}
+    for label, model in (("alone", f"{REAL}&batch=1"), ("per_prompt", REAL)):
+        backend = get_backend(model)
+        load = load_average()
+        t0 = time.perf_counter()
+        got[label] = [a.text for a in backend.answer(queries)]
+        rate = len(queries) / (time.perf_counter() - t0)
+        out[label] = {"samples_per_s": rate, "load_before": load, "load_after": load_average()}
+        _log(f"{label}: {rate:.3f} samples/s, load {load} -> {load_average()}")
+        keys = [query_key(backend.name, q) for q in queries]
+        del backend
+    with ResponseCache(RESULTS / SAMPLED / "responses.sqlite") as cache:
+        have = cache.get_many(keys)
+    out["same_texts"] = sum(a == b for a, b in zip(got["alone"], got["per_prompt"]))
+    out["cached"] = len(have)
+    out["same_as_cached"] = sum(
+        have[k].text == t for k, t in zip(keys, got["per_prompt"]) if k in have
+    )
+    return out
 
 
 def pool() -> None:
@@ -776,15 +819,19 @@ def main() -> None:
     ap.add_argument("--fill", action="store_true", help="only ask real sample-mode answers")
     ap.add_argument("--run", default=SAMPLED, choices=list(SAMPLED_RUNS), help="run to --fill")
     ap.add_argument("--until", help="stop --fill after this time (HH:MM, UTC)")
+    ap.add_argument("--share", default="0/1", help="--fill pairs r of every m (r/m)")
     ap.add_argument(
-        "--phases", default="pool,sweep,agent,analyze", help="of pool, sweep, agent, analyze"
+        "--phases",
+        default="pool,sweep,agent,analyze",
+        help="of pool, sweep, agent, analyze, speed (sample mode: alone vs per prompt)",
     )
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     _log(f"load average {load_average()}")
     if args.fill:
-        fill(args.run, args.until)
+        r, m = (int(x) for x in args.share.split("/"))
+        fill(args.run, args.until, (r, m))
         return
     phases = args.phases.split(",")
     if "pool" in phases:
@@ -795,6 +842,10 @@ def main() -> None:
         sweep(RESULTS, paper, PROTOCOLS)
     if "agent" in phases:
         sweep(RESULTS / "agent", AGENT_PAPER, AGENT_PROTOCOLS)
+    if "speed" in phases:
+        speed = sample_speed()
+        (RESULTS / "sample_speed.json").write_text(json.dumps(speed, indent=1))
+        print(json.dumps(speed, indent=1))
     if "analyze" in phases:
         result = analyze("agent" in phases or (RESULTS / "agent").exists())
         result["wall_s"] = time.perf_counter() - t0
