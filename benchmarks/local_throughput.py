@@ -9,7 +9,10 @@ common prefix with the previous prompt, taking each call's prompts in token orde
 each, sharing the cached prefix and their common chunks. The three alternate `--repeat`
 times (the machine's load moves single runs); prints a table per round, the load average,
 the ratios of the summed times and one JSON line, with the largest difference in P(A)
-between the batched and the one-at-a-time backend (they should agree to 1e-4).
+between the batched and the one-at-a-time backend (they should agree to 1e-4). Each
+pass also records the process's CPU time: with `threads=1` it is the work done,
+whatever share of the cores the machine's other jobs leave, so its ratios move less
+with the load than the wall-clock ones.
 
     python benchmarks/local_throughput.py --model embedded/smollm2-135m --pairs 128
 """
@@ -55,11 +58,11 @@ def naive_loop(backend, queries: list[Query]) -> list[float]:
     return out
 
 
-def timed(fn, *args) -> tuple[float, object]:
-    """(seconds, result) of one call."""
-    t0 = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     result = fn(*args)
-    return time.perf_counter() - t0, result
+    return time.perf_counter() - t0, time.process_time() - c0, result
 
 
 def with_backend(backend, queries: list[Query], batch_size: int, seqs: int) -> list[float]:
@@ -96,15 +99,18 @@ def main() -> None:
     n = len(queries)
     loads = [load()]
     total = {"naive": 0.0, "prefix reuse": 0.0, "batched": 0.0}
+    cpu_total = dict.fromkeys(total, 0.0)
     tokens = {"naive": prompt_tokens}
     diffs, diffs_naive = [], []
     print(f"{backend.name}, {n} queries, threads={backend.threads}, batched: {seqs} per call")
     for round_ in range(args.repeat):
-        times = {}
-        times["naive"], p_naive = timed(naive_loop, backend, queries)
+        times, cpu = {}, {}
+        times["naive"], cpu["naive"], p_naive = timed(naive_loop, backend, queries)
         for method, k in (("prefix reuse", 1), ("batched", seqs)):
             before = backend.tokens_evaluated
-            times[method], p = timed(with_backend, backend, queries, args.batch_size, k)
+            times[method], cpu[method], p = timed(
+                with_backend, backend, queries, args.batch_size, k
+            )
             tokens[method] = backend.tokens_evaluated - before
             if method == "prefix reuse":
                 p_single = p
@@ -113,12 +119,14 @@ def main() -> None:
                 diffs_naive.append(float(np.max(np.abs(np.subtract(p, p_naive)))))
         loads.append(load())
         print(f"round {round_ + 1}, load average {loads[-2]} -> {loads[-1]}")
-        print(f"{'method':<14}{'seconds':>10}{'queries/s':>12}{'tokens evaluated':>18}")
+        print(f"{'method':<14}{'seconds':>10}{'CPU s':>8}{'queries/s':>12}{'tokens evaluated':>18}")
         for method, t in times.items():
             total[method] += t
-            print(f"{method:<14}{t:>10.1f}{n / t:>12.2f}{tokens[method]:>18}")
+            cpu_total[method] += cpu[method]
+            print(f"{method:<14}{t:>10.1f}{cpu[method]:>8.1f}{n / t:>12.2f}{tokens[method]:>18}")
     ratio = {m: round(total["naive"] / t, 2) for m, t in total.items()}
-    print(f"time ratios to naive over {args.repeat} round(s): {ratio}")
+    cpu_ratio = {m: round(cpu_total["naive"] / t, 2) for m, t in cpu_total.items()}
+    print(f"time ratios to naive over {args.repeat} round(s): {ratio}; CPU time: {cpu_ratio}")
     summary = {
         "model": args.model,
         "template": args.template,
@@ -129,6 +137,8 @@ def main() -> None:
         "load_averages": loads,
         "qps": {m: round(n * args.repeat / t, 3) for m, t in total.items()},
         "ratio_to_naive": ratio,
+        "cpu_seconds": {m: round(t, 1) for m, t in cpu_total.items()},
+        "cpu_ratio_to_naive": cpu_ratio,
         "batched_over_reuse": round(total["prefix reuse"] / total["batched"], 2),
         "tokens_evaluated": tokens,
         "max_abs_diff_p_a_batched_vs_single": max(diffs),
