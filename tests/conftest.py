@@ -9,6 +9,7 @@ check off; outside CI skips are only listed.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -84,6 +85,18 @@ def _test_id(nodeid: str) -> str:
 def unexpected_skips() -> dict[str, str]:
     """Skips this session that are not on the allow-list."""
     return {k: v for k, v in _SKIPPED.items() if _test_id(k) not in SKIP_ALLOWED}
+
+
+def skip_module_without(package: str, reason: str) -> None:
+    """Skip the calling test module at collection when `package` is not installed.
+
+    The package is only looked up (`importlib.util.find_spec`), not imported: every xdist
+    worker collects every module, and importing torch with peft, inspect_ai or ray there
+    costs seconds per worker. The tests import it when they run, so an extra that is
+    installed but broken fails them (an error, not a skip).
+    """
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(reason, allow_module_level=True)
 
 
 def _xdist_worker(config) -> bool:
@@ -274,6 +287,21 @@ def run_process():
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture
+def no_sub_run_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis's utility sub-runs write no report.html (the pipeline's `report=None`).
+
+    Rendering a run's page is about 1 s of CPU, two thirds of a quick analysis test, and
+    the page is the ordinary run report (tests/test_report.py, every CLI run). The
+    analysis modules (`test_analysis_*.py`) use this; the analyses' tests in
+    test_experiments_part1/2.py, the CLI and the Python API page still render the
+    sub-runs' pages, and the analysis's own page is never skipped.
+    """
+    import valuescope.experiments.base as base
+
+    monkeypatch.setattr(base, "build_report", None)
 
 
 @pytest.fixture(scope="session")

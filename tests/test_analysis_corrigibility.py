@@ -19,6 +19,8 @@ from valuescope.experiments.corrigibility import (
 )
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 
 def run(model: str, out: Path, seed: int = 0, mode: str = "logprob", **params) -> dict:
     ctx = ExperimentContext(

@@ -29,6 +29,8 @@ from valuescope.experiments.exchange_rates import (
 )
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 GRID = "1,10,100,1000,10000,100000,1000000"
 LADDER = "1,10,100,1000,10000,100000,1000000,10000000"
 

@@ -28,6 +28,8 @@ from valuescope.experiments.expected_utility import (
 from valuescope.models import get_backend
 from valuescope.models.registry import SIM_AGENTS as _AGENTS
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 
 def run(model: str, tmp_path: Path, **params: str) -> dict:
     ctx = ExperimentContext(

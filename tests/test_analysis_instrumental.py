@@ -22,6 +22,8 @@ from valuescope.experiments import (
 )
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 N_PROCESSES = "10"
 
 

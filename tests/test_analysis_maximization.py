@@ -23,6 +23,8 @@ from valuescope.experiments.maximization import (
     questions,
 )
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 
 def run(model: str, tmp_path: Path, judge: str | None = None, **params: str) -> dict:
     ctx = ExperimentContext(

@@ -30,6 +30,8 @@ from valuescope.experiments.political import (
 )
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 LEANS = np.array([a.lean for a in load_personas()])
 TEXTS = [p.text for p in load_policies()]
 

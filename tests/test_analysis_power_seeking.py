@@ -16,6 +16,8 @@ from valuescope.experiments import ExperimentContext, ExperimentError, get_exper
 from valuescope.experiments import power_seeking as ps
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 N = "30"
 
 

@@ -30,6 +30,8 @@ from valuescope.experiments.time_discounting import (
 )
 from valuescope.models import get_backend
 
+pytestmark = pytest.mark.usefixtures("no_sub_run_reports")  # conftest says why
+
 UTILITIES = ("log", "sqrt", "linear", "cara")
 
 

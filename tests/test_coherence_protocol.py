@@ -30,11 +30,12 @@ def outcomes60(tmp_path_factory) -> Path:
     return path
 
 
-def _run(tmp_path: Path, name: str, **settings) -> dict:
+def _run(tmp_path: Path, name: str, report: bool = True, **settings) -> dict:
+    """A run's metrics; `report=False` for the repeated seeds whose report nobody reads."""
     config = RunConfig(out=tmp_path / name, bootstrap=0, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a coin's constant fits warn in the evaluation
-        return run(config, report=build_report).metrics
+        return run(config, report=build_report if report else None).metrics
 
 
 # ---------------------------------------------------------------- item 5: stopping rule
@@ -87,6 +88,7 @@ def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
             budget=budget,
             stop_at=0.5,
             seed=seed,
+            report=seed == 2,  # the last one's page is read below
         )
         assert not m["stopping"]["stopped_early"]
         assert m["n_pairs"] == budget
@@ -121,6 +123,7 @@ def test_stopped_runs_reach_their_target_with_the_truth(tmp_path, outcomes60, mo
             budget=budget,
             stop_at=target,
             seed=seed,
+            report=False,  # report.html shows nothing of the stopping rule
         )
         stop = m["stopping"]
         assert stop["stopped_early"] and stop["n_pairs"] < budget

@@ -11,18 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import skip_module_without
 from test_control import OUTCOMES
 
 from valuescope.control import AssembleConfig, ControlError, assemble
 from valuescope.elicit import ResponseCache
 
 # a missing extra skips this module (CI fails on that skip); a broken one is an error
-torch = pytest.importorskip(
-    "torch", reason="the hf extra is not installed", exc_type=ModuleNotFoundError
-)
-pytest.importorskip(
-    "peft", reason="the control extra is not installed", exc_type=ModuleNotFoundError
-)
+skip_module_without("torch", reason="the hf extra is not installed")
+skip_module_without("peft", reason="the control extra is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +72,7 @@ def test_memory_check_refuses_with_the_figures(tiny, synthetic_assembly, tmp_pat
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp_path):
+    import torch
     from safetensors.torch import load_file
 
     from valuescope.control.train import TrainConfig, train

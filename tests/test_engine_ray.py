@@ -18,12 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import skip_module_without
 
-ray = pytest.importorskip(
-    "ray",
-    reason='ray is not installed: pip install "valuescope[ray]"',
-    exc_type=ModuleNotFoundError,
-)
+skip_module_without("ray", reason='ray is not installed: pip install "valuescope[ray]"')
 
 from loopback_server import Faults, LoopbackServer  # noqa: E402
 
@@ -50,6 +47,8 @@ def local_ray():
     """One local Ray instance for the module; workers see a fake OpenAI key."""
     old = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = KEY  # the raylet passes its environment to workers
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

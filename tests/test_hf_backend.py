@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_module_without
 
 # a missing extra skips this module (CI fails on that skip); a broken one is an error
-_MISSING = {"reason": "the hf extra is not installed", "exc_type": ModuleNotFoundError}
-torch = pytest.importorskip("torch", **_MISSING)
-pytest.importorskip("transformers", **_MISSING)
+skip_module_without("torch", reason="the hf extra is not installed")
+skip_module_without("transformers", reason="the hf extra is not installed")
 
 from valuescope.elicit.prompts import TEMPLATES  # noqa: E402
 from valuescope.errors import MissingDependencyError, UnknownModelError  # noqa: E402
@@ -61,6 +61,8 @@ def test_answer_token_ids_are_verified(backend):
 
 
 def test_probabilities_match_a_plain_forward_pass(backend):
+    import torch
+
     qs = queries(3)
     answers = backend.answer(qs)
     for q, ans in zip(qs, answers):

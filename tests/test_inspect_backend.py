@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import skip_module_without
 from loopback_server import Faults, LoopbackServer
 
 from valuescope.elicit.cache import query_key
@@ -24,7 +25,7 @@ from valuescope.elicit.prompts import get_template
 from valuescope.errors import BackendError, UnknownModelError
 from valuescope.models import Query, get_backend
 
-pytest.importorskip("inspect_ai")
+skip_module_without("inspect_ai", reason="the inspect extra is not installed")
 
 KEY = "sk-test-inspect-5e2a"
 LOOP_KEY = "loop-service-key-77f1"

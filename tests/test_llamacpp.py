@@ -71,7 +71,7 @@ def test_prompt_uses_the_models_chat_template(backend):
 
 
 def test_prefix_reuse_matches_fresh_evaluation_and_is_faster(gguf, backend):
-    queries = demo_queries(8)
+    queries = demo_queries(4)
     fresh = LlamaCppBackend(gguf, reuse=False)
     fresh.answer(queries[:1])  # warm up both before timing
     backend.answer(queries[:1])

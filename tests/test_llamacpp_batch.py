@@ -95,11 +95,17 @@ def queries(n_pairs: int) -> list[Query]:
     return out + labels12
 
 
-def test_batched_answers_equal_one_prompt_at_a_time(single, many):
+@pytest.fixture(scope="module")
+def alone(single) -> tuple[list[Query], list]:
+    """The test queries and their answers one prompt at a time (computed once)."""
     qs = queries(6)
+    return qs, [single.answer([q])[0] for q in qs]
+
+
+def test_batched_answers_equal_one_prompt_at_a_time(single, many, alone):
+    qs, one = alone
     lengths = {len(single.render(q.messages)) for q in qs}
     assert len(lengths) >= 6 and max(lengths) - min(lengths) > 16
-    one = [single.answer([q])[0] for q in qs]  # each prompt alone
     before = many.tokens_evaluated
     together = many.answer(qs)
     assert many.tokens_evaluated - before < sum(a.tokens_in for a in together)
@@ -111,11 +117,10 @@ def test_batched_answers_equal_one_prompt_at_a_time(single, many):
     np.testing.assert_allclose([a.p_a for a in again], [a.p_a for a in one], atol=1e-4, rtol=0)
 
 
-def test_groups_too_big_for_the_context_are_split(gguf, single):
-    qs = queries(4)
+def test_groups_too_big_for_the_context_are_split(gguf, alone):
+    qs, want = alone
     small = LlamaCppBackend(gguf, batch=16, threads=1, n_ctx=320)
     got = small.answer(qs)
-    want = single.answer(qs)
     np.testing.assert_allclose([a.p_a for a in got], [a.p_a for a in want], atol=1e-4, rtol=0)
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invoke_cli
 from scipy.stats import spearmanr
 
 from valuescope.config import RunConfig
@@ -25,9 +26,16 @@ def spearman_with_truth(run_dir) -> float:
     return float(spearmanr(merged["mean"], merged["mean_true"])[0])
 
 
-def test_run_directory_contract(cli, tmp_path):
-    out = tmp_path / "run"
-    cli("run", "sim/thurstone", "--outcomes", "demo", "--out", str(out), "-q", check=True)
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One default CLI run on the demo set, which the tests below only read."""
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    invoke_cli("run", "sim/thurstone", "--outcomes", "demo", "--out", str(out), "-q", check=True)
+    return out
+
+
+def test_run_directory_contract(demo_run):
+    out = demo_run
     for name in ("utilities.csv", "metrics.json", "responses.sqlite", "report.html", "truth.csv"):
         assert (out / name).exists(), name
     utilities = pd.read_csv(out / "utilities.csv")
@@ -162,9 +170,8 @@ def test_same_seed_same_utilities(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_refit_of_recorded_data_is_deterministic(cli, tmp_path):
-    out = tmp_path / "run"
-    cli("run", "sim/thurstone", "--outcomes", "demo", "--out", str(out), "-q", check=True)
+def test_refit_of_recorded_data_is_deterministic(cli, demo_run, tmp_path):
+    out = demo_run
     cli("fit", str(out), "--out", str(tmp_path / "a.csv"), check=True)
     cli("fit", str(out), "--out", str(tmp_path / "b.csv"), check=True)
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")

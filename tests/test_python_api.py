@@ -83,25 +83,19 @@ def test_readme_links_the_page() -> None:
 # -- measure ------------------------------------------------------------------------------
 
 
-def test_measure_writes_the_run_the_cli_writes(tmp_path: Path) -> None:
+def test_measure_writes_the_run_the_cli_writes(cli, tmp_path: Path) -> None:
     run = valuescope.measure("sim/thurstone", "demo", seed=3, out=tmp_path / "py")
-    cli = subprocess.run(
-        [sys.executable, "-m", "valuescope", "run", "sim/thurstone", "--outcomes", "demo",
-         "--seed", "3", "--out", str(tmp_path / "cli"), "-q"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stderr
+    # the command line in this process (conftest's invoke_cli): a subprocess adds only an
+    # interpreter start, and `python -m valuescope` runs in test_hardening_cli.py
+    cli("run", "sim/thurstone", "--outcomes", "demo", "--seed", "3",
+        "--out", str(tmp_path / "cli"), "-q", check=True)  # fmt: skip
     other = valuescope.load(tmp_path / "cli")
     pd.testing.assert_frame_equal(run.utilities, other.utilities)
     pd.testing.assert_frame_equal(run.pairs, other.pairs)
     assert run.metrics.n_queries == other.metrics.n_queries == len(run.answers)
     assert list(run.utilities.columns[: len(UTILITY_COLUMNS)]) == list(UTILITY_COLUMNS)
     # the command line resumes the run Python wrote, from its cache: nothing asked again
-    resumed = subprocess.run(
-        [sys.executable, "-m", "valuescope", "run", "--resume", "--out", str(run.out), "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = cli("run", "--resume", "--out", str(run.out), "--json", check=True)
     assert '"n_queries_new": 0' in resumed.stdout
 
 
@@ -366,15 +360,11 @@ def test_experiment_settings_are_checked() -> None:
         valuescope.experiment("nope", "sim/thurstone")
 
 
-def test_compare_matches_the_report_command(demo_run: Run, tmp_path: Path) -> None:
+def test_compare_matches_the_report_command(cli, demo_run: Run, tmp_path: Path) -> None:
     coin = valuescope.measure("sim/random", "demo", seed=1, out=tmp_path / "coin")
     comp = valuescope.compare([demo_run, coin.out], out=tmp_path / "cmp")
-    cli = subprocess.run(
-        [sys.executable, "-m", "valuescope", "report", str(demo_run.out), str(coin.out),
-         "--out", str(tmp_path / "cli"), "-q"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stderr
+    cli("report", str(demo_run.out), str(coin.out), "--out", str(tmp_path / "cli"), "-q",
+        check=True)  # fmt: skip
     expected = pd.read_csv(tmp_path / "cli" / "tables" / "run_pairs.csv")
     got = pd.read_csv(tmp_path / "cmp" / "tables" / "run_pairs.csv")
     pd.testing.assert_frame_equal(got, expected)

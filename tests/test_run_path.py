@@ -221,6 +221,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow  # fast tier: the run and sub-runs on Ray, this path at the workers (testing.md)
 def test_sensitivity_on_ray_gives_the_local_answers(local_ray, tmp_path):
     args = ("sim/thurstone", "--outcomes", "demo", "--budget", "40", "--seed", "3", "-q")
     vs("sensitivity", *args, "--out", str(tmp_path / "local"))
@@ -234,6 +235,7 @@ def test_sensitivity_on_ray_gives_the_local_answers(local_ray, tmp_path):
     assert saved_config(tmp_path / "ray")["engine"] == "ray"
 
 
+@pytest.mark.slow  # fast tier: the run and sub-runs on Ray, this path at the workers (testing.md)
 def test_assembly_on_ray_gives_the_local_votes(local_ray, tmp_path):
     args = ["sim/citizen", "--outcomes", "demo", "--citizens", "3", "--pairs", "6", "-q"]
     vs("control", "assemble", *args, "--out", str(tmp_path / "local"))
