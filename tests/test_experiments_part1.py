@@ -51,6 +51,7 @@ def test_expected_utility_recovers_an_expected_utility_maximiser(tmp_path):
     assert payload["experiment"] == "expected-utility" and payload["quick"] is True
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_expected_utility_finds_nothing_in_a_thurstonian_agent(tmp_path):
     # sim/thurstone has utilities but values lotteries as unrelated texts
     h = run("expected-utility", "sim/thurstone", tmp_path)["headline"]
@@ -106,6 +107,7 @@ def correlations(result: dict) -> list[dict]:
     return [part["correlation"] for part in detail.values()]
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 @pytest.mark.parametrize("name", ["expected-utility", "instrumental", "corrigibility"])
 def test_random_agent_shows_no_effect(tmp_path, name):
     # sample mode: coin-flip answers give noisy (not constant) utilities. At quick sizes
@@ -121,6 +123,7 @@ def test_random_agent_maximization_is_at_chance(tmp_path):
     assert covers(h["lift1"], 0.0)
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_constant_utilities_are_an_error_not_a_zero(tmp_path):
     # in logprob mode sim/random says 50% to everything: every utility is the same
     with pytest.raises(ExperimentError, match="constant"):
@@ -135,12 +138,14 @@ def test_bad_parameters_are_clear_errors(tmp_path):
         run("maximization", "sim/thurstone", tmp_path, variant="2")
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_unlisted_questions_leave_sim_replies_unmapped(tmp_path):
     # a synthetic agent cannot answer an open question without candidates
     with pytest.raises(ExperimentError, match="matched to a candidate"):
         run("maximization", "sim/thurstone", tmp_path)
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_reference_probabilities_give_the_same_answer_for_sim_eu(tmp_path):
     h = run("expected-utility", "sim/eu", tmp_path, probabilities="reference")["headline"]
     assert h["corr_implicit"]["value"] >= 0.9

@@ -114,6 +114,7 @@ def test_exchange_rates_recover_planted_rates(tmp_path):
     assert (tmp_path / "countries" / "truth.csv").exists()
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_exchange_rates_on_random_agent_report_no_rates(tmp_path):
     result = _run("exchange-rates", "sim/random", tmp_path, mode="sample")
     slope = result["headline"]["countries.dollar_slope"]
@@ -152,6 +153,7 @@ def test_time_discounting_recovers_exponential_delta(tmp_path):
     assert result["headline"]["heldout_difference"]["ci_high"] < 0
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_time_discounting_on_random_agent_fits_no_curve(tmp_path):
     result = _run("time-discounting", "sim/random", tmp_path, mode="sample")
     assert "k" not in result["headline"]
@@ -193,6 +195,7 @@ def test_political_recovers_planted_lean_sign_and_order(tmp_path):
     assert scores[0.8]["ci_low"] > 0 and scores[-0.7]["ci_high"] < 0
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the planted-agent tests render them
 def test_political_on_random_agent_finds_no_lean(tmp_path):
     result = _run("political", "sim/random", tmp_path, mode="sample", params={"personas": ""})
     score = result["headline"]["lean_score"]
