@@ -95,6 +95,7 @@ def skip_module_without(package: str, reason: str) -> None:
     costs seconds per worker. The tests import it when they run, so an extra that is
     installed but broken fails them (an error, not a skip).
     """
+    __tracebackhide__ = True  # the skip is reported at the module's line, not here
     if importlib.util.find_spec(package) is None:
         pytest.skip(reason, allow_module_level=True)
 
