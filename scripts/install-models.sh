@@ -9,7 +9,7 @@
 #
 # The library, fastest first (docs/embedded.md#install measures each):
 #   1. llama-cpp-python, built from source with only the libraries valuescope loads
-#      (scripts/llama-cpp-lean.cmake; about 2-3 min on 2 idle cores). Needs a C and a C++
+#      (scripts/llama-cpp-lean.cmake; 4.7 CPU-minutes, roughly 2 min on 2 idle cores). Needs a C and a C++
 #      compiler; cmake and ninja come from PyPI when missing.
 #   2. transformers on CPU torch, where there is no compiler or the build fails: the same
 #      GGUF dequantized to float32 (slower, answers differ slightly; embedded.py says so).
@@ -87,7 +87,7 @@ elif [ "$VIA" = transformers ] || { [ "$VIA" = auto ] && ! have_compilers; }; th
   # embedded.py takes llama.cpp whenever it can be imported
   [ -z "$installed" ] || took="llama.cpp (llama-cpp-python $installed is installed and answers first; $took)"
 else
-  echo "llama-cpp-python $LLAMA_CPP_VERSION: building llama.cpp from source (2-3 minutes on 2 idle cores)"
+  echo "llama-cpp-python $LLAMA_CPP_VERSION: building llama.cpp from source (4.7 CPU-minutes: roughly 2 minutes on 2 idle cores)"
   if build_llama_cpp; then
     took="llama.cpp (llama-cpp-python $LLAMA_CPP_VERSION built from source in $((SECONDS - start)) s)"
   else
