@@ -190,7 +190,12 @@ def pair_order(n: int) -> np.ndarray:
     return np.stack([a, b], axis=1)[np.random.default_rng(20).permutation(len(a))]
 
 
-def fill(name: str = SAMPLED, until: str | None = None, share: tuple[int, int] = (0, 1)) -> None:
+def fill(
+    name: str = SAMPLED,
+    until: str | None = None,
+    share: tuple[int, int] = (0, 1),
+    reverse: bool = False,
+) -> None:
     """Real sample-mode answers (K = 10 per order), pair by pair, into run `name`'s cache.
 
     Each pair's 20 answers are asked in one call (the backend decodes the 10 samples of a
@@ -198,7 +203,9 @@ def fill(name: str = SAMPLED, until: str | None = None, share: tuple[int, int] =
     one pair; `valuescope run` on the same cache would find them (llama.cpp answers depend
     on the prompt, the sample index and `?seed=` only). `until` ("HH:MM", UTC) stops
     before the first pair started after that time. `share` (r, m) takes the pairs whose
-    place in `pair_order` is r modulo m, so that m processes fill one run together.
+    place in `pair_order` is r modulo m, so that m processes fill one run together;
+    `reverse` walks the order from its end (one more process on a run meets the others
+    once, at the last pairs).
     """
     from valuescope.elicit import build_queries, get_template
     from valuescope.elicit.cache import ResponseCache, query_key
@@ -211,7 +218,8 @@ def fill(name: str = SAMPLED, until: str | None = None, share: tuple[int, int] =
     t0, done = time.perf_counter(), 0
     (RESULTS / name).mkdir(parents=True, exist_ok=True)
     with ResponseCache(RESULTS / name / "responses.sqlite") as cache:
-        for place, pair in enumerate(pair_order(len(texts))):
+        places = list(enumerate(pair_order(len(texts))))
+        for place, pair in places[::-1] if reverse else places:
             if place % share[1] != share[0]:
                 continue
             if until and time.strftime("%H:%M", time.gmtime()) >= until:
@@ -820,6 +828,7 @@ def main() -> None:
     ap.add_argument("--run", default=SAMPLED, choices=list(SAMPLED_RUNS), help="run to --fill")
     ap.add_argument("--until", help="stop --fill after this time (HH:MM, UTC)")
     ap.add_argument("--share", default="0/1", help="--fill pairs r of every m (r/m)")
+    ap.add_argument("--reverse", action="store_true", help="--fill from the last pair")
     ap.add_argument(
         "--phases",
         default="pool,sweep,agent,analyze",
@@ -831,7 +840,7 @@ def main() -> None:
     _log(f"load average {load_average()}")
     if args.fill:
         r, m = (int(x) for x in args.share.split("/"))
-        fill(args.run, args.until, (r, m))
+        fill(args.run, args.until, (r, m), args.reverse)
         return
     phases = args.phases.split(",")
     if "pool" in phases:
