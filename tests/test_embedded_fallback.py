@@ -17,6 +17,7 @@ import pytest
 from valuescope.errors import MissingDependencyError
 from valuescope.models import get_backend
 from valuescope.models.embedded import TRANSFORMERS_MODULES
+from valuescope.outcomes import load_outcomes
 
 TEST_MODEL = "smollm2-135m"
 
@@ -45,8 +46,10 @@ def test_demo_run_answers_through_transformers_without_llama_cpp(run_process, tm
         """)
     )
     out = tmp_path / "run"
+    outcomes = tmp_path / "outcomes.txt"  # 8 demo outcomes: 12 pairs connect them
+    outcomes.write_text("\n".join(load_outcomes("demo").texts[:8]) + "\n")
     proc = run_process(
-        "run", f"embedded/{TEST_MODEL}", "--outcomes", "demo", "--budget", "12",
+        "run", f"embedded/{TEST_MODEL}", "--outcomes", str(outcomes), "--budget", "12",
         "--out", str(out), "--quiet",
         env={"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])},
     )  # fmt: skip

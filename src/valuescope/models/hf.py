@@ -456,6 +456,7 @@ def _resolve(name: str, gguf_file: str | None) -> tuple[str, str | None]:
 
 def load_hf(
     name: str,
+    /,
     *,
     gguf_file: str | None = None,
     dtype: str = "float32",
@@ -463,7 +464,8 @@ def load_hf(
 ) -> HFBackend:
     """Load a saved model directory, a .gguf file, or a cached hub model, offline.
 
-    `options` go to `HFBackend` (prefill, seed, batch_size, prefix_cache, threads).
+    `options` go to `HFBackend` (prefill, seed, batch_size, prefix_cache, threads, and
+    name: the cache key, else the model string with a fingerprint of the weights).
     """
     prefill, seed = options.get("prefill", ""), options.get("seed", 0)
     label = canonical_name(name, gguf_file, dtype, prefill, seed)  # as the user wrote it
