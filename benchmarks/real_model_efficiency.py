@@ -767,6 +767,18 @@ def analyze(agent: bool) -> dict:
     return result
 
 
+def print_summary(rows: list[dict], header: bool = True) -> None:
+    """The protocol x budget table, one Markdown row per summary row."""
+    if header:
+        print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
+        print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
+            f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
+        )
+
+
 def print_set(title: str, scored: dict) -> None:
     c = scored["ceiling"]
     print(f"\n{title}: paper protocol {scored['paper_queries']} queries")
@@ -775,21 +787,11 @@ def print_set(title: str, scored: dict) -> None:
         f"{c['spearman']:.3f}, held-out agreement {c['heldout_agreement']:.3f} (5-fold; "
         f"fitted pairs {c['agreement_fitted_pairs']:.3f})"
     )
-    print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in scored["summary"]:
-        print(
-            f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
-            f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
-        )
+    print_summary(scored["summary"])
     print(json.dumps(scored["reach"], indent=1))
     avg = scored["averaged"]
     print(f"averaged over {avg['paper_runs']} paper runs as reference: ceiling {avg['ceiling']}")
-    for r in avg["summary"]:
-        print(
-            f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
-            f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
-        )
+    print_summary(avg["summary"], header=False)
     print(json.dumps(avg["reach"], indent=1))
 
 
@@ -809,13 +811,7 @@ def print_tables(result: dict) -> None:
             f"{c['agreement_fitted_pairs']:.3f}); replayed on the same pairs: "
             f"{real['replayed_same_pairs']}"
         )
-        print("| protocol | budget | pairs | queries | Spearman | held-out agreement |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for r in real["summary"]:
-            print(
-                f"| {r['protocol']} | {r['budget']} | {r['pairs']:.1f} | {r['queries']:.0f} | "
-                f"{r['spearman']:.3f} | {r['heldout_agreement']:.3f} |"
-            )
+        print_summary(real["summary"])
         print(json.dumps(real["reach"], indent=1))
         print(json.dumps(real["replay_fidelity"], indent=1))
     if "agent" in result:
