@@ -49,6 +49,7 @@ def _names(found) -> list[str]:
 # ---- (a) every module imports -----------------------------------------------------------
 
 
+@pytest.mark.slow  # imports every extra (torch, Ray, Inspect); the layer checks are fast
 def test_every_module_imports():
     names = [m.name for m in pkgutil.walk_packages(valuescope.__path__, "valuescope.")]
     assert len(names) > 50

@@ -116,6 +116,7 @@ def test_ray_run_matches_local_run_embedded(local_ray, tmp_path):
 
 
 # -- resume either way -------------------------------------------------------------------------
+@pytest.mark.slow  # Ray end-to-end; the fast tier keeps test_ray_run_matches_local_run_sim
 def test_resume_moves_between_engines(local_ray, tmp_path):
     common = ("--outcomes", "demo", "--seed", "2")
     reference = tmp_path / "reference"
@@ -139,6 +140,7 @@ def test_resume_moves_between_engines(local_ray, tmp_path):
 
 
 # -- failures: no answer is lost ------------------------------------------------------------------
+@pytest.mark.slow  # Ray end-to-end; local failures are in test_api_backends.py
 def test_backend_failure_on_workers_keeps_every_answer(local_ray, tmp_path):
     texts = load_outcomes("demo").texts
     pairs = np.array([(i, (i + 7) % 36) for i in range(36)])
@@ -163,6 +165,7 @@ def test_backend_failure_on_workers_keeps_every_answer(local_ray, tmp_path):
             engine.close()
 
 
+@pytest.mark.slow  # a Ray cluster start
 def test_worker_that_cannot_build_the_backend_is_one_clear_error(local_ray, tmp_path):
     texts = load_outcomes("demo").texts
     queries = build_queries(texts, np.array([[0, 1]]), get_template("default"), ElicitSettings())

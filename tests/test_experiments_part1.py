@@ -113,8 +113,11 @@ def test_random_agent_shows_no_effect(tmp_path, name):
     # sample mode: coin-flip answers give noisy (not constant) utilities. At quick sizes
     # (12-48 items) the percentile interval is too narrow to test on: over 8 seeds it
     # excluded 0 in a quarter of the runs, so the check is the permutation test.
+    # The size check needs enough points: the implicit expected-utility parts have 4 at
+    # quick sizes, where |r| above 0.9 is common under the null (p 0.08 measured).
     for corr in correlations(run(name, "sim/random", tmp_path, mode="sample")):
-        assert corr["p_value"] > 0.01 and abs(corr["value"]) < 0.6, corr
+        assert corr["p_value"] > 0.01, corr
+        assert corr["n"] < 10 or abs(corr["value"]) < 0.6, corr
 
 
 def test_random_agent_maximization_is_at_chance(tmp_path):

@@ -70,6 +70,7 @@ def test_prompt_uses_the_models_chat_template(backend):
     assert text.endswith("<|im_start|>assistant\nI would prefer Option")
 
 
+@pytest.mark.slow  # real-model timing; the batch equality tests are fast
 def test_prefix_reuse_matches_fresh_evaluation_and_is_faster(gguf, backend):
     queries = demo_queries(4)
     fresh = LlamaCppBackend(gguf, reuse=False)
@@ -109,6 +110,16 @@ def test_name_tracks_file_and_prefill(gguf, backend):
     assert plain.name == f"llamacpp/{gguf.name}?prefill=&seed=3#bytes={size}"
     q = demo_queries(1)[0]
     assert plain.render(q.messages)[-2:] != backend.render(q.messages)[-2:]
+
+
+def test_repack_is_off_unless_asked_and_names_the_answers(gguf, backend):
+    # llama.cpp's repacked kernels give other answers, so they get another cache name
+    assert backend.llm.model_params.use_extra_bufts is False
+    repacked = get_backend(f"llamacpp/{gguf}?repack=on&threads=1")
+    assert repacked.llm.model_params.use_extra_bufts is True
+    assert repacked.name == backend.name.replace("#bytes", "&repack=1#bytes")
+    plain = get_backend(f"llamacpp/{gguf}?repack=off&threads=1")
+    assert plain.name == backend.name and plain.llm.model_params.use_extra_bufts is False
 
 
 def test_embedded_run_writes_a_run_directory(cli, tmp_path):

@@ -117,6 +117,7 @@ def test_batched_answers_equal_one_prompt_at_a_time(single, many, alone):
     np.testing.assert_allclose([a.p_a for a in again], [a.p_a for a in one], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # real-model batches; the plan and the batch equality are fast
 def test_groups_too_big_for_the_context_are_split(gguf, alone):
     qs, want = alone
     small = LlamaCppBackend(gguf, batch=16, threads=1, n_ctx=320)
@@ -140,6 +141,7 @@ def test_sample_queries_in_a_batched_call_still_sample(many):
     assert "batch" not in many.name  # answers do not depend on it, so the cache key neither
 
 
+@pytest.mark.slow  # real-model sampling; test_llamacpp.py samples in the fast tier
 def test_samples_of_one_prompt_equal_samples_asked_one_at_a_time(gguf, single, many):
     """The prompt is evaluated once for all its samples; every text is unchanged."""
     texts = load_outcomes("demo").texts

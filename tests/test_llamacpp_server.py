@@ -83,6 +83,7 @@ def _run(cli, base: str, out, *extra: str):
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a real llama-server run; the OpenAI backend is fast against the loopback server
 def test_full_run_through_the_openai_backend(cli, llama_server, tmp_path):
     out = tmp_path / "run"
     _run(cli, llama_server, out)

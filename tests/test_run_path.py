@@ -248,6 +248,7 @@ def test_assembly_on_ray_gives_the_local_votes(local_ray, tmp_path):
     assert saved_config(tmp_path / "ray")["engine"] == "ray"
 
 
+@pytest.mark.slow  # Ray end-to-end; test_ray_workers_answer_the_questions is fast
 def test_analysis_sub_runs_on_ray_give_the_local_answers(local_ray, tmp_path):
     outcomes = [f"outcome {i}" for i in range(6)]
     for engine in ("local", "ray"):

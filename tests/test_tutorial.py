@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
 FENCE = re.compile(r"^```(bash|python)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
@@ -50,6 +52,7 @@ def test_a_failing_block_is_reported(tmp_path: Path) -> None:
     assert run_block("bash", "false\necho after\n", tmp_path).returncode != 0
 
 
+@pytest.mark.slow  # the whole tutorial on the embedded model; its parser is tested fast
 def test_tutorial_runs(tmp_path: Path) -> None:
     for index, (language, code) in enumerate(code_blocks(TUTORIAL.read_text("utf-8")), 1):
         done = run_block(language, code, tmp_path)

@@ -186,7 +186,7 @@ def transformers_available() -> bool:
 def transformers_backend(name: str, kwargs: dict[str, Any]) -> Backend:
     """`embedded/<name>` through transformers (the hf backend on the model's GGUF).
 
-    The prefill, seed, batch, reuse and threads settings carry over; n_ctx does not apply.
+    The prefill, seed, batch, reuse and threads settings carry over; n_ctx and repack do not apply.
     """
     from valuescope.models.hf import load_hf
 

@@ -26,7 +26,8 @@ to groups the matrix kernels round alike. `batch=1` runs the same plan for one p
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -46,6 +47,30 @@ DEFAULT_PREFILL = "I would prefer Option"
 EVAL_CHUNK = batched.CHUNK
 DEFAULT_BATCH = 32  # prompts per llama.cpp call (measured in docs/embedded.md)
 MAX_BATCH_TOKENS = 1024  # tokens per llama.cpp call (one micro-batch, see _context)
+
+
+@contextmanager
+def _model_params(llama_cpp, **fields: object) -> Iterator[None]:
+    """Load models with these `llama_model_params` fields set.
+
+    `Llama()` takes its model parameters from `llama_model_default_params()` and has no
+    keyword for the others (such as `use_extra_bufts`), so the defaults are wrapped while
+    a model loads.
+    """
+    module = llama_cpp.llama.llama_cpp
+    default = module.llama_model_default_params
+
+    def params():
+        out = default()
+        for key, value in fields.items():
+            setattr(out, key, value)
+        return out
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = default
 
 
 def import_llama_cpp():
@@ -107,6 +132,12 @@ class LlamaCppBackend:
     batch : int, default=DEFAULT_BATCH
         Logprob prompts evaluated together in one llama.cpp call (1: one at a time; the
         answers are the same either way). Needs `reuse`.
+    repack : bool, default=False
+        Let llama.cpp repack the weights for its CPU matrix kernels (its own default).
+        Off here: measured on Qwen2.5 Q4_K_M, repacked kernels round a row differently
+        with the number of rows in a call (answers moved by up to 0.035 with how a
+        prompt is batched) and were slower on this machine's CPU (docs/benchmarks.md).
+        Part of `name` when on.
     label : str or None, default=None
         Model part of `name` (default: `llamacpp/<file name>`).
     """
@@ -123,6 +154,7 @@ class LlamaCppBackend:
         seed: int = 0,
         reuse: bool = True,
         batch: int = DEFAULT_BATCH,
+        repack: bool = False,
         label: str | None = None,
     ) -> None:
         llama_cpp = import_llama_cpp()
@@ -135,14 +167,15 @@ class LlamaCppBackend:
         self.tokens_evaluated = 0  # prompt tokens actually run through the model
         self._prompt_in_cache = 0  # leading cache tokens evaluated in aligned chunks
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_batch=min(512, n_ctx),
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                verbose=False,
-            )
+            with _model_params(llama_cpp, use_extra_bufts=repack):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_batch=min(512, n_ctx),
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ValuescopeError(f"llamacpp: cannot load {path}: {exc}") from None
         self._lib = llama_cpp
@@ -152,7 +185,7 @@ class LlamaCppBackend:
         self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         self.answer_ids = dict(zip("AB", self.label_token_ids(("A", "B"))))
         label = label or f"llamacpp/{path.name}"
-        extra = f"&seed={seed}" if seed else ""
+        extra = (f"&seed={seed}" if seed else "") + ("&repack=1" if repack else "")
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
 
     def _multi_sequence_context(self, llama_cpp, n_ctx: int) -> None:
@@ -481,6 +514,7 @@ class LlamaCppParams(ModelParams):
     batch: Whole = Field(
         DEFAULT_BATCH, ge=1, le=255, description="logprob prompts per llama.cpp call (1: off)"
     )
+    repack: Flag = Field(False, description="llama.cpp's repacked CPU kernels (its default)")
 
 
 def backend_kwargs(params: dict[str, str], provider: str = "llamacpp") -> dict:
