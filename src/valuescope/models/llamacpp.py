@@ -79,8 +79,8 @@ def import_llama_cpp():
         import llama_cpp
     except ImportError:
         raise MissingDependencyError(
-            f"GGUF models need llama-cpp-python (a 3-5 min source build): {LLAMA_CPP_PIP} "
-            "(or: bash scripts/install-models.sh)"
+            "GGUF models need llama-cpp-python, built from source: bash scripts/install-models.sh "
+            f"(the lean build, 2-3 min on 2 cores; or the full build: {LLAMA_CPP_PIP})"
         ) from None
     return llama_cpp
 
