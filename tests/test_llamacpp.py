@@ -105,9 +105,10 @@ def test_sample_mode_reproduces(backend):
 
 def test_name_tracks_file_and_prefill(gguf, backend):
     size = gguf.stat().st_size
-    assert backend.name == f"llamacpp/{gguf.name}?prefill=I%20would%20prefer%20Option#bytes={size}"
+    want = f"llamacpp/{gguf.name}?prefill=I%20would%20prefer%20Option&repack=0#bytes={size}"
+    assert backend.name == want
     plain = get_backend(f"llamacpp/{gguf}?prefill=&seed=3", seed=5)  # the run seed is ignored
-    assert plain.name == f"llamacpp/{gguf.name}?prefill=&seed=3#bytes={size}"
+    assert plain.name == f"llamacpp/{gguf.name}?prefill=&seed=3&repack=0#bytes={size}"
     q = demo_queries(1)[0]
     assert plain.render(q.messages)[-2:] != backend.render(q.messages)[-2:]
 
@@ -117,7 +118,7 @@ def test_repack_is_off_unless_asked_and_names_the_answers(gguf, backend):
     assert backend.llm.model_params.use_extra_bufts is False
     repacked = get_backend(f"llamacpp/{gguf}?repack=on&threads=1")
     assert repacked.llm.model_params.use_extra_bufts is True
-    assert repacked.name == backend.name.replace("#bytes", "&repack=1#bytes")
+    assert repacked.name == backend.name.replace("&repack=0", "&repack=1")
     plain = get_backend(f"llamacpp/{gguf}?repack=off&threads=1")
     assert plain.name == backend.name and plain.llm.model_params.use_extra_bufts is False
 
@@ -152,3 +153,21 @@ def test_other_answer_labels(backend):
 def test_missing_gguf_gives_one_line(cli, tmp_path):
     proc = cli("run", "llamacpp//no/such/model.gguf", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "no GGUF file at /no/such/model.gguf")
+
+
+def test_digit_labels_are_answered_where_the_tokenizer_splits_the_space():
+    # Qwen writes " 1" as a space and "1": the space goes in the prompt, "1" is read
+    qwen = get_backend("embedded/qwen2.5-coder-0.5b?threads=1")
+    assert qwen.label_lead(("A", "B")) == [] and len(qwen.label_lead(("1", "2"))) == 1
+    texts = load_outcomes("demo").texts
+    settings = ElicitSettings(mode="logprob")
+    queries = build_queries(texts, np.array([[0, 5], [3, 9]]), get_template("labels-12"), settings)
+    assert all(a.mass > 0.9 for a in qwen.answer(queries))  # before: ~0, all refusals
+    sampled = build_queries(texts, np.array([[0, 5]]), get_template("labels-12"), ElicitSettings())
+    assert qwen.render(sampled[0].messages) == qwen.render(queries[0].messages)  # prompt alone
+
+
+def test_labels_with_a_spaced_token_get_no_lead(backend):
+    # SmolLM2 has " A" as one token and splits " 1" like Qwen
+    assert backend.label_lead(("A", "B")) == [] and len(backend.label_lead(("1", "2"))) == 1
+    assert LlamaCppBackend(backend.path, prefill="Option ").label_lead(("1", "2")) == []

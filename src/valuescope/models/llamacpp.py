@@ -137,7 +137,7 @@ class LlamaCppBackend:
         Off here: measured on Qwen2.5 Q4_K_M, repacked kernels round a row differently
         with the number of rows in a call (answers moved by up to 0.035 with how a
         prompt is batched) and were slower on this machine's CPU (docs/benchmarks.md).
-        Part of `name` when on.
+        Part of `name` (`&repack=0` or `1`): the two give different answers.
     label : str or None, default=None
         Model part of `name` (default: `llamacpp/<file name>`).
     """
@@ -183,9 +183,10 @@ class LlamaCppBackend:
         self._format = self._chat_formatter(llama_cpp)
         self.n_vocab = self.llm.n_vocab()
         self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self._lead: dict[tuple[str, str], list[int]] = {}
         self.answer_ids = dict(zip("AB", self.label_token_ids(("A", "B"))))
         label = label or f"llamacpp/{path.name}"
-        extra = (f"&seed={seed}" if seed else "") + ("&repack=1" if repack else "")
+        extra = (f"&seed={seed}" if seed else "") + f"&repack={int(repack)}"
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
 
     def _multi_sequence_context(self, llama_cpp, n_ctx: int) -> None:
@@ -247,6 +248,29 @@ class LlamaCppBackend:
                 raise ValuescopeError(f"llamacpp: labels {labels} share a token")
             self._label_ids[labels] = (ids[0], ids[1])
         return self._label_ids[labels]
+
+    def label_lead(self, labels: tuple[str, str]) -> list[int]:
+        """Tokens put after the prefill so that a logprob answer is the label's token.
+
+        Where the tokenizer has no single token for " 1" (Qwen splits it into a space and
+        "1"), the answer after "...Option" would be the space: the space goes in the
+        prompt and the bare label is read. Empty when the labels have a spaced token, or
+        the prefill is empty or ends in whitespace.
+        """
+        if labels not in self._lead:
+            self._lead[labels] = self._space_before(labels)
+        return self._lead[labels]
+
+    def _space_before(self, labels: tuple[str, str]) -> list[int]:
+        if not self.prefill or self.prefill[-1].isspace():
+            return []
+        space = self.llm.tokenize(b" ", add_bos=False, special=False)
+        for label in labels:
+            spaced = self.llm.tokenize(f" {label}".encode(), add_bos=False, special=False)
+            bare = self.llm.tokenize(label.encode(), add_bos=False, special=False)
+            if len(spaced) == 1 or spaced != space + bare:
+                return []
+        return space
 
     def render(self, messages: Sequence[tuple[str, str]], prefill: str | None = None) -> list[int]:
         """Prompt tokens: the chat template with a generation prompt, then the prefill.
@@ -312,7 +336,10 @@ class LlamaCppBackend:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
-        prompts = [self.render(q.messages) for q in queries]
+        prompts = [
+            self.render(q.messages) + (self.label_lead(q.labels) if q.mode == "logprob" else [])
+            for q in queries
+        ]
         order = sorted(range(len(queries)), key=prompts.__getitem__) if self.reuse else None
         answers: list[Answer | None] = [None] * len(queries)
         group: list[int] = []
