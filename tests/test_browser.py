@@ -122,7 +122,13 @@ def open_and_check(driver, page: Path, min_figures: int, shot: Path) -> list[dic
     """Load ``page``; assert no console errors, every plot drawn, sane layout; screenshot."""
     driver.get_log("browser")  # drop anything left from a previous page
     driver.get(page.resolve().as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    # get() can return before a file:// page has finished loading (seen once in CI under
+    # load: readyState "loading"); wait for it, within the page-load limit
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
     figures = driver.execute_script(FIGURE_CHECK)
     assert len(figures) >= min_figures, figures
     for f in figures:
