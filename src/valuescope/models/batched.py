@@ -9,9 +9,10 @@ as when its prompt is evaluated alone; a prompt's last, shorter chunk is followe
 filler tokens of sequence `len(prompts)`, which no prompt attends to.
 
 The CPU matrix kernels take rows in groups and round a leftover group differently:
-measured on Qwen2.5 Q4_K_M, a prompt's logits change (by ~3e-6, enough to tip later
-roundings) with the number of rows that get logits unless it is a multiple of 16; so
-the batch, and the rows that get logits, are padded with filler to a multiple of `ROWS`.
+measured on Qwen2.5 Q4_K_M (with llama.cpp's repacked kernels, the backend's default
+then), a prompt's logits change (by ~3e-6, enough to tip later roundings) with the
+number of rows that get logits unless it is a multiple of 16; so the batch, and the rows
+that get logits, are padded with filler to a multiple of `ROWS`.
 """
 
 from __future__ import annotations
