@@ -229,6 +229,10 @@ class LlamaCppBackend:
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
 
+    def _text_tokens(self, text: str) -> list[int]:
+        """Tokens of plain text (no BOS, special tokens not parsed)."""
+        return self.llm.tokenize(text.encode(), add_bos=False, special=False)
+
     def label_token_ids(self, labels: tuple[str, str]) -> tuple[list[int], list[int]]:
         """Token ids that spell each answer label alone (" A" and/or "A"), checked."""
         if labels not in self._label_ids:
@@ -236,7 +240,7 @@ class LlamaCppBackend:
             for label in labels:
                 found = []
                 for text in (f" {label}", label):
-                    toks = self.llm.tokenize(text.encode(), add_bos=False, special=False)
+                    toks = self._text_tokens(text)
                     if len(toks) == 1 and self.llm.detokenize(toks).decode() == text:
                         found.append(toks[0])
                 if not found:
@@ -264,11 +268,10 @@ class LlamaCppBackend:
     def _space_before(self, labels: tuple[str, str]) -> list[int]:
         if not self.prefill or self.prefill[-1].isspace():
             return []
-        space = self.llm.tokenize(b" ", add_bos=False, special=False)
+        space = self._text_tokens(" ")
         for label in labels:
-            spaced = self.llm.tokenize(f" {label}".encode(), add_bos=False, special=False)
-            bare = self.llm.tokenize(label.encode(), add_bos=False, special=False)
-            if len(spaced) == 1 or spaced != space + bare:
+            spaced = self._text_tokens(f" {label}")
+            if len(spaced) == 1 or spaced != space + self._text_tokens(label):
                 return []
         return space
 
