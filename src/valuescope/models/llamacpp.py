@@ -26,6 +26,7 @@ to groups the matrix kernels round alike. `batch=1` runs the same plan for one p
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,14 +86,56 @@ def import_llama_cpp():
     return llama_cpp
 
 
+def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
+    """(busy, total) jiffies summed over these CPUs from /proc/stat, or None off Linux."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = total = 0.0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        values = [float(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(values)
+        busy += sum(values) - values[3] - values[4]
+    return (busy, total) if total else None
+
+
+def busy_cores(cpus: set[int], window: float = 0.25) -> float | None:
+    """Cores of `cpus` that other processes keep busy now, sampled over `window` seconds.
+
+    The 1-minute load average lags a minute behind: just after a compile it still reads
+    about 1.3 on an idle 2-core machine and would halve the threads. /proc/stat read twice
+    gives the current use (psutil does the same; it is not worth a compiled dependency
+    for one number). This process's own CPU time in the window is not counted. None where
+    /proc/stat cannot be read.
+    """
+    start, own_start, clock = _cpu_times(cpus), os.times(), time.monotonic()
+    if start is None:
+        return None
+    time.sleep(window)
+    end, own_end, elapsed = _cpu_times(cpus), os.times(), time.monotonic() - clock
+    if end is None or end[1] <= start[1]:
+        return None
+    share = (end[0] - start[0]) / (end[1] - start[1])
+    own = (own_end.user + own_end.system - own_start.user - own_start.system) / elapsed
+    return min(float(len(cpus)), max(0.0, share * len(cpus) - own))
+
+
 def default_threads() -> int:
-    """The cores this process may use less those busy now (1-minute load), at least 1.
+    """The cores this process may use less those busy now, at least 1.
 
     llama.cpp threads spin while they wait for each other, so a thread without a free
-    core slows every step down (several times over on a busy 2-core machine).
+    core slows every step down (several times over on a busy 2-core machine). "Busy now"
+    is `busy_cores()`, or the 1-minute load average where /proc/stat is not there.
     """
-    cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, int(cores - os.getloadavg()[0] + 0.5)))
+    cpus = os.sched_getaffinity(0)
+    busy = busy_cores(cpus)
+    if busy is None:
+        busy = os.getloadavg()[0]
+    return max(1, min(len(cpus), int(len(cpus) - busy + 0.5)))
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
