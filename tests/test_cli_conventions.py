@@ -41,7 +41,8 @@ def _options(path: list[str]) -> dict[str, click.Parameter]:
 def test_shell_completion_offers_commands_and_choices():
     runner = CliRunner()
     shown = runner.invoke(app, ["--show-completion", "bash"], prog_name="valuescope")
-    assert shown.exit_code == 0 and "_VALUESCOPE_COMPLETE" in shown.output, (shown.output, shown.exception)
+    failure = (shown.output, shown.exception)
+    assert shown.exit_code == 0 and "_VALUESCOPE_COMPLETE" in shown.output, failure
 
     def complete(words: str) -> list[str]:
         env = {"_VALUESCOPE_COMPLETE": "complete_bash", "COMP_WORDS": words}
