@@ -26,6 +26,10 @@ from valuescope.elicit import parse_choice
         ("a", None),
         ("Absolutely not.", None),
         ("Bananas", None),
+        ("Option A, A", "A"),  # one answer said twice
+        ("B / B.", "B"),
+        ("A or B", None),  # both offered
+        ("Option B, or option A", None),
     ],
 )
 def test_parses_known_forms(text, expected):

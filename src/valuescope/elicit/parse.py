@@ -50,9 +50,9 @@ def _patterns(first: str, second: str) -> tuple[re.Pattern, re.Pattern, re.Patte
         rf"(?i:\s*is)?[\s:\-*_]*(?i:(?:option|report)\s*)?\(?{label}(?![\w])(.*)$",
         re.MULTILINE,
     )
-    # the other label offered right after the first: "A or B", "A/B", "A and option B"
+    # a label offered right after the first: "A or B", "A/B", "A, or option B" (or "A, A")
     both = re.compile(
-        rf"^[\s*_\"'`)\]]*(?i:or|and|nor|vs\.?|versus|/|&|,)\s*(?i:(?:option|report)\s*)?"
+        rf"^[\s*_\"'`)\]]*(?:(?i:or|and|nor|vs\.?|versus|/|&|,)\s*)+(?i:(?:option|report)\s*)?"
         rf"\(?{label}(?![\w])"
     )
     return exact, answer_line, both
@@ -98,7 +98,9 @@ def _leading_label(text: str, labels: tuple[str, str], both: re.Pattern) -> str 
     for label in labels:  # case-sensitive: a leading lowercase "a" is a word, not a label
         after = rest[len(label) : len(label) + 1]
         if rest.startswith(label) and not (after.isalnum() or after == "_"):
-            return "" if both.match(rest[len(label) :]) else label
+            offered = both.match(rest[len(label) :])
+            # "A or B" offers both; "A, A" repeats one answer
+            return "" if offered and offered.group(1).upper() != label.upper() else label
     return None
 
 
