@@ -168,3 +168,35 @@ def test_smollm2_gguf():
     }
     answers = backend.answer(queries(2))
     assert all(0.01 < a.mass <= 1 and 0 <= a.p_a <= 1 for a in answers)
+
+
+def test_digit_labels_are_read_after_the_space_the_tokenizer_splits_off(tmp_path):
+    import torch
+
+    # a tokenizer trained without digits spells " 1" as a space and "1", as Qwen's does
+    corpus = [t for t in [*TEXTS, TEMPLATES["default"].user] if not any(c.isdigit() for c in t)]
+    model_dir = save_tiny_model(tmp_path / "tiny", corpus)
+    prefill = "I would prefer Option"
+    hf = get_backend(f"hf/{model_dir}?threads=1&prefill={prefill.replace(' ', '%20')}")
+    tok = hf.tokenizer
+    assert len(tok.encode(" 1", add_special_tokens=False)) == 2  # no " 1" token, as in Qwen
+    template = TEMPLATES["labels-12"]
+    qs = []
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        messages = template.render(TEXTS[a], TEXTS[b])
+        qs.append(Query(messages, TEXTS[a], TEXTS[b], mode="logprob", labels=template.labels))
+    for q, ans in zip(qs, hf.answer(qs)):
+        # what the model says next after "...Option " (the prompt text with a space), at
+        # the tokens "1" and "2", by a plain forward pass
+        chat = [{"role": r, "content": c} for r, c in q.messages]
+        text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        ids = tok(text + prefill + " ", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode(), hf._with_threads():
+            probs = hf.model(torch.tensor([ids])).logits[0, -1].softmax(-1)
+        one, two = (float(probs[tok.convert_tokens_to_ids(d)]) for d in "12")
+        assert ans.mass == pytest.approx(one + two, rel=1e-4)
+        assert ans.p_a == pytest.approx(one / (one + two), abs=1e-5)
+        assert ans.tokens_in == len(ids)
+    # the letters have spaced tokens (the corpus holds "Option A"): nothing is added
+    assert len(tok.encode(" A", add_special_tokens=False)) == 1
+    assert hf.label_lead(("A", "B")) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import io
@@ -23,6 +24,7 @@ from pydantic import Field
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
+from valuescope.models.labels import space_lead
 from valuescope.models.params import Flag, ModelParams, Whole, validate_params
 
 PIP_LINE = 'pip install "valuescope[hf]"'
@@ -121,6 +123,8 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self.threads = threads
         self.answer_ids = answer_token_ids(tokenizer)
+        self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self._lead: dict[tuple[str, str], list[int]] = {}
         self.pad_id = tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = tokenizer.eos_token_id or 0
@@ -147,16 +151,36 @@ class HFBackend:
         text += self.prefill if prefill is None else prefill
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def label_ids(self, labels: tuple[str, str]) -> tuple[list[int], list[int]]:
+        """Token ids of the first and the second answer label (`answer_token_ids`)."""
+        if labels not in self._label_ids:
+            ids = answer_token_ids(self.tokenizer, labels)
+            self._label_ids[labels] = (ids[labels[0]], ids[labels[1]])
+        return self._label_ids[labels]
+
+    def label_lead(self, labels: tuple[str, str]) -> list[int]:
+        """Tokens put after the prefill so that a logprob answer is the label's token."""
+        if labels not in self._lead:
+            tokenize = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+            self._lead[labels] = space_lead(tokenize, self.prefill, labels)
+        return self._lead[labels]
+
     # -- the Backend protocol -----------------------------------------------------------
     def answer(self, queries: Sequence[Query]) -> list[Answer]:
         """Answer a batch of queries in order (logprob and sample queries may mix)."""
         out: list[Answer | None] = [None] * len(queries)
-        prompts = [self.encode(q.messages) for q in queries]
+        prompts = [
+            self.encode(q.messages) + (self.label_lead(q.labels) if q.mode == "logprob" else [])
+            for q in queries
+        ]
         logprob = [i for i, q in enumerate(queries) if q.mode == "logprob"]
         if logprob:
             probs = self.next_token_probs([prompts[i] for i in logprob])
-            a_ids, b_ids = self.answer_ids["A"], self.answer_ids["B"]
-            p_a, p_b = probs[:, a_ids].sum(-1).tolist(), probs[:, b_ids].sum(-1).tolist()
+            p_a, p_b = [], []
+            for j, i in enumerate(logprob):
+                a_ids, b_ids = self.label_ids(queries[i].labels)
+                p_a.append(float(probs[j, a_ids].sum()))
+                p_b.append(float(probs[j, b_ids].sum()))
             for j, i in enumerate(logprob):
                 mass = p_a[j] + p_b[j]
                 share = p_a[j] / mass if mass > 0 else 0.5

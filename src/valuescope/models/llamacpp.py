@@ -39,6 +39,7 @@ from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models import batched
 from valuescope.models.base import Answer, Query
+from valuescope.models.labels import space_lead
 from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
 
 LLAMA_CPP_VERSION = "0.3.36"
@@ -297,26 +298,11 @@ class LlamaCppBackend:
         return self._label_ids[labels]
 
     def label_lead(self, labels: tuple[str, str]) -> list[int]:
-        """Tokens put after the prefill so that a logprob answer is the label's token.
-
-        Where the tokenizer has no single token for " 1" (Qwen splits it into a space and
-        "1"), the answer after "...Option" would be the space: the space goes in the
-        prompt and the bare label is read. Empty when the labels have a spaced token, or
-        the prefill is empty or ends in whitespace.
-        """
+        """Tokens put after the prefill so that a logprob answer is the label's token
+        (`labels.space_lead`: the space before a digit label Qwen spells apart)."""
         if labels not in self._lead:
-            self._lead[labels] = self._space_before(labels)
+            self._lead[labels] = space_lead(self._text_tokens, self.prefill, labels)
         return self._lead[labels]
-
-    def _space_before(self, labels: tuple[str, str]) -> list[int]:
-        if not self.prefill or self.prefill[-1].isspace():
-            return []
-        space = self._text_tokens(" ")
-        for label in labels:
-            spaced = self._text_tokens(f" {label}")
-            if len(spaced) == 1 or spaced != space + self._text_tokens(label):
-                return []
-        return space
 
     def render(self, messages: Sequence[tuple[str, str]], prefill: str | None = None) -> list[int]:
         """Prompt tokens: the chat template with a generation prompt, then the prefill.
