@@ -26,6 +26,7 @@ to groups the matrix kernels round alike. `batch=1` runs the same plan for one p
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ DEFAULT_BATCH = 32  # prompts per llama.cpp call (measured in docs/embedded.md)
 MAX_BATCH_TOKENS = 1024  # tokens per llama.cpp call (one micro-batch, see _context)
 
 
+_MODEL_PARAMS_LOCK = threading.Lock()
+
+
 @contextmanager
 def _model_params(llama_cpp, **fields: object) -> Iterator[None]:
     """Load models with these `llama_model_params` fields set.
@@ -60,19 +64,20 @@ def _model_params(llama_cpp, **fields: object) -> Iterator[None]:
     a model loads.
     """
     module = llama_cpp.llama.llama_cpp
-    default = module.llama_model_default_params
+    with _MODEL_PARAMS_LOCK:  # two threads loading models must not see each other's fields
+        default = module.llama_model_default_params
 
-    def params():
-        out = default()
-        for key, value in fields.items():
-            setattr(out, key, value)
-        return out
+        def params():
+            out = default()
+            for key, value in fields.items():
+                setattr(out, key, value)
+            return out
 
-    module.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        module.llama_model_default_params = default
+        module.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = default
 
 
 def import_llama_cpp():

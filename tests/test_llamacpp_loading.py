@@ -1,4 +1,4 @@
-"""The thread default reads the machine's current load, not the 1-minute average."""
+"""How the llama.cpp backend loads: threads from the current CPU use, model parameters."""
 
 from __future__ import annotations
 
@@ -75,3 +75,28 @@ def test_threads_are_the_free_cores(monkeypatch):
     assert default_threads() == cores
     monkeypatch.setattr(llamacpp, "busy_cores", lambda cpus: cores + 1.0)
     assert default_threads() == 1
+
+
+def test_models_loading_at_once_each_get_their_own_parameters():
+    """`_model_params` patches a module function: two threads must not mix their fields."""
+    from types import SimpleNamespace
+
+    from valuescope.models.llamacpp import _model_params
+
+    lib = SimpleNamespace(llama_model_default_params=lambda: SimpleNamespace(use_extra_bufts=True))
+    fake = SimpleNamespace(llama=SimpleNamespace(llama_cpp=lib))
+    seen: dict[str, list[bool]] = {"on": [], "off": []}
+
+    def load(name: str, repack: bool) -> None:
+        for _ in range(50):
+            with _model_params(fake, use_extra_bufts=repack):
+                threading.Event().wait(0.001)  # the load takes a while
+                seen[name].append(lib.llama_model_default_params().use_extra_bufts)
+
+    threads = [threading.Thread(target=load, args=a) for a in (("on", True), ("off", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"on": [True] * 50, "off": [False] * 50}
+    assert lib.llama_model_default_params().use_extra_bufts is True  # restored
