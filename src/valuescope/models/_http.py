@@ -48,7 +48,7 @@ from valuescope.errors import (
     MissingDependencyError,
     ValuescopeError,
 )
-from valuescope.models.base import Answer
+from valuescope.models.base import Answer, Query
 from valuescope.models.params import MaybeNumber, ModelParams
 
 if TYPE_CHECKING:
@@ -640,6 +640,31 @@ class ApiClient:
                 f"model or endpoint not found at {url} (HTTP 404): {detail}" + self._not_found_hint
             )
         return f"the server rejected the request (HTTP {status}): {detail}"
+
+
+class RequestPerQuery:
+    """`answer` and `answer_stream` for backends that send one request per query.
+
+    The backend has `name`, `base_url`, an `ApiClient` as `_client` and `_request(query)`.
+    """
+
+    name: str
+    base_url: str
+    _client: ApiClient
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, base_url={self.base_url!r})"
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer]:
+        """Answer a batch concurrently; BackendError (with partial answers) past retries."""
+        return self._client.run([self._request(q) for q in queries])
+
+    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
+        """(position, answer) lists as answers arrive, `concurrency` requests in flight."""
+        return self._client.stream([self._request(q) for q in queries])
+
+    def _request(self, query: Query):
+        raise NotImplementedError
 
 
 def drain_queue(arrivals: queue.Queue, block: bool = True) -> list:

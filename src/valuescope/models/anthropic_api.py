@@ -7,7 +7,7 @@ for the variable whose key this host gets (see `_http.resolve_key`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from valuescope.errors import ValuescopeError
 from valuescope.models._http import (
@@ -15,6 +15,7 @@ from valuescope.models._http import (
     HttpOptions,
     PricedParams,
     Request,
+    RequestPerQuery,
     request_headers,
     require_transport,
     resolve_base_url,
@@ -62,7 +63,7 @@ def parse_message(data: dict) -> Answer:
     return Answer(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
 
 
-class AnthropicBackend:
+class AnthropicBackend(RequestPerQuery):
     """Messages API against `base_url` (default: Anthropic's API).
 
     Parameters
@@ -115,17 +116,6 @@ class AnthropicBackend:
             secrets=(key or "", (url_credentials(url) or ("", ""))[1]),
             auth=auth,
         )
-
-    def __repr__(self) -> str:
-        return f"AnthropicBackend({self.name!r}, base_url={self.base_url!r})"
-
-    def answer(self, queries: Sequence[Query]) -> list[Answer]:
-        """Answer a batch concurrently; BackendError (with partial answers) past retries."""
-        return self._client.run([self._request(q) for q in queries])
-
-    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
-        """(position, answer) lists as answers arrive, `concurrency` requests in flight."""
-        return self._client.stream([self._request(q) for q in queries])
 
     def generate(
         self,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from valuescope.errors import ValuescopeError
@@ -31,6 +31,7 @@ from valuescope.models._http import (
     HttpOptions,
     PricedParams,
     Request,
+    RequestPerQuery,
     request_headers,
     require_transport,
     resolve_base_url,
@@ -136,7 +137,7 @@ class OpenAIParams(PricedParams):
     api_version: str | None = None
 
 
-class OpenAIBackend:
+class OpenAIBackend(RequestPerQuery):
     """Chat completions against `base_url` (default: OpenAI's API).
 
     Parameters
@@ -198,17 +199,6 @@ class OpenAIBackend:
             not_found_hint=hint,
             auth=auth,
         )
-
-    def __repr__(self) -> str:
-        return f"OpenAIBackend({self.name!r}, base_url={self.base_url!r})"
-
-    def answer(self, queries: Sequence[Query]) -> list[Answer]:
-        """Answer a batch concurrently; BackendError (with partial answers) past retries."""
-        return self._client.run([self._request(q) for q in queries])
-
-    def answer_stream(self, queries: Sequence[Query]) -> Iterator[list[tuple[int, Answer]]]:
-        """(position, answer) lists as answers arrive, `concurrency` requests in flight."""
-        return self._client.stream([self._request(q) for q in queries])
 
     def generate(
         self,
