@@ -146,6 +146,16 @@ def test_unknown_keys_are_refused_naming_the_key_and_the_known_ones():
         get_backend("llamacpp/x.gguf?temp=1")
 
 
+def test_a_misspelled_parameter_or_agent_gets_the_close_name():
+    with pytest.raises(UnknownModelError, match=r"'thraeds'; did you mean 'threads'\? known: "):
+        get_backend("llamacpp/x.gguf?thraeds=1")
+    with pytest.raises(UnknownModelError, match=r"sim/thurstn; did you mean sim/thurstone\? "):
+        get_backend("sim/thurstn")
+    with pytest.raises(UnknownModelError) as info:
+        get_backend("sim/zzzz")
+    assert "did you mean" not in str(info.value)
+
+
 def test_factories_get_the_validated_values():
     """The same string reaches every backend through the one parser: yes/No/1 are booleans."""
     url = "http://127.0.0.1:9/v1"

@@ -10,6 +10,7 @@ error format naming the model and the bad key:
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -125,8 +126,10 @@ def validate_params(cls: type[P], label: str, params: Mapping[str, object] | Non
     known = list(cls.model_fields)
     unknown = [key for key in raw if key not in known]
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownModelError(
-            f"model {shown!r} has no parameter {unknown[0]!r}; known: {', '.join(known)}"
+            f"model {shown!r} has no parameter {unknown[0]!r}; {hint}known: {', '.join(known)}"
         )
     try:
         return cls(**raw)

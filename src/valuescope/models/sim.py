@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from collections.abc import Sequence
@@ -214,8 +215,10 @@ class ThurstoneAgent(_SimAgent):
 def make_sim(name: str, params: dict[str, str], seed: int = 0, **_: object) -> _SimAgent:
     """Factory for `sim/<agent>`: the agent class comes from registry.SIM_AGENTS."""
     if name not in SIM_AGENTS:
+        close = difflib.get_close_matches(name, list(SIM_AGENTS), n=1, cutoff=0.6)
+        hint = f"did you mean sim/{close[0]}? " if close else ""
         raise UnknownModelError(
-            f"unknown synthetic agent sim/{name}; known: "
+            f"unknown synthetic agent sim/{name}; {hint}known: "
             + ", ".join(f"sim/{k}" for k in sorted(SIM_AGENTS))
         )
     return SIM_AGENTS[name](name, params, seed=seed)
