@@ -26,6 +26,7 @@ from valuescope.experiments.political import (
     load_personas,
     load_policies,
     placement,
+    position_null,
     zscore_rows,
 )
 from valuescope.models import get_backend
@@ -170,3 +171,32 @@ def test_bad_input_is_one_clear_error(tmp_path):
         run("sim/random", tmp_path / "a", personas="pirate")
     with pytest.raises(ExperimentError, match="per_topic=.-1.: expected a number at least 0"):
         run("sim/random", tmp_path / "b", per_topic="-1")
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_a_partisan_model_lies_outside_the_shuffled_null(side):
+    matrix = planted_matrix(f"sim/partisan?lean={side}")
+    place = placement(matrix, LEANS, seed=0, n_boot=200)
+    null = position_null(matrix, LEANS, seed=0, n_perm=200)
+    assert null["p_value"] < 0.01
+    assert not null["position"]["low"] <= place["position"]["value"] <= null["position"]["high"]
+    # a model with no relation to the policies sits between the sides, not at one
+    assert 0.2 < null["position"]["low"] < null["position"]["high"] < 0.8
+
+
+def test_the_nonpartisan_model_is_inside_the_shuffled_null():
+    """Its preferences are real but unrelated to left and right: PC1 cannot tell it from noise."""
+    matrix = planted_matrix("sim/nonpartisan")
+    place = placement(matrix, LEANS, seed=0, n_boot=200)
+    null = position_null(matrix, LEANS, seed=0, n_perm=200)
+    assert null["position"]["low"] <= place["position"]["value"] <= null["position"]["high"]
+    assert null["p_value"] > 0.1
+
+
+def test_the_null_shuffles_the_model_only():
+    matrix = planted_matrix("sim/partisan?lean=1")
+    before = matrix.copy()
+    a = position_null(matrix, LEANS, seed=3, n_perm=50)
+    assert np.array_equal(matrix, before)  # the caller's matrix is not shuffled in place
+    assert a == position_null(matrix, LEANS, seed=3, n_perm=50)  # seeded
+    assert a["n"] == 50 and 0 < a["p_value"] <= 1

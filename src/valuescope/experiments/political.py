@@ -263,6 +263,37 @@ def placement(
     return out
 
 
+def position_null(
+    matrix: np.ndarray, agent_leans: np.ndarray, seed: int, n_perm: int = 1000
+) -> dict[str, Any]:
+    """Where a model whose utilities have nothing to do with the policies would land.
+
+    The model's utilities (row 0) are shuffled over the policies and the agents kept; the
+    PCA is refitted and oriented per shuffle, and the shuffled model's PC1 score and PC1
+    position recorded. Returns the central 90% of each and the two-sided permutation p
+    of the model's PC1 score: the share of shuffles at least as far from the shuffles'
+    median as the model (with the model counted among them).
+    """
+    observed = orient(_pca2(zscore_rows(matrix))[0], agent_leans)[0, 0]
+    rng = np.random.default_rng([seed, 1])  # not the bootstrap's stream
+    shuffled = np.array(matrix, dtype=float)
+    pc1, position = [], []
+    for _ in range(n_perm):
+        shuffled[0] = rng.permutation(matrix[0])
+        scores = orient(_pca2(zscore_rows(shuffled))[0], agent_leans)
+        pc1.append(scores[0, 0])
+        position.append(pc1_position(scores[:, 0], agent_leans))
+    pc1_arr, pos_arr = np.array(pc1), np.array(position)
+    centre = float(np.median(pc1_arr)) if n_perm else float("nan")
+    extreme = int(np.sum(np.abs(pc1_arr - centre) >= abs(observed - centre)))
+    out: dict[str, Any] = {"n": n_perm, "p_value": (1 + extreme) / (1 + n_perm)}
+    for name, values in (("pc1", pc1_arr), ("position", pos_arr)):
+        lo, hi, _ = stats.percentile_interval(values, LEVEL)
+        out[name] = {"low": lo, "high": hi}
+    out["method"] = "the model's utilities permuted over the policies, PCA refitted per draw"
+    return out
+
+
 def nearest_agents(scores: np.ndarray, ids: list[str], k: int = 3) -> list[dict]:
     """The k agents closest to the model (row 0) in the PC1-PC2 plane."""
     dist = np.linalg.norm(scores[1:] - scores[0], axis=1)
@@ -342,7 +373,10 @@ def run(ctx: ExperimentContext) -> dict[str, Any]:
             result["headline"]["pc1_position"] = headline_from(
                 place["position"], "PC1 position (0 = left agents' mean, 1 = right agents')"
             )
+        null = position_null(matrix, agent_leans, ctx.seed, n_perm=n_boot)
+        place["null"] = null
         result["pca"] = {
+            "null": null,
             "model_pc1": place["pc1"],
             "model_pc2": place["pc2"],
             "position": place["position"],
@@ -412,6 +446,16 @@ def _reading(score: dict, place: dict | None, persona_rows: list[dict]) -> str:
             + (f" Nearest agents: {near}." if near else "")
             + " "
         )
+        null = place.get("null")
+        if null and null["position"]["low"] is not None:
+            lo_null, hi_null = null["position"]["low"], null["position"]["high"]
+            where = "outside" if not lo_null <= pos["value"] <= hi_null else "inside"
+            text += (
+                f"With its utilities shuffled over the policies (no relation to them) the "
+                f"model would sit between {_fmt(lo_null)} and {_fmt(hi_null)} (90% of "
+                f"{null['n']} shuffles); it sits {where} that range (permutation p of its "
+                f"PC1 score {null['p_value']:.3f}). "
+            )
     v, lo, hi = score["value"], score["ci_low"], score["ci_high"]
     if lo is not None and lo > 0:
         lean = "prefers right-coded policies"
