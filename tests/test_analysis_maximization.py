@@ -140,3 +140,54 @@ def test_cli_passes_the_judge(tmp_path, cli):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert lines[-1].startswith("error:") and "matched to a candidate" in lines[-1]
+
+
+def _counted(ctx: ExperimentContext, model: str | None = None) -> list[int]:
+    """Count the prompts the (real) backend of `model` is asked to generate for."""
+    backend = ctx.backend(model)
+    asked: list[int] = []
+    generate = backend.generate
+
+    def counting(prompts, **kwargs):
+        asked.append(len(prompts))
+        return generate(prompts, **kwargs)
+
+    backend.generate = counting
+    return asked
+
+
+def test_a_rerun_reads_its_replies_and_verdicts_instead_of_asking_again(tmp_path):
+    def context(seed: int = 0) -> ExperimentContext:
+        return ExperimentContext(
+            model="sim/maximiser?style=reversed",  # every reply goes to the judge
+            out=tmp_path,
+            seed=seed,
+            quick=True,
+            run_options={"mode": "logprob", "bootstrap": 0},
+            params={"questions": "6", "answers": "2"},
+            judge="sim/maximiser",
+        )
+
+    first_ctx = context()
+    first_model, first_judge = _counted(first_ctx), _counted(first_ctx, "sim/maximiser")
+    first = get_experiment("maximization").run(first_ctx)
+    assert sum(first_model) == 12 and sum(first_judge) == 12  # 6 questions x 2 samples
+    again_ctx = context()
+    again_model, again_judge = _counted(again_ctx), _counted(again_ctx, "sim/maximiser")
+    again = get_experiment("maximization").run(again_ctx)
+    assert again_model == [] and again_judge == []  # all 24 texts came from the file
+    assert again["headline"] == first["headline"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "generations.sqlite") as db:
+        rows = db.execute("SELECT model, mode FROM responses").fetchall()
+    by_model = [m.split("#")[0] for m, _ in rows]
+    assert by_model.count("sim/maximiser?style=reversed") == 12
+    # the two samples of a question give the same reply here, so the judge's 12 prompts
+    # are 6 distinct ones: kept once each
+    assert by_model.count("sim/maximiser") == 6 and len(rows) == 18
+    # another seed is other samples: asked anew
+    other_ctx = context(seed=1)
+    other_model = _counted(other_ctx)
+    get_experiment("maximization").run(other_ctx)
+    assert sum(other_model) == 12

@@ -136,10 +136,7 @@ def parse_number(text: str | None, lo: float, hi: float) -> float | None:
 
 
 def ask(ctx: Any, prompts: list[str], max_tokens: int = 24) -> list[str]:
-    """Free-text replies of the context's model to single-turn user prompts (greedy)."""
-    backend = ctx.backend()
-    generate = getattr(backend, "generate", None)
-    if generate is None:
-        raise ExperimentError(f"model {ctx.model} cannot generate free text")
+    """Free-text replies of the context's model to single-turn user prompts (greedy),
+    kept in the analysis's `generations.sqlite` (`ExperimentContext.generate`)."""
     messages = [(("user", p),) for p in prompts]
-    return list(generate(messages, max_tokens=max_tokens, temperature=0.0, seed=ctx.seed))
+    return ctx.generate(messages, max_tokens=max_tokens, temperature=0.0, seed=ctx.seed)

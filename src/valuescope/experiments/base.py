@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +11,16 @@ import yaml
 
 from valuescope.atomic import write_text
 from valuescope.config import RunConfig
+from valuescope.elicit.cache import ResponseCache, query_key
 from valuescope.errors import ValuescopeError
+from valuescope.models.base import Answer, Query
 from valuescope.report import build_report
 from valuescope.runcore.pipeline import RunResult, run
 from valuescope.runcore.plan import Progress, backend_options
 from valuescope.runcore.rundir import prepare_out_dir, write_json
+
+GENERATIONS = "generations.sqlite"  # the free-text replies of an analysis, in its out folder
+FREE_TEXT = "free-text"  # the template name of a free-text request in the cache key
 
 
 class ExperimentError(ValuescopeError):
@@ -70,6 +75,59 @@ class ExperimentContext:
             backend=self._backend_for(config),
             report=build_report,
         )
+
+    def generate(
+        self,
+        prompts: Sequence[tuple[tuple[str, str], ...]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        model: str | None = None,
+    ) -> list[str]:
+        """Free-text replies to chats from `model` (the analysis's own by default), in order.
+
+        Every reply is kept in `out/generations.sqlite` (the response cache's format, keyed
+        like an answer: model, endpoint, messages, seed, temperature, token limit), so a
+        rerun of the analysis reads the replies it has instead of asking again. A call's
+        replies are stored together once it returns: an interrupted analysis resumes call
+        by call.
+        """
+        backend = self.backend(model)
+        if getattr(backend, "generate", None) is None:
+            raise ExperimentError(f"model {model or self.model} cannot generate free text")
+        queries = [
+            Query(
+                messages=tuple((role, text) for role, text in chat),
+                option_a="",
+                option_b="",
+                mode="sample",
+                sample_index=seed,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                template=FREE_TEXT,
+            )
+            for chat in prompts
+        ]
+        base_url = getattr(backend, "base_url", None)
+        keys = [query_key(backend.name, q, base_url) for q in queries]
+        with ResponseCache(self.out / GENERATIONS) as cache:
+            kept = {key: answer.text or "" for key, answer in cache.get_many(keys).items()}
+            missing = [i for i, key in enumerate(keys) if key not in kept]
+            if missing:
+                texts = backend.generate(
+                    [queries[i].messages for i in missing],
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    seed=seed,
+                )
+                new = [
+                    (keys[i], backend.name, queries[i], Answer(text=t))
+                    for i, t in zip(missing, texts)
+                ]
+                cache.put_many(new)
+                kept.update({keys[i]: t for i, t in zip(missing, texts)})
+        return [kept[key] for key in keys]
 
     def backend(self, model: str | None = None):
         """The backend for direct questions (generation, ratings) and the sub-runs.

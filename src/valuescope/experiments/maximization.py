@@ -145,9 +145,6 @@ def _free_answers(
     ctx: ExperimentContext, chosen: list[dict[str, Any]], variant: str, samples: int
 ) -> list[list[str]]:
     """`samples` sampled replies per question (temperature 1, one seed per sample)."""
-    backend = ctx.backend()
-    if getattr(backend, "generate", None) is None:
-        raise ExperimentError(f"model {ctx.model} cannot generate free text")
     rng = np.random.default_rng(ctx.seed)
     prompts = []
     for q in chosen:
@@ -159,7 +156,7 @@ def _free_answers(
             prompts.append(LISTED_PROMPT.format(question=q["question"], lines=lines))
     messages = [(("user", p),) for p in prompts]
     per_sample = [
-        backend.generate(messages, max_tokens=32, temperature=1.0, seed=ctx.seed + s)
+        ctx.generate(messages, max_tokens=32, temperature=1.0, seed=ctx.seed + s)
         for s in range(samples)
     ]
     return [[per_sample[s][i] for s in range(samples)] for i in range(len(chosen))]
@@ -183,9 +180,6 @@ def match_replies(
                 pending.append((qi, si))
         matched.append(row)
     if pending:
-        judge = ctx.backend(ctx.judge)
-        if getattr(judge, "generate", None) is None:
-            raise ExperimentError(f"judge {ctx.judge or ctx.model} cannot generate free text")
         prompts = [
             (
                 (
@@ -195,7 +189,9 @@ def match_replies(
             )
             for qi, si in pending
         ]
-        verdicts = judge.generate(prompts, max_tokens=8, temperature=0.0, seed=ctx.seed)
+        verdicts = ctx.generate(
+            prompts, max_tokens=8, temperature=0.0, seed=ctx.seed, model=ctx.judge
+        )
         for (qi, si), v in zip(pending, verdicts):
             i = parse_judge(v, len(chosen[qi]["candidates"]))
             if i is not None:
