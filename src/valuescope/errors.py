@@ -1,5 +1,18 @@
 """Errors that reach users as one clear line, never as a traceback."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+
+
+def did_you_mean(
+    word: str, choices: Iterable[str], n: int = 3, show: Callable[[str], str] = str
+) -> str:
+    """ "did you mean X, Y? " naming the choices closest to `word` (difflib), or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+    return f"did you mean {', '.join(show(c) for c in close)}? " if close else ""
+
 
 class ValuescopeError(Exception):
     """A problem with the user's input or environment, explained in one line."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -11,7 +10,7 @@ from typing import Any
 
 from valuescope.api.measure import SettingError, progress_of, run_config
 from valuescope.api.results import ComparisonRun, ExperimentRun, Run
-from valuescope.errors import ValuescopeError
+from valuescope.errors import ValuescopeError, did_you_mean
 
 # Keyword arguments of `experiment` that are the command's own options (`--run` is `runs`).
 CONTEXT_OPTIONS = ("out", "seed", "quick", "judge", "runs", "progress")
@@ -151,8 +150,7 @@ def _check_names(name: str, params: Mapping[str, Any]) -> None:
     for key in params:
         if key in options or key in own or (model.prefixed and key.startswith(model.prefixed)):
             continue
-        close = difflib.get_close_matches(key, [*options, *own], n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
+        hint = did_you_mean(key, [*options, *own])
         raise SettingError(
             f"valuescope.experiment: unknown setting {key!r}; {hint}options: "
             f"{', '.join(options)}; {name}'s parameters: {', '.join(known_keys(model))}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import io
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from valuescope.api.results import ExperimentRun, Run
 from valuescope.atomic import write_text
 from valuescope.config import RunConfig
-from valuescope.errors import ValuescopeError
+from valuescope.errors import ValuescopeError, did_you_mean
 from valuescope.models.base import Backend
 from valuescope.runcore import reader
 from valuescope.runcore.rundir import prepare_out_dir
@@ -44,8 +43,7 @@ def check_settings(settings: Mapping[str, Any], known: Sequence[str], what: str)
     for name in settings:
         if name in known:
             continue
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
+        hint = did_you_mean(name, known)
         raise SettingError(
             f"{what}: unknown setting {name!r}; {hint}known: {', '.join(sorted(known))}"
         )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from valuescope.errors import ValuescopeError
+from valuescope.errors import ValuescopeError, did_you_mean
 
 
 class _Headline(BaseModel):
@@ -80,8 +79,8 @@ class Metrics(Mapping[str, Any]):
         try:
             return self[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._data), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(name, self._data).rstrip()
+            hint = f"; {hint}" if hint else ""
             raise AttributeError(f"{self._where} has no {name!r}{hint}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -121,12 +121,10 @@ class ExperimentContext:
                     temperature=temperature,
                     seed=seed,
                 )
-                new = [
-                    (keys[i], backend.name, queries[i], Answer(text=t))
-                    for i, t in zip(missing, texts)
-                ]
-                cache.put_many(new)
                 kept.update({keys[i]: t for i, t in zip(missing, texts)})
+                cache.put_many(
+                    (keys[i], backend.name, queries[i], Answer(text=kept[keys[i]])) for i in missing
+                )
         return [kept[key] for key in keys]
 
     def backend(self, model: str | None = None):

@@ -123,7 +123,7 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self.threads = threads
         self.answer_ids = answer_token_ids(tokenizer)
-        self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        self._label_ids = {ANSWER_LABELS: (self.answer_ids["A"], self.answer_ids["B"])}
         self._lead: dict[tuple[str, str], list[int]] = {}
         self.pad_id = tokenizer.pad_token_id
         if self.pad_id is None:

@@ -10,7 +10,6 @@ error format naming the model and the bad key:
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -18,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from valuescope.errors import UnknownModelError
+from valuescope.errors import UnknownModelError, did_you_mean
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -126,8 +125,7 @@ def validate_params(cls: type[P], label: str, params: Mapping[str, object] | Non
     known = list(cls.model_fields)
     unknown = [key for key in raw if key not in known]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(unknown[0], known, n=1, show=repr)
         raise UnknownModelError(
             f"model {shown!r} has no parameter {unknown[0]!r}; {hint}known: {', '.join(known)}"
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from collections.abc import Sequence
@@ -13,7 +12,7 @@ from pydantic import Field
 from scipy.special import expit, ndtr
 
 from valuescope.common.seeds import stable_seed
-from valuescope.errors import UnknownModelError
+from valuescope.errors import UnknownModelError, did_you_mean
 from valuescope.models.base import Answer, Query
 from valuescope.models.params import MaybeWhole, ModelParams, Number, validate_params
 from valuescope.models.registry import SIM_AGENTS
@@ -215,8 +214,7 @@ class ThurstoneAgent(_SimAgent):
 def make_sim(name: str, params: dict[str, str], seed: int = 0, **_: object) -> _SimAgent:
     """Factory for `sim/<agent>`: the agent class comes from registry.SIM_AGENTS."""
     if name not in SIM_AGENTS:
-        close = difflib.get_close_matches(name, list(SIM_AGENTS), n=1, cutoff=0.6)
-        hint = f"did you mean sim/{close[0]}? " if close else ""
+        hint = did_you_mean(name, SIM_AGENTS, n=1, show=lambda k: f"sim/{k}")
         raise UnknownModelError(
             f"unknown synthetic agent sim/{name}; {hint}known: "
             + ", ".join(f"sim/{k}" for k in sorted(SIM_AGENTS))
