@@ -6,45 +6,8 @@ import numpy as np
 import pytest
 
 from valuescope.errors import UnknownModelError
-from valuescope.models import batched
 from valuescope.models.base import Query
 from valuescope.models.llamacpp import backend_kwargs
-
-
-def test_plan_puts_every_token_at_its_position_modulo_the_chunk():
-    rng = np.random.default_rng(0)
-    head = list(rng.integers(5, 50, 37))
-    prompts = sorted(
-        head + list(rng.integers(5, 9, int(n)))  # few token ids: neighbours share chunks
-        for n in (3, 16, 17, 30, 30, 45, 2, 64)
-    )
-    prompts.append(list(prompts[-1]))  # a duplicate
-    prefix = batched.common_cached(prompts)
-    assert prefix == 32
-    plan = batched.plan(prompts, prefix, filler_token=0)
-    n = len(prompts)
-    seen: dict[int, list[tuple[int, int]]] = {b: [] for b in range(n)}
-    for j, (tok, pos, seqs) in enumerate(zip(plan.tokens, plan.positions, plan.seqs)):
-        if seqs == (n,):
-            continue  # filler
-        assert (prefix + j) % batched.CHUNK == pos % batched.CHUNK
-        for b in seqs:
-            seen[b].append((pos, tok))
-    for b, prompt in enumerate(prompts):  # each sequence gets exactly its own suffix, in order
-        assert seen[b] == list(enumerate(prompt))[prefix:]
-        assert plan.tokens[plan.last[b]] == prompt[-1]
-        assert plan.positions[plan.last[b]] == len(prompt) - 1
-    assert len(plan.tokens) % batched.ROWS == 0 and len(plan.outputs) % batched.ROWS == 0
-    assert set(plan.last) <= set(plan.outputs)
-    real = len(plan.tokens) - plan.filler
-    assert real < sum(len(p) - prefix for p in prompts)  # shared chunks are sent once
-
-
-def test_plan_refuses_a_prefix_that_is_not_shorter_than_every_prompt():
-    with pytest.raises(ValueError, match="chunk-aligned"):
-        batched.plan([[1] * 20, [1] * 16], 16, filler_token=0)
-    with pytest.raises(ValueError, match="chunk-aligned"):
-        batched.plan([[1] * 20], 5, filler_token=0)
 
 
 def test_batch_parameter_is_checked():

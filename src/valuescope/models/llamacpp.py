@@ -8,19 +8,18 @@ its evaluation (each text is what asking it alone gives). Consecutive prompts sh
 their longest common prefix in the KV cache, and each batch is asked in token order so
 that neighbours share as much as possible.
 
-Tokens are evaluated in chunks aligned to multiples of `EVAL_CHUNK` positions. llama.cpp's
-CPU kernels give slightly different results for different batch splits (up to 0.3 in a
-logit for Qwen2.5 Q4_K_M), so a fixed split makes every answer a function of its prompt
-alone, whatever was in the cache before.
+llama.cpp's CPU kernels round differently when a prompt is split into calls of fewer
+than 8 rows, or when its cells are laid out otherwise than alone (moving P(A) by up to
+0.03 on Qwen2.5 Q4_K_M), so every call gives each sequence at least
+`streams.MIN_ROWS` rows: an answer is then that of its prompt evaluated alone in one
+call, whatever was in the cache before (measured: bit for bit, docs/benchmarks.md).
 
-Logprob prompts are evaluated several at a time (`batch`, default `DEFAULT_BATCH`): one
-llama.cpp sequence per prompt in one `llama_decode` call, the chunks that sorted
-neighbours share computed once for all of them (`batched.plan`). Attention sums its
-cells in blocks of 16 in cell order, so a sequence's answer matches its single-prompt
-evaluation only when each of its tokens sits in a cell whose index is its position
-modulo 16; the plan pads each prompt's last, partial chunk with filler tokens of a
-sequence nobody reads, so that every chunk starts a block of 16 cells, and pads the rows
-to groups the matrix kernels round alike. `batch=1` runs the same plan for one prompt.
+Logprob prompts are evaluated several at a time (`batch`, default `DEFAULT_BATCH`) in a
+second context with one KV stream per sequence: stream 0 keeps the prompts' common
+head, each prompt copies the stream of an earlier one that has evaluated the tokens the
+two share and evaluates the rest, all streams of a call side by side (`streams.schedule`).
+`batch=1`, `reuse=0`, and prompts longer than a stream are asked one at a time in the
+main context.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from pydantic import Field
 
 from valuescope.common.seeds import stable_seed
 from valuescope.errors import MissingDependencyError, ValuescopeError
-from valuescope.models import batched
+from valuescope.models import streams
 from valuescope.models.base import Answer, Query
 from valuescope.models.labels import space_lead
 from valuescope.models.params import Flag, MaybeWhole, ModelParams, Whole, validate_params
@@ -47,9 +46,18 @@ LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_PIP = f'pip install "llama-cpp-python[server]=={LLAMA_CPP_VERSION}"'
 # Starts the assistant turn so that the next token is the letter (measured in docs/embedded.md).
 DEFAULT_PREFILL = "I would prefer Option"
-EVAL_CHUNK = batched.CHUNK
-DEFAULT_BATCH = 32  # prompts per llama.cpp call (measured in docs/embedded.md)
-MAX_BATCH_TOKENS = 1024  # tokens per llama.cpp call (one micro-batch, see _context)
+DEFAULT_BATCH = 32  # prompts per llama.cpp call (measured in docs/benchmarks.md)
+MAX_BATCH_TOKENS = 1024  # rows per llama.cpp call in the batched context
+STREAM_CELLS = 256  # KV cells per stream (llama.cpp rounds a stream up to 256); grows
+# llama.cpp evaluates a run of consecutive streams as one micro-batch; one of 8 or more
+# streams rounds differently from a prompt evaluated alone (measured on Qwen2.5 1.5B,
+# docs/benchmarks.md), so every 8th stream is left out and runs stay at 7
+STREAMS_PER_RUN = 7
+
+
+def physical_stream(stream: int) -> int:
+    """The llama.cpp sequence of schedule stream `stream` (0, the head, stays 0)."""
+    return stream + (stream - 1) // STREAMS_PER_RUN if stream else 0
 
 
 _MODEL_PARAMS_LOCK = threading.Lock()
@@ -159,6 +167,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
+def call_spans(start: int, stop: int, most: int) -> list[tuple[int, int]]:
+    """Split tokens `start`..`stop` into calls of at most `most` rows, none shorter than
+    `streams.MIN_ROWS` unless the whole span is."""
+    spans = []
+    while stop - start > most:
+        size = most if stop - start - most >= streams.MIN_ROWS else stop - start - streams.MIN_ROWS
+        spans.append((start, start + size))
+        start += size
+    return [*spans, (start, stop)] if stop > start else spans
+
+
 class LlamaCppBackend:
     """A GGUF chat model on CPU; see the module docstring for how it answers.
 
@@ -214,7 +233,6 @@ class LlamaCppBackend:
         self.batch = max(1, batch) if reuse else 1
         self.threads = threads or default_threads()
         self.tokens_evaluated = 0  # prompt tokens actually run through the model
-        self._prompt_in_cache = 0  # leading cache tokens evaluated in aligned chunks
         try:
             with _model_params(llama_cpp, use_extra_bufts=repack):
                 self.llm = llama_cpp.Llama(
@@ -228,7 +246,9 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise ValuescopeError(f"llamacpp: cannot load {path}: {exc}") from None
         self._lib = llama_cpp
-        self._multi_sequence_context(llama_cpp, n_ctx)
+        self._streams = None  # the batched context, made at the first batch
+        self._stream_cells = 0
+        self._stream_head: list[int] = []
         self._format = self._chat_formatter(llama_cpp)
         self.n_vocab = self.llm.n_vocab()
         self._label_ids: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
@@ -238,33 +258,39 @@ class LlamaCppBackend:
         extra = (f"&seed={seed}" if seed else "") + f"&repack={int(repack)}"
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
 
-    def _multi_sequence_context(self, llama_cpp, n_ctx: int) -> None:
-        """Swap the context for one with `batch` + 1 sequences sharing one KV cache.
-
-        One micro-batch per call, so that the rows are grouped as the plan padded them.
-        """
+    def _streams_context(self, cells: int) -> None:
+        """Make (or grow) the batched context: `batch` + 1 KV streams of `cells` cells."""
+        if self._streams is not None and self._stream_cells >= cells:
+            return
         from llama_cpp import _internals
 
-        params = self.llm.context_params
-        params.n_seq_max = self.batch + 1  # the last one holds the filler tokens
-        params.kv_unified = True  # a shared prefix is one set of cells, not copies
-        self.max_batch_tokens = min(n_ctx, MAX_BATCH_TOKENS)
-        params.n_batch = params.n_ubatch = self.max_batch_tokens
+        self._close_streams()
+        main = self.llm.context_params
+        params = type(main).from_buffer_copy(main)
+        params.n_seq_max = physical_stream(self.batch) + 1  # stream 0 holds the common head
+        params.kv_unified = False  # one stream per sequence: cells as when evaluated alone
+        params.n_ctx = cells * params.n_seq_max
+        params.n_batch = params.n_ubatch = MAX_BATCH_TOKENS
         try:
             ctx = _internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
         except ValueError as exc:
             msg = f"llamacpp: cannot make a {self.batch}-sequence context: {exc}"
             raise ValuescopeError(msg) from None
-        self.llm._ctx.close()
-        self.llm._ctx = ctx
-        self._batch = llama_cpp.llama_batch_init(self.max_batch_tokens, 0, self.batch + 1)
-        self._memory = llama_cpp.llama_get_memory(ctx.ctx)
+        self._streams, self._stream_cells, self._stream_head = ctx, cells, []
+        self._batch = self._lib.llama_batch_init(MAX_BATCH_TOKENS, 0, 1)
+        self._memory = self._lib.llama_get_memory(ctx.ctx)
 
-    def __del__(self) -> None:
+    def _close_streams(self) -> None:
         batch = getattr(self, "_batch", None)
         if batch is not None:
             self._lib.llama_batch_free(batch)
             self._batch = None
+        if getattr(self, "_streams", None) is not None:
+            self._streams.close()
+            self._streams = None
+
+    def __del__(self) -> None:
+        self._close_streams()
 
     def _chat_formatter(self, llama_cpp):
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -338,20 +364,22 @@ class LlamaCppBackend:
         return self._fill(tokens, len(tokens) - 1 if self.reuse else 0)
 
     def _fill(self, tokens: Sequence[int], most: int) -> int:
-        """Make the cache hold `tokens`, keeping at most `most` cached ones; tokens evaluated."""
+        """Make the cache hold `tokens`, keeping at most `most` cached ones; tokens evaluated.
+
+        The rest is evaluated in calls of at least `streams.MIN_ROWS` rows (fewer round
+        differently), so the result is that of one call from an empty cache.
+        """
         llm = self.llm
-        cached = llm.input_ids[: min(self._prompt_in_cache, llm.n_tokens)]
-        same = common_prefix(np.asarray(tokens), cached)
-        keep = min(same, most) // EVAL_CHUNK * EVAL_CHUNK  # whole chunks only
+        same = common_prefix(np.asarray(tokens), llm.input_ids[: llm.n_tokens])
+        keep = max(0, min(same, most, len(tokens) - streams.MIN_ROWS))
         if keep and not llm._ctx.kv_cache_seq_rm(0, keep, -1):  # e.g. recurrent models
             keep = 0
         if keep == 0:
             llm.reset()
             llm._ctx.kv_cache_seq_rm(0, 0, -1)
         llm.n_tokens = keep
-        for start in range(keep, len(tokens), EVAL_CHUNK):
-            llm.eval(list(tokens[start : start + EVAL_CHUNK]))
-        self._prompt_in_cache = len(tokens)
+        for start, stop in call_spans(keep, len(tokens), llm.n_batch):
+            llm.eval(list(tokens[start:stop]))
         self.tokens_evaluated += len(tokens) - keep
         return len(tokens) - keep
 
@@ -365,7 +393,9 @@ class LlamaCppBackend:
     def clear(self) -> None:
         """Forget the cached context (the next prompt is evaluated from its first token)."""
         self.llm.reset()
-        self._prompt_in_cache = 0
+        if self._streams is not None:
+            self._lib.llama_memory_clear(self._memory, True)
+            self._stream_head = []
 
     def next_token_logits(self) -> np.ndarray:
         """Logits of the token after the last one evaluated, shape (n_vocab,)."""
@@ -405,67 +435,89 @@ class LlamaCppBackend:
         group: list[int],
         answers: list[Answer | None],
     ) -> None:
-        """Logprob answers for `group` (indices, sorted prompts) from one llama.cpp call.
-
-        A group too big for one call is halved. With `reuse` off the prompts start from
-        an empty cache.
+        """Logprob answers for `group` (indices, sorted prompts): several streams per call,
+        or one prompt at a time in the main context (`batch=1`, a lone or too long prompt).
         """
-        toks = [prompts[i] for i in group]
         for i in group:
             self._check_fits(prompts[i])
-        prefix = batched.common_cached(toks) if self.reuse else 0
-        plan = batched.plan(toks, prefix, filler_token=toks[0][0])
-        too_big = len(plan.tokens) > self.max_batch_tokens
-        if too_big and len(group) == 1:  # a long prompt alone: all but its last chunk first
-            if not self.reuse:
-                self.clear()
-            prefix = batched.common_cached(toks)
-            plan = batched.plan(toks, prefix, filler_token=toks[0][0])
-        elif len(group) > 1 and (too_big or prefix + len(plan.tokens) >= self.llm.n_ctx()):
-            half = len(group) // 2
-            self._logprob_group(queries, prompts, group[:half], answers)
-            self._logprob_group(queries, prompts, group[half:], answers)
+        longest = MAX_BATCH_TOKENS - streams.MIN_ROWS
+        together = [i for i in group if len(prompts[i]) <= longest] if self.batch > 1 else []
+        for i in group if len(together) < 2 else set(group) - set(together):
+            self.evaluate(prompts[i])
+            answers[i] = self._logprob_answer(queries[i], self.next_token_logits(), len(prompts[i]))
+        if len(together) < 2:
             return
-        logits = self._decode_plan(toks[0][:prefix], plan, len(group))
-        for i, row in zip(group, logits):
-            answers[i] = self._logprob_answer(queries[i], row, len(prompts[i]))
-
-    def _decode_plan(self, prefix: list[int], plan: batched.Plan, n: int) -> list[np.ndarray]:
-        """Run `plan` for `n` sequences after `prefix` (cached as sequence 0); logits rows."""
-        lib, mem, batch = self._lib, self._memory, self._batch
-        self._fill(prefix, len(prefix))
-        for seq in range(1, n):
-            lib.llama_memory_seq_cp(mem, 0, seq, -1, -1)
-        batch.n_tokens = len(plan.tokens)
-        for j, (tok, pos, seqs) in enumerate(zip(plan.tokens, plan.positions, plan.seqs)):
-            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = (
-                tok,
-                pos,
-                len(seqs),
-                0,
-            )
-            for k, seq in enumerate(seqs):
-                batch.seq_id[j][k] = seq
-        for j in plan.outputs:
-            batch.logits[j] = 1
+        toks = [prompts[i] for i in together]
+        need = max(map(len, toks)) + streams.MIN_ROWS
+        self._streams_context(-(-need // STREAM_CELLS) * STREAM_CELLS)
+        head = streams.common_head(toks)
         try:
-            status = lib.llama_decode(self.llm.ctx, batch)
-            if status != 0:
-                raise ValuescopeError(f"llamacpp: llama_decode failed ({status}) on a batch")
-            rows = [
-                np.ctypeslib.as_array(
-                    lib.llama_get_logits_ith(self.llm.ctx, j), shape=(self.n_vocab,)
-                ).copy()
-                for j in plan.last
-            ]
-        finally:
-            # back to the prefix alone, as sequence 0, as if it had been evaluated alone
-            lib.llama_memory_seq_rm(mem, -1, len(prefix), -1)
-            lib.llama_memory_seq_keep(mem, 0)
-            self.llm.n_tokens = len(prefix)
-            self._prompt_in_cache = len(prefix)
-        self.tokens_evaluated += len(plan.tokens)
-        return rows
+            self._put_head(toks[0][:head])
+            rows = self._run_schedule(toks, head)
+        except BaseException:
+            self._lib.llama_memory_clear(self._memory, True)  # a half-run call leaves debris
+            self._stream_head = []
+            raise
+        for i, k in zip(together, range(len(toks))):
+            answers[i] = self._logprob_answer(queries[i], rows[k], len(prompts[i]))
+
+    def _decode_rows(
+        self, rows: list[tuple[int, int, int]], want: Sequence[int]
+    ) -> list[np.ndarray]:
+        """One call in the batched context: `rows` of (token, position, stream); the logits
+        of the rows at indices `want`."""
+        lib, batch = self._lib, self._batch
+        batch.n_tokens = len(rows)
+        for j, (tok, pos, seq) in enumerate(rows):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = tok, pos, 1, 0
+            batch.seq_id[j][0] = seq
+        for j in want:
+            batch.logits[j] = 1
+        status = lib.llama_decode(self._streams.ctx, batch)
+        if status != 0:
+            raise ValuescopeError(f"llamacpp: llama_decode failed ({status}) on a batch")
+        self.tokens_evaluated += len(rows)
+        return [
+            np.ctypeslib.as_array(
+                lib.llama_get_logits_ith(self._streams.ctx, j), shape=(self.n_vocab,)
+            ).copy()
+            for j in want
+        ]
+
+    def _put_head(self, head: list[int]) -> None:
+        """Make stream 0 hold `head`, keeping what it holds of it already."""
+        same = streams.shared_length(self._stream_head, head)
+        if same < len(head):
+            same = max(0, min(same, len(head) - streams.MIN_ROWS))
+        self._lib.llama_memory_seq_rm(self._memory, streams.HEAD, same, -1)
+        self._stream_head = head[:same]
+        for start, stop in call_spans(same, len(head), MAX_BATCH_TOKENS):
+            self._decode_rows([(head[p], p, streams.HEAD) for p in range(start, stop)], [])
+        self._stream_head = list(head)
+
+    def _run_schedule(self, prompts: list[list[int]], head: int) -> list[np.ndarray]:
+        """Evaluate `prompts` after the head in stream 0; the logits after each one."""
+        lib, mem = self._lib, self._memory
+        out: list[np.ndarray | None] = [None] * len(prompts)
+        plan = streams.schedule(
+            prompts, head, self.batch, MAX_BATCH_TOKENS, prompts[0][0], run=STREAMS_PER_RUN
+        )
+        for call in plan:
+            for st in call.starts:
+                dest = physical_stream(st.stream)
+                if st.source != st.stream:
+                    lib.llama_memory_seq_cp(mem, physical_stream(st.source), dest, -1, -1)
+                lib.llama_memory_seq_rm(mem, dest, st.keep, -1)
+            rows, want, ends = [], [], []
+            for part in call.parts:
+                seq = physical_stream(part.stream)
+                rows += [(t, part.start + j, seq) for j, t in enumerate(part.tokens)]
+                if part.last:
+                    want.append(len(rows) - len(part.tokens) + part.real - 1)
+                    ends.append(part.prompt)
+            for k, logits in zip(ends, self._decode_rows(rows, want)):
+                out[k] = logits
+        return out  # type: ignore[return-value]
 
     def _logprob_answer(self, q: Query, logits: np.ndarray, n_tokens: int) -> Answer:
         ids_a, ids_b = self.label_token_ids(q.labels)
