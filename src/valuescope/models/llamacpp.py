@@ -259,7 +259,8 @@ class LlamaCppBackend:
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
 
     def _streams_context(self, cells: int) -> None:
-        """Make (or grow) the batched context: `batch` + 1 KV streams of `cells` cells."""
+        """Make (or grow) the batched context: the head stream and `batch` prompt streams
+        (`physical_stream` spreads them), `cells` cells each."""
         if self._streams is not None and self._stream_cells >= cells:
             return
         from llama_cpp import _internals
@@ -458,8 +459,8 @@ class LlamaCppBackend:
             self._lib.llama_memory_clear(self._memory, True)  # a half-run call leaves debris
             self._stream_head = []
             raise
-        for i, k in zip(together, range(len(toks))):
-            answers[i] = self._logprob_answer(queries[i], rows[k], len(prompts[i]))
+        for i, logits in zip(together, rows):
+            answers[i] = self._logprob_answer(queries[i], logits, len(prompts[i]))
 
     def _decode_rows(
         self, rows: list[tuple[int, int, int]], want: Sequence[int]
