@@ -12,7 +12,14 @@ import pytest
 
 from valuescope.models import streams
 from valuescope.models.llamacpp import call_spans
-from valuescope.models.streams import HEAD, MIN_ROWS, common_head, schedule
+from valuescope.models.streams import (
+    HEAD,
+    MIN_ROWS,
+    common_head,
+    prefix_tree,
+    schedule,
+    stream_count,
+)
 
 FILLER = -1
 
@@ -30,33 +37,37 @@ def prompts_like_the_pipeline(seed: int, n: int) -> list[list[int]]:
     return sorted(out)
 
 
-def replay(prompts, head, n_streams, max_rows):
+def replay(prompts, head, n_streams, max_rows, run=None):
     """Run the schedule on lists; return (rows per prompt's last part, calls, rows)."""
     cells: dict[int, list[int]] = {HEAD: list(prompts[0][:head])}
     seen: dict[int, int] = {}
-    calls = list(schedule(prompts, head, n_streams, max_rows, FILLER))
+    calls = list(schedule(prompts, head, n_streams, max_rows, FILLER, run=run))
     for call in calls:
+        written = {p.stream for p in call.parts}
         for s in call.starts:
-            assert 1 <= s.stream <= n_streams
+            assert 1 <= s.stream <= stream_count(n_streams, run)
+            assert s.source not in written  # read before this call overwrites it
             source = list(cells.get(s.source, []))
             assert source[: s.keep] == list(prompts[s.prompt][: s.keep])  # a true prefix
-            cells[s.stream] = source[: s.keep]
-        widths = {len(p.tokens) for p in call.parts}
-        assert len(widths) == 1 and widths.pop() >= MIN_ROWS
+            cells[s.stream] = source[: s.keep]  # the copy drops what follows `keep`
+        assert {s.stream for s in call.starts} == written  # every part's stream starts anew
+        blocks: dict[int, set[int]] = {}
+        for p in call.parts:
+            blocks.setdefault((p.stream - 1) // (run or n_streams), set()).add(len(p.tokens))
+        assert all(len(w) == 1 and min(w) >= MIN_ROWS for w in blocks.values())
         assert call.rows <= max_rows
-        assert len({p.stream for p in call.parts}) == len(call.parts)
+        assert len(written) == len(call.parts)
         assert [p.stream for p in call.parts] == sorted(p.stream for p in call.parts)
         for p in call.parts:
             row = cells[p.stream]
             assert len(row) == p.start  # continues where the stream ends
             assert list(p.tokens[: p.real]) == list(prompts[p.prompt][p.start : p.start + p.real])
             assert all(t == FILLER for t in p.tokens[p.real :])
-            assert p.last or p.real == len(p.tokens)  # filler only after a prompt's end
-            row += p.tokens[: p.real]  # the filler is dropped when the stream is next used
+            row += p.tokens  # filler included: the next start from this stream drops it
             if p.last:
-                assert row == list(prompts[p.prompt])
+                assert row[: p.start + p.real] == list(prompts[p.prompt])
                 assert p.prompt not in seen
-                seen[p.prompt] = len(row)
+                seen[p.prompt] = p.start + p.real
     return seen, calls
 
 
@@ -69,20 +80,31 @@ def test_every_prompt_ends_in_a_stream_that_holds_exactly_it(seed, n_streams):
     assert sorted(seen) == list(range(len(prompts)))
 
 
-def test_shared_tokens_are_evaluated_once_given_streams():
+@pytest.mark.parametrize("run", [None, 7])
+def test_shared_tokens_are_evaluated_once_given_streams(run):
     prompts = prompts_like_the_pipeline(7, 32)
     head = common_head(prompts)
-    _, calls = replay(prompts, head, 32, max_rows=1024)
-    evaluated = sum(call.rows for call in calls)
-    # the prefix tree of the prompts (each token once), plus at most MIN_ROWS - 1 filler
-    # rows a prompt
-    tree = (
-        len(prompts[0])
-        - head
-        + sum(len(b) - streams.shared_length(a, b) for a, b in zip(prompts, prompts[1:]))
+    _, calls = replay(prompts, head, 32, max_rows=1024, run=run)
+    evaluated: dict[tuple[int, ...], int] = {}  # a prefix -> how often its last token ran
+    for part in (p for call in calls for p in call.parts):
+        for at in range(part.start, part.start + part.real):
+            key = tuple(prompts[part.prompt][: at + 1])
+            evaluated[key] = evaluated.get(key, 0) + 1
+    tree = {tuple(p[: at + 1]) for p in prompts for at in range(head, len(p))}
+    assert tree <= set(evaluated)  # every token of the prefix tree ran
+    # again only in a short segment evaluated with each of its children: fewer than
+    # MIN_ROWS tokens once per prompt beyond the first
+    assert sum(evaluated.values()) - len(evaluated) <= (MIN_ROWS - 1) * (len(prompts) - 1)
+    real = sum(evaluated.values())
+    filler = sum(call.rows for call in calls) - real
+    # padding: segments shorter than MIN_ROWS, and wider micro-batches where that costs
+    # less than the micro-batches their longer streams would need later
+    short = sum(
+        max(0, MIN_ROWS - s.end + s.start) for s in prefix_tree(prompts, head) if not s.folded
     )
-    assert tree <= evaluated <= tree + len(prompts) * (MIN_ROWS - 1)
-    assert evaluated < 0.75 * sum(len(p) - head for p in prompts)
+    micro = sum(len({(p.stream - 1) // (run or 32) for p in call.parts}) for call in calls)
+    assert filler <= short + streams.MICRO_BATCH_ROWS * micro
+    assert sum(call.rows for call in calls) < 0.75 * sum(len(p) - head for p in prompts)
 
 
 def test_a_prompt_waits_for_its_source_instead_of_evaluating_what_it_shares():
@@ -117,3 +139,75 @@ def test_call_spans_cover_the_tokens_in_calls_of_min_rows_or_more(start, stop, m
     assert all(b - a <= most for a, b in spans)
     if stop - start >= MIN_ROWS:
         assert all(b - a >= MIN_ROWS for a, b in spans)
+
+
+def tree_of(prompts, head=0):
+    """(start, end, ends) of the unfolded segments, and each one's parent as such."""
+    segs = prefix_tree(prompts, head)
+    spans = {k: (s.start, s.end, s.ends) for k, s in enumerate(segs) if not s.folded}
+    return {(v, spans.get(segs[k].parent)) for k, v in spans.items()}
+
+
+def test_prefix_tree_splits_where_prompts_part():
+    p0, p1, p2 = [1] * 10 + [2] * 10 + [3], [1] * 10 + [2] * 10 + [4], [1] * 10 + [5] * 10
+    assert tree_of([p0, p1, p2]) == {
+        ((0, 10, None), None),
+        ((10, 20, None), (0, 10, None)),
+        ((10, 20, 2), (0, 10, None)),
+        ((20, 21, 0), (10, 20, None)),
+        ((20, 21, 1), (10, 20, None)),
+    }
+
+
+def test_prefix_tree_folds_short_inner_segments_into_their_children():
+    p0, p1, p2 = [1] * 10 + [2] * 3 + [3] * 9, [1] * 10 + [2] * 3 + [4] * 9, [1] * 10 + [5] * 9
+    assert tree_of([p0, p1, p2]) == {
+        ((0, 10, None), None),
+        ((10, 19, 2), (0, 10, None)),
+        ((10, 22, 0), (0, 10, None)),
+        ((10, 22, 1), (0, 10, None)),
+    }
+
+
+def test_prefix_tree_of_a_prompt_inside_another_and_of_duplicates():
+    assert tree_of([[1] * 10, [1] * 10 + [2] * 9]) == {
+        ((0, 10, 0), None),
+        ((10, 19, 1), (0, 10, 0)),
+    }
+    assert tree_of([[1] * 12, [1] * 12], head=0) == {
+        ((0, 11, None), None),
+        ((11, 12, 0), (0, 11, None)),
+        ((11, 12, 1), (0, 11, None)),
+    }
+    assert tree_of([[7] * 9 + [1], [7] * 9 + [2]], head=9) == {
+        ((9, 10, 0), None),
+        ((9, 10, 1), None),
+    }
+
+
+def test_a_short_segment_a_prompt_ends_at_is_kept():
+    p0, p1, p2 = [1] * 10, [1] * 10 + [2] * 3, [1] * 10 + [2] * 3 + [4] * 9
+    assert tree_of([p0, p1, p2]) == {
+        ((0, 10, 0), None),
+        ((10, 13, 1), (0, 10, 0)),
+        ((13, 22, 2), (10, 13, 1)),
+    }
+    seen, _ = replay([p0, p1, p2], 0, 3, max_rows=64)
+    assert seen == {0: 10, 1: 13, 2: 22}
+
+
+def test_block_width_pads_only_where_padding_costs_less_than_a_micro_batch():
+    assert streams.block_width([9, 30, 30], 1024, 7) == 30  # 21 filler < 28 rows
+    assert streams.block_width([9, 60, 60], 1024, 7) == 9  # 51 filler > 28 rows
+    assert streams.block_width([3, 5], 1024, 7) == MIN_ROWS
+    assert streams.block_width([200, 200], 256, 7) == 128  # a call's rows bound it
+
+
+def test_alike_lengths_share_a_micro_batch():
+    head = [5] * 20
+    short = [head + [i, 0] + [1] * 7 for i in range(7)]  # 9 tokens after the head
+    long = [head + [i, 1] + [1] * 28 for i in range(7)]  # 30
+    prompts = sorted(short + long)  # interleaved: each i's short prompt before its long one
+    _, calls = replay(prompts, 20, 14, max_rows=1024, run=7)
+    assert len(calls) == 1 and {len(p.tokens) for p in calls[0].parts} == {9, 30}
+    assert calls[0].rows == 7 * 9 + 7 * 30  # two micro-batches, no filler

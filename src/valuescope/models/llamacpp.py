@@ -16,8 +16,9 @@ call, whatever was in the cache before (measured: bit for bit, docs/benchmarks.m
 
 Logprob prompts are evaluated several at a time (`batch`, default `DEFAULT_BATCH`) in a
 second context with one KV stream per sequence: stream 0 keeps the prompts' common
-head, each prompt copies the stream of an earlier one that has evaluated the tokens the
-two share and evaluates the rest, all streams of a call side by side (`streams.schedule`).
+head, and the rest of the prompts' prefix tree is evaluated in rounds, each segment in a
+stream copied from its parent's, the segments of a round side by side in micro-batches
+of `STREAMS_PER_RUN` streams (`streams.schedule`).
 `batch=1`, `reuse=0`, and prompts longer than a stream are asked one at a time in the
 main context.
 """
@@ -259,8 +260,8 @@ class LlamaCppBackend:
         self.name = f"{label}?prefill={quote(prefill)}{extra}#bytes={path.stat().st_size}"
 
     def _streams_context(self, cells: int) -> None:
-        """Make (or grow) the batched context: the head stream and `batch` prompt streams
-        (`physical_stream` spreads them), `cells` cells each."""
+        """Make (or grow) the batched context: the head stream and the prompt streams of a
+        schedule of `batch` prompts (`physical_stream` spreads them), `cells` cells each."""
         if self._streams is not None and self._stream_cells >= cells:
             return
         from llama_cpp import _internals
@@ -268,7 +269,8 @@ class LlamaCppBackend:
         self._close_streams()
         main = self.llm.context_params
         params = type(main).from_buffer_copy(main)
-        params.n_seq_max = physical_stream(self.batch) + 1  # stream 0 holds the common head
+        prompt_streams = streams.stream_count(self.batch, STREAMS_PER_RUN)
+        params.n_seq_max = physical_stream(prompt_streams) + 1  # stream 0 holds the head
         params.kv_unified = False  # one stream per sequence: cells as when evaluated alone
         params.n_ctx = cells * params.n_seq_max
         params.n_batch = params.n_ubatch = MAX_BATCH_TOKENS
@@ -504,10 +506,9 @@ class LlamaCppBackend:
             prompts, head, self.batch, MAX_BATCH_TOKENS, prompts[0][0], run=STREAMS_PER_RUN
         )
         for call in plan:
-            for st in call.starts:
+            for st in call.starts:  # a copy across streams copies the whole stream
                 dest = physical_stream(st.stream)
-                if st.source != st.stream:
-                    lib.llama_memory_seq_cp(mem, physical_stream(st.source), dest, -1, -1)
+                lib.llama_memory_seq_cp(mem, physical_stream(st.source), dest, -1, -1)
                 lib.llama_memory_seq_rm(mem, dest, st.keep, -1)
             rows, want, ends = [], [], []
             for part in call.parts:
