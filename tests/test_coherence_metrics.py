@@ -216,13 +216,24 @@ def test_coin_scores_a_quarter_cycles_and_chance_log_loss(tmp_path):
 
 @pytest.mark.parametrize("samples", [1, 3])
 def test_a_fit_of_pure_noise_stays_near_chance_on_new_pairs(tmp_path, samples):
-    """Few samples per pair: without the out-of-fold scale a coin scored 0.93-1.13 here."""
-    m = run(
-        RunConfig(model="sim/random", mode="sample", samples=samples, out=tmp_path, bootstrap=0)
-    ).metrics
-    assert m["heldout_log_loss"] <= math.log(2) + 0.03
-    assert m["baseline_random"]["heldout_log_loss"] <= math.log(2) + 0.03
-    assert m["prediction_scale"]["scale"] < 0.5
+    """Few samples per pair: without the out-of-fold scale a coin scored 0.93-1.13 here.
+
+    Over 31 held-out pairs one coin's log-loss is noisy (seeds 0-3, one sample: 0.68-0.78),
+    so the bound is on the mean of four seeds, with a looser one for each.
+    """
+    losses, base_losses, scales = [], [], []
+    for seed in range(4):
+        config = RunConfig(
+            model="sim/random", mode="sample", samples=samples, seed=seed,
+            out=tmp_path / str(seed), bootstrap=0,
+        )  # fmt: skip
+        m = run(config).metrics
+        losses.append(m["heldout_log_loss"])
+        base_losses.append(m["baseline_random"]["heldout_log_loss"])
+        scales.append(m["prediction_scale"]["scale"])
+    assert np.mean(losses) <= math.log(2) + 0.03 and max(losses) <= math.log(2) + 0.15
+    assert np.mean(base_losses) <= math.log(2) + 0.03
+    assert np.mean(scales) < 0.5
 
 
 def test_the_scale_leaves_a_coherent_fit_alone(tmp_path):

@@ -74,7 +74,12 @@ def test_split_half_reliability_separates_signal_from_coin():
 
 
 def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
-    """Even a target of 0.5 is never reached by a coin run through the active design."""
+    """A coin run through the active design never reaches a target of 0.9.
+
+    Its split-half reliability is noise around 0 with a wide spread: over seeds 0-9 the
+    final values ran from -0.49 to 0.54, and 2 of 10 runs stopped early at a target of 0.5
+    (docs/reading-the-numbers.md), so the bounds here are for the mean of three and 0.9.
+    """
     budget = n_all_pairs(N_SMALL) - heldout_size(N_SMALL)
     rel = []
     for seed in range(3):
@@ -86,15 +91,15 @@ def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
             mode="sample",
             samples=1,
             budget=budget,
-            stop_at=0.5,
+            stop_at=0.9,
             seed=seed,
             report=seed == 2,  # the last one's page is read below
         )
         assert not m["stopping"]["stopped_early"]
         assert m["n_pairs"] == budget
-        assert max(r for _, r in m["stopping"]["history"]) < 0.5
+        assert max(r for _, r in m["stopping"]["history"]) < 0.9
         rel.append(m["stopping"]["reliability"])
-    assert abs(np.mean(rel)) < 0.2
+    assert abs(np.mean(rel)) < 0.5  # sd of one coin's value about 0.3: a mean of 3 ~ 0.17
     assert m["sigma_identified"]["identified"] is False
     report = (tmp_path / "coin2" / "report.html").read_text(encoding="utf-8")
     assert "sigmas are poorly identified" in report
