@@ -26,6 +26,7 @@ from valuescope.errors import MissingDependencyError, ValuescopeError
 from valuescope.models.base import Answer, Query
 from valuescope.models.labels import space_lead
 from valuescope.models.params import Flag, ModelParams, Whole, validate_params
+from valuescope.models.streams import shared_length
 
 PIP_LINE = 'pip install "valuescope[hf]"'
 DTYPES = ("float32", "bfloat16", "float16")
@@ -74,13 +75,7 @@ def answer_token_ids(tokenizer: Any, labels: Sequence[str] = ANSWER_LABELS) -> d
 
 def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
     """Length of the longest token prefix every row shares."""
-    first, n = rows[0], min(len(r) for r in rows)
-    for row in rows[1:]:
-        k = 0
-        while k < n and row[k] == first[k]:
-            k += 1
-        n = k
-    return n
+    return min(shared_length(rows[0], row) for row in rows)
 
 
 class HFBackend:

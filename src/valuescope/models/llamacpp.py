@@ -153,13 +153,6 @@ def default_threads() -> int:
     return max(1, min(len(cpus), int(len(cpus) - busy + 0.5)))
 
 
-def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
-    """Length of the longest common prefix of two token arrays."""
-    m = min(len(a), len(b))
-    diff = np.flatnonzero(a[:m] != b[:m])
-    return int(diff[0]) if len(diff) else m
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities from logits, computed in float64."""
     z = logits.astype(np.float64)
@@ -373,7 +366,7 @@ class LlamaCppBackend:
         differently), so the result is that of one call from an empty cache.
         """
         llm = self.llm
-        same = common_prefix(np.asarray(tokens), llm.input_ids[: llm.n_tokens])
+        same = streams.shared_length(tokens, llm.input_ids[: llm.n_tokens])
         keep = max(0, min(same, most, len(tokens) - streams.MIN_ROWS))
         if keep and not llm._ctx.kv_cache_seq_rm(0, keep, -1):  # e.g. recurrent models
             keep = 0
