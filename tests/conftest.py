@@ -62,11 +62,29 @@ def pytest_collection_modifyitems(config, items) -> None:
         for fixture, group in XDIST_GROUPS.items():
             if fixture in item.fixturenames:
                 item.add_marker(pytest.mark.xdist_group(group))
+        if not item.get_closest_marker("xdist_group") and _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     if not config.pluginmanager.hasplugin("timeout"):  # pytest-timeout (dev extra) missing
         return
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+def _uses_a_module_fixture(item) -> bool:
+    """Whether the test needs a module-scoped fixture of its own module.
+
+    Such tests share one worker, so the fixture (a model loaded, a run made) is built once,
+    not once per worker: measured, the control-training module's tiny model and assembly
+    took 37 s of test time split over two workers and 9 s on one.
+    """
+    defs = getattr(item, "_fixtureinfo", None)
+    if defs is None:
+        return False
+    return any(
+        d[-1].scope == "module" and d[-1].baseid.split("::")[0].endswith(".py")
+        for d in defs.name2fixturedefs.values()
+    )
 
 
 def pytest_runtest_logreport(report) -> None:
@@ -288,6 +306,23 @@ def run_process():
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+@pytest.fixture(autouse=True)
+def _run_reports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started by a test writes no report.html unless the test is marked `report`.
+
+    `valuescope run` and `valuescope.measure` get the pipeline's `report=None`, the path
+    they take when no page is wanted; drawing the page's figures is about 1 s of CPU, two
+    thirds of a small run, and most tests read the tables only. Tests that read the page
+    (or build one from a run) carry `@pytest.mark.report`; an unmarked test that asks for
+    a page fails (`build_report` is None), so none goes untested by accident. Analyses'
+    pages are not touched here (`no_sub_run_reports` is their switch).
+    """
+    if request.node.get_closest_marker("report") is None:
+        import valuescope.report
+
+        monkeypatch.setattr(valuescope.report, "build_report", None)
 
 
 @pytest.fixture

@@ -156,6 +156,7 @@ def _counted(ctx: ExperimentContext, model: str | None = None) -> list[int]:
     return asked
 
 
+@pytest.mark.slow  # two maximization runs (6 s); cached reruns are fast in test_pipeline.py
 def test_a_rerun_reads_its_replies_and_verdicts_instead_of_asking_again(tmp_path):
     def context(seed: int = 0) -> ExperimentContext:
         return ExperimentContext(

@@ -169,6 +169,7 @@ def test_logprob_run_recovers_the_server_agent(server, logprob_run):
     check_saved_settings(server, out)
 
 
+@pytest.mark.report
 def test_sample_run_with_prices(fresh, tmp_path):
     out = tmp_path / "sample"
     model = "openai/test-model?price_in=1.5&price_out=6"

@@ -181,6 +181,7 @@ def write_analysis(directory: Path) -> None:
     (directory / "expected-utility.json").write_text(json.dumps(result))
 
 
+@pytest.mark.slow  # Chromium and four pages (13 s); the page's HTML is checked in test_report.py
 def test_reports_in_chromium(browser, tmp_path: Path) -> None:
     runs = []
     for name, model, seed in [

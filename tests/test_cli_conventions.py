@@ -175,6 +175,7 @@ def test_json_verbose_and_quiet_on_run_and_fit(cli, tmp_path):
     assert json.loads(refit.stdout)["out"] == str(tmp_path / "u.csv") and refit.stderr == ""
 
 
+@pytest.mark.report
 def test_json_on_experiment_is_the_result_alone(cli, tmp_path):
     out = tmp_path / "exp"
     proc = cli(

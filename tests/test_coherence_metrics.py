@@ -169,6 +169,7 @@ def _utility_coverage(seed: int, n_boot: int) -> float:
     return float(np.mean((truth >= lo) & (truth <= hi)))
 
 
+@pytest.mark.slow  # coverage over several agents (5 s); test_intervals_fast.py covers sim/thurstone
 def test_utility_interval_coverage_on_planted_agents():
     coverage = np.mean([_utility_coverage(seed, 30) for seed in range(12)])
     assert 0.85 <= coverage <= 0.95, coverage
@@ -214,7 +215,10 @@ def test_coin_scores_a_quarter_cycles_and_chance_log_loss(tmp_path):
     assert lo <= 0.25 <= hi
 
 
-@pytest.mark.parametrize("samples", [1, 3])
+@pytest.mark.parametrize(
+    "samples",
+    [1, pytest.param(3, marks=pytest.mark.slow)],  # 3: the same bound, 3x the answers
+)
 def test_a_fit_of_pure_noise_stays_near_chance_on_new_pairs(tmp_path, samples):
     """Few samples per pair: without the out-of-fold scale a coin scored 0.93-1.13 here.
 

@@ -73,6 +73,7 @@ def test_split_half_reliability_separates_signal_from_coin():
     assert abs(split_half_reliability(pairs, coin, n, rng, splits=4).mean) < 0.3
 
 
+@pytest.mark.slow  # three coin runs (9 s); halves are refitted fast (test_design_selection)
 def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
     """A coin run through the active design never reaches a target of 0.9.
 
@@ -109,7 +110,8 @@ def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
     ("model", "mode", "samples"),
     [
         ("sim/thurstone", "sample", 1),
-        ("sim/thurstone", "sample", 3),
+        # three samples a pair: the same stop on 3x the answers (4 s), so the slow tier
+        pytest.param("sim/thurstone", "sample", 3, marks=pytest.mark.slow),
         ("sim/thurstone?logprob_noise=1", "logprob", 1),
     ],
 )

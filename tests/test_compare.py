@@ -42,6 +42,7 @@ def three_runs(tmp_path_factory) -> list[Path]:
     ]
 
 
+@pytest.mark.slow  # three runs and a page (9 s); test_python_api compares two runs fast
 def test_three_run_comparison(three_runs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     comp, path = build_comparison(three_runs, out)  # the CLI is tested below

@@ -71,6 +71,7 @@ def test_memory_check_refuses_with_the_figures(tiny, synthetic_assembly, tmp_pat
     assert not (tmp_path / "t" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a training stopped and resumed (5 s); a full training below is fast
 def test_training_resumes_from_its_last_checkpoint(tiny, synthetic_assembly, tmp_path):
     import torch
     from safetensors.torch import load_file

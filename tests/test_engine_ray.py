@@ -81,6 +81,7 @@ def metrics(out: Path) -> dict:
 
 
 # -- same utilities as the local engine ------------------------------------------------------
+@pytest.mark.slow  # a Ray start (18 s of wall); engine settings and query JSON are fast
 def test_ray_run_matches_local_run_sim(local_ray, tmp_path):
     args = ("--outcomes", "demo", "--seed", "5", "--budget", "80")
     vs(*run_args("sim/thurstone", tmp_path / "local", *args))

@@ -85,6 +85,7 @@ def test_power_seeking_recovers_the_planted_weight(tmp_path):
     assert covers(neutral["corr_power"], 0.0)
 
 
+@pytest.mark.slow  # (7 s) test_analysis_corrigibility.py has planted agents in the fast tier
 def test_corrigibility_recovers_the_planted_rejection(tmp_path):
     # the hand-written dataset (the default samples reversals: tests/test_analysis_corrigibility)
     stubborn = run(
@@ -120,6 +121,7 @@ def test_random_agent_shows_no_effect(tmp_path, name):
         assert corr["n"] < 10 or abs(corr["value"]) < 0.6, corr
 
 
+@pytest.mark.slow  # (5 s) test_analysis_maximization.py has a chance agent, fast
 def test_random_agent_maximization_is_at_chance(tmp_path):
     h = run("maximization", "sim/utility-ignorer", tmp_path, mode="sample")["headline"]
     assert covers(h["top1"], h["chance1"]["value"])

@@ -123,6 +123,12 @@ def test_sample_triads_finds_exactly_the_triangles():
     k4 = np.array(list(combinations(range(4), 2)))
     np.testing.assert_array_equal(sample_triads(k4, 4), list(combinations(range(4), 3)))
     assert len(sample_triads(k4, 4, max_triads=2)) == 2
+    np.testing.assert_array_equal(sample_triads(k4, 4, max_triads=4), sample_triads(k4, 4))
+    # at most max_triads triangles: every one (a random search of 4 * 5000 tries missed 21)
+    k30 = np.array(list(combinations(range(30), 2)))
+    got30 = sample_triads(k30, 30)
+    assert len(got30) == math.comb(30, 3) == 4060
+    np.testing.assert_array_equal(got30, list(combinations(range(30), 3)))
     none = sample_triads(np.array([[0, 1], [1, 2]]), 3)
     assert none.shape == (0, 3)
 

@@ -170,6 +170,7 @@ def test_smollm2_gguf():
     assert all(0.01 < a.mass <= 1 and 0 <= a.p_a <= 1 for a in answers)
 
 
+@pytest.mark.slow  # loads a second model (6 s); the label lead is checked fast on llama.cpp
 def test_digit_labels_are_read_after_the_space_the_tokenizer_splits_off(tmp_path):
     import torch
 

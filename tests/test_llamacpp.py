@@ -70,7 +70,7 @@ def test_prompt_uses_the_models_chat_template(backend):
     assert text.endswith("<|im_start|>assistant\nI would prefer Option")
 
 
-@pytest.mark.slow  # real-model timing; the batch equality tests are fast
+@pytest.mark.slow  # real-model timing; the reuse plan is replayed on tokens (test_streams_plan)
 def test_prefix_reuse_matches_fresh_evaluation_and_is_faster(gguf, backend):
     queries = demo_queries(4)
     fresh = LlamaCppBackend(gguf, reuse=False)
@@ -123,6 +123,8 @@ def test_repack_is_off_unless_asked_and_names_the_answers(gguf, backend):
     assert plain.name == backend.name and plain.llm.model_params.use_extra_bufts is False
 
 
+@pytest.mark.report
+@pytest.mark.slow  # a CLI run on the real model (11 s); its answers are checked fast above
 def test_embedded_run_writes_a_run_directory(cli, tmp_path):
     out = tmp_path / "run"
     outcomes = tmp_path / "outcomes.txt"  # 8 demo outcomes: every question is real inference
@@ -155,6 +157,7 @@ def test_missing_gguf_gives_one_line(cli, tmp_path):
     assert_one_line_error(proc, "no GGUF file at /no/such/model.gguf")
 
 
+@pytest.mark.slow  # loads Qwen; SmolLM2's split of " 1" is checked fast below
 def test_digit_labels_are_answered_where_the_tokenizer_splits_the_space():
     # Qwen writes " 1" as a space and "1": the space goes in the prompt, "1" is read
     qwen = get_backend("embedded/qwen2.5-coder-0.5b?threads=1")

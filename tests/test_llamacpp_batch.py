@@ -65,6 +65,7 @@ def alone(single) -> tuple[list[Query], list]:
     return qs, [single.answer([q])[0] for q in qs]
 
 
+@pytest.mark.slow  # real-model batches (20 s); the plan is replayed on tokens (test_streams_plan)
 def test_batched_answers_equal_one_prompt_at_a_time(single, many, alone):
     qs, one = alone
     lengths = {len(single.render(q.messages)) for q in qs}
@@ -80,7 +81,7 @@ def test_batched_answers_equal_one_prompt_at_a_time(single, many, alone):
     np.testing.assert_allclose([a.p_a for a in again], [a.p_a for a in one], atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow  # real-model batches; the plan and the batch equality are fast
+@pytest.mark.slow  # real-model batches; the plan is replayed on tokens (test_streams_plan)
 def test_groups_too_big_for_the_context_are_split(gguf, alone):
     qs, want = alone
     small = LlamaCppBackend(gguf, batch=16, threads=1, n_ctx=320)

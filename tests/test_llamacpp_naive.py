@@ -42,6 +42,7 @@ def naive_p_a(backend: LlamaCppBackend, q: Query) -> float:
     return float(p[ids_a].sum() / (p[ids_a].sum() + p[ids_b].sum()))
 
 
+@pytest.mark.slow  # real-model batches (11 s); the plan is replayed on tokens (test_streams_plan)
 def test_batched_answers_equal_whole_prompt_evaluation(gguf):
     backend = LlamaCppBackend(gguf, batch=8, threads=1)
     qs = demo_queries(5)

@@ -125,6 +125,7 @@ def test_sample_mode_recovers_truth(tmp_path):
     assert result.metrics["truth"]["spearman"] >= 0.95
 
 
+@pytest.mark.slow  # two demo runs (8 s); planted agents in test_coherence_metrics.py are fast
 def test_random_agent_is_at_chance_and_coherent_agent_is_not(tmp_path):
     common = dict(
         outcomes="main", mode="sample", samples=3, budget=2000, seed=4, bootstrap=0, design="random"
@@ -196,6 +197,7 @@ def _rows(db) -> int:
         return 0
 
 
+@pytest.mark.slow  # a killed subprocess (8 s); test_api_backends kills and resumes a run fast
 def test_killed_run_resumes_without_asking_twice(cli, tmp_path):
     model = "sim/thurstone?delay=0.02"
     args = [

@@ -83,6 +83,7 @@ def test_output_comparison_allows_only_small_decimal_differences() -> None:
     assert not same_output("2.38 1.84\n", "2.38\n")
 
 
+@pytest.mark.report
 def test_every_example_runs_and_prints_what_the_page_says(tmp_path: Path) -> None:
     done = run_examples(tmp_path)
     assert len(done) >= 9, "the page has lost examples"
@@ -331,6 +332,7 @@ def test_answers_of_a_copy_without_its_cache_come_from_answers_parquet(
         _ = valuescope.load(tmp_path).answers
 
 
+@pytest.mark.report
 def test_report_writes_the_page(demo_run: Run, tmp_path: Path) -> None:
     path = demo_run.report(tmp_path / "page.html")
     assert path == tmp_path / "page.html" and "sim/thurstone" in path.read_text()
@@ -339,6 +341,7 @@ def test_report_writes_the_page(demo_run: Run, tmp_path: Path) -> None:
 # -- experiment and compare ---------------------------------------------------------------
 
 
+@pytest.mark.report
 def test_experiment_returns_its_result(tmp_path: Path) -> None:
     delays = ["1 month", "6 months", "2 years"]  # a list goes to the analysis joined by commas
     exp = valuescope.experiment(
@@ -353,6 +356,7 @@ def test_experiment_returns_its_result(tmp_path: Path) -> None:
     assert (tmp_path / "report.html").is_file()
 
 
+@pytest.mark.report
 def test_experiment_runs_are_its_utility_measurements(tmp_path: Path) -> None:
     exp = valuescope.experiment("expected-utility", "sim/eu", quick=True, out=tmp_path, seed=1)
     runs = exp.runs
@@ -363,6 +367,7 @@ def test_experiment_runs_are_its_utility_measurements(tmp_path: Path) -> None:
     assert exp.result["seed"] == 1 and exp.reading
 
 
+@pytest.mark.report
 def test_convergence_takes_runs_as_run_objects_or_paths(demo_run: Run, tmp_path: Path) -> None:
     other = valuescope.measure("sim/thurstone", "demo", seed=1, out=tmp_path / "same", bootstrap=0)
     exp = valuescope.experiment("convergence", runs=[demo_run, other.out], out=tmp_path / "c")

@@ -64,7 +64,10 @@ def listed(stdout: str) -> list[str]:
     return sorted(line.split(": ")[0] for line in section.splitlines() if line.startswith("tests/"))
 
 
-@pytest.mark.parametrize("workers", ["2", "0"])
+@pytest.mark.parametrize(
+    "workers",
+    [pytest.param("2", marks=pytest.mark.slow), "0"],  # two workers: a 10 s nested session
+)
 def test_a_planted_skip_fails_the_session(project, workers):
     proc = pytest_run(project, "-n", workers, "--dist", "loadgroup")
     assert proc.returncode == 1, proc.stdout[-3000:]
@@ -75,6 +78,7 @@ def test_a_planted_skip_fails_the_session(project, workers):
     ], proc.stdout[-3000:]
 
 
+@pytest.mark.slow  # a nested two-worker pytest session (10 s)
 def test_an_allowed_skip_under_xdist_passes(project):
     proc = pytest_run(project, "-n", "2", "--dist", "loadgroup", "tests/test_engine_ray.py")
     assert proc.returncode == 0, proc.stdout[-3000:]
