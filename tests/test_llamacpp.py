@@ -92,6 +92,7 @@ def test_prefix_reuse_matches_fresh_evaluation_and_is_faster(gguf, backend):
     assert t_reuse < t_fresh
 
 
+@pytest.mark.slow  # real-model sampling (5 s); test_hf_backend samples a real model fast
 def test_sample_mode_reproduces(backend):
     queries = demo_queries(2, mode="sample", samples=3)
     first = backend.answer(queries)

@@ -105,7 +105,7 @@ def test_sample_queries_in_a_batched_call_still_sample(many):
     assert "batch" not in many.name  # answers do not depend on it, so the cache key neither
 
 
-@pytest.mark.slow  # real-model sampling; test_llamacpp.py samples in the fast tier
+@pytest.mark.slow  # real-model sampling; test_hf_backend samples a real model fast
 def test_samples_of_one_prompt_equal_samples_asked_one_at_a_time(gguf, single, many):
     """The prompt is evaluated once for all its samples; every text is unchanged."""
     texts = load_outcomes("demo").texts
