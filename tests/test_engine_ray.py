@@ -117,7 +117,7 @@ def test_ray_run_matches_local_run_embedded(local_ray, tmp_path):
 
 
 # -- resume either way -------------------------------------------------------------------------
-@pytest.mark.slow  # Ray end-to-end; the fast tier keeps test_ray_run_matches_local_run_sim
+@pytest.mark.slow  # Ray end-to-end, as every Ray run; engine checks are fast
 def test_resume_moves_between_engines(local_ray, tmp_path):
     common = ("--outcomes", "demo", "--seed", "2")
     reference = tmp_path / "reference"

@@ -104,7 +104,7 @@ def test_full_run_through_the_openai_backend(cli, llama_server, tmp_path):
     assert again["n_queries_cached"] == metrics["n_queries"]
 
 
-@pytest.mark.slow  # the fast tier has sample mode on this model in-process (test_llamacpp.py)
+@pytest.mark.slow  # sample mode on this model in-process is test_llamacpp.py's (slow tier too)
 def test_sample_mode_through_the_openai_backend(cli, llama_server, tmp_path):
     out = tmp_path / "sample"
     _run(cli, llama_server, out, "--mode", "sample", "--samples", "1", "--stop-at", "1")

@@ -221,7 +221,7 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.mark.slow  # fast tier: the run and sub-runs on Ray, this path at the workers (testing.md)
+@pytest.mark.slow  # a Ray start, as every Ray run; engine checks are fast (testing.md)
 def test_sensitivity_on_ray_gives_the_local_answers(local_ray, tmp_path):
     args = ("sim/thurstone", "--outcomes", "demo", "--budget", "40", "--seed", "3", "-q")
     vs("sensitivity", *args, "--out", str(tmp_path / "local"))
@@ -235,7 +235,7 @@ def test_sensitivity_on_ray_gives_the_local_answers(local_ray, tmp_path):
     assert saved_config(tmp_path / "ray")["engine"] == "ray"
 
 
-@pytest.mark.slow  # fast tier: the run and sub-runs on Ray, this path at the workers (testing.md)
+@pytest.mark.slow  # a Ray start, as every Ray run; engine checks are fast (testing.md)
 def test_assembly_on_ray_gives_the_local_votes(local_ray, tmp_path):
     args = ["sim/citizen", "--outcomes", "demo", "--citizens", "3", "--pairs", "6", "-q"]
     vs("control", "assemble", *args, "--out", str(tmp_path / "local"))
@@ -248,7 +248,7 @@ def test_assembly_on_ray_gives_the_local_votes(local_ray, tmp_path):
     assert saved_config(tmp_path / "ray")["engine"] == "ray"
 
 
-@pytest.mark.slow  # Ray end-to-end; test_engine_ray's run on Ray is fast
+@pytest.mark.slow  # Ray end-to-end, as every Ray run; engine checks are fast
 def test_analysis_sub_runs_on_ray_give_the_local_answers(local_ray, tmp_path):
     outcomes = [f"outcome {i}" for i in range(6)]
     for engine in ("local", "ray"):
@@ -264,7 +264,7 @@ def test_analysis_sub_runs_on_ray_give_the_local_answers(local_ray, tmp_path):
     assert local_table == (tmp_path / "ray/utilities/utilities.csv").read_text()
 
 
-@pytest.mark.slow  # a second Ray start (11 s); test_engine_ray's run on Ray stays fast
+@pytest.mark.slow  # a Ray start (11 s), as every Ray run; engine checks are fast
 def test_ray_workers_answer_the_questions(local_ray, tmp_path):
     """Proof that Ray, not the driver, answers: workers build their own backend from the
     model string, so a driver backend of another seed is caught by the name check."""
