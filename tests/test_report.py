@@ -438,3 +438,34 @@ def test_usage_in_header() -> None:
         ("Tokens", "12,345 in · 678 out"),
         ("Cost", "$0.0123"),
     ]
+
+
+# Other tests read a run's tables without drawing its page (tests/conftest.py
+# `_run_reports`); a run of each kind here draws its page, as a user's run does.
+PAGE_RUNS = {
+    "logprob": ["sim/thurstone?logprob_noise=1", "--mode", "logprob"],
+    "samples-refusals-drop": [
+        "sim/thurstone?refusal_rate=0.3", "--samples", "3", "--refusals", "drop",
+    ],
+    "random-design-refusals-separate": [
+        "sim/thurstone?refusal_rate=0.2", "--design", "random", "--refusals", "separate",
+    ],
+    "coin-full-design-no-bootstrap": ["sim/random", "--design", "full", "--bootstrap", "0"],
+}  # fmt: skip
+
+
+@pytest.mark.report
+@pytest.mark.parametrize("args", PAGE_RUNS.values(), ids=PAGE_RUNS.keys())
+def test_every_kind_of_run_draws_its_page(cli, tmp_path: Path, args: list[str]) -> None:
+    outcomes = tmp_path / "outcomes.txt"
+    texts = [f"You receive {t}{when}" for t in THINGS for when in ("", " next year")]
+    outcomes.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "run"
+    cli("run", *args, "--outcomes", str(outcomes), "--out", str(out), "-q", check=True)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    _assert_self_contained(html)
+    _assert_unique_ids(html)
+    assert html.count("<svg") >= 3  # utilities, categories or ranking, calibration
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"{metrics['heldout_accuracy']:.3f}" in html
+    assert html.count('<tr data-id="') == len(texts)
