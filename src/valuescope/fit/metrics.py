@@ -87,9 +87,7 @@ def sample_triads(
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 3)
 
 
-def _all_triangles(
-    neighbours: list[set[int]], limit: int
-) -> list[tuple[int, int, int]] | None:
+def _all_triangles(neighbours: list[set[int]], limit: int) -> list[tuple[int, int, int]] | None:
     """Every triangle of the graph, or None as soon as there are more than `limit`.
 
     Enumerating is exact and, below the limit, cheaper than the random search, which
