@@ -175,6 +175,7 @@ class ThurstoneAgent(_SimAgent):
     def __init__(self, kind: str, params: dict[str, str], seed: int = 0) -> None:
         super().__init__(kind, params, seed)
         self.rps = self.settings.rps
+        self._utilities: dict[str, tuple[float, float]] = {}  # a text's draw, made once
 
     def rps_angle(self, text: str) -> float | None:
         """The outcome's angle on the intransitive circle, None outside the block."""
@@ -184,8 +185,11 @@ class ThurstoneAgent(_SimAgent):
         return float(2 * np.pi * u_angle) if u_member < self.rps else None
 
     def _utility(self, text: str) -> tuple[float, float]:
-        rng = np.random.default_rng(stable_seed("utility", self.seed, text))
-        return float(rng.normal()), float(rng.uniform(0.2, 1.0))
+        known = self._utilities.get(text)
+        if known is None:
+            rng = np.random.default_rng(stable_seed("utility", self.seed, text))
+            known = self._utilities[text] = (float(rng.normal()), float(rng.uniform(0.2, 1.0)))
+        return known
 
     def p_first(self, option_a: str, option_b: str, template: str = "default") -> float:
         mu_a, s_a = self._utility(option_a)
