@@ -189,6 +189,7 @@ def test_sample_run_with_prices(fresh, tmp_path):
 
 
 # -- (b) transient faults are retried ----------------------------------------------------
+@pytest.mark.slow  # 3 s server stalls (5 s); each fault kind is retried fast below
 def test_run_survives_mixed_faults(fresh, tmp_path):
     fresh.reset(Faults(rate=0.2, retry_after=0.3, slow_seconds=3, seed=1), latency=0.005)
     out = tmp_path / "faults"

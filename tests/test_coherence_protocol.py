@@ -109,8 +109,8 @@ def test_coin_reliability_near_zero_and_never_stops_early(tmp_path, outcomes60):
 @pytest.mark.parametrize(
     ("model", "mode", "samples"),
     [
-        ("sim/thurstone", "sample", 1),
-        # three samples a pair: the same stop on 3x the answers (4 s), so the slow tier
+        # sample mode, 4 s each: the slow tier; the logprob case below is fast
+        pytest.param("sim/thurstone", "sample", 1, marks=pytest.mark.slow),
         pytest.param("sim/thurstone", "sample", 3, marks=pytest.mark.slow),
         ("sim/thurstone?logprob_noise=1", "logprob", 1),
     ],

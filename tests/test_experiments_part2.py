@@ -145,6 +145,7 @@ def test_time_discounting_recovers_hyperbolic_k(tmp_path):
     assert (tmp_path / "time-discounting_curves.svg").exists()
 
 
+@pytest.mark.usefixtures("no_sub_run_reports")  # the hyperbolic case renders them
 def test_time_discounting_recovers_exponential_delta(tmp_path):
     result = _run("time-discounting", "sim/exponential?delta=0.95", tmp_path)
     delta = result["headline"]["delta"]

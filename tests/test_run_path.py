@@ -181,6 +181,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow  # holders run 0.5 s a query; test_hardening_cli locks each command
 def test_the_lock_refuses_a_second_process_on_every_path(tmp_path):
     out = tmp_path / "busy"
     slow = "sim/thurstone?delay=0.5"
