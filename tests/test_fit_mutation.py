@@ -129,8 +129,26 @@ def test_sample_triads_finds_exactly_the_triangles():
     got30 = sample_triads(k30, 30)
     assert len(got30) == math.comb(30, 3) == 4060
     np.testing.assert_array_equal(got30, list(combinations(range(30), 3)))
+    assert len(sample_triads(k30, 30, max_triads=4060)) == 4060  # exactly the limit: all
     none = sample_triads(np.array([[0, 1], [1, 2]]), 3)
-    assert none.shape == (0, 3)
+    assert none.shape == (0, 3) and none.dtype == np.int64
+    zero = sample_triads(k4, 4, max_triads=0)  # more triangles than asked: none drawn
+    assert zero.shape == (0, 3) and zero.dtype == np.int64
+    # integer-valued pairs of another dtype are read as indices
+    np.testing.assert_array_equal(sample_triads(k4.astype(float), 4), sample_triads(k4, 4))
+
+
+def test_sample_triads_draws_past_edges_without_triangles():
+    # K6 (20 triangles) and 9 pendant edges that close none: a draw that lands on a
+    # pendant edge tries again, so max_triads distinct triangles are still found (a search
+    # that stopped at the first pendant edge found fewer for each of these seeds)
+    k6 = list(combinations(range(6), 2))
+    pendant = [(i % 6, 6 + i) for i in range(9)]
+    pairs = np.array(k6 + pendant)
+    for seed in range(5):
+        got = sample_triads(pairs, 15, max_triads=4, seed=seed)
+        assert len(got) == len({tuple(t) for t in got.tolist()}) == 4
+        assert all(c < 6 for _, _, c in got.tolist())
 
 
 def test_sample_triads_is_seeded():
