@@ -285,6 +285,7 @@ def test_convergence_errors(tmp_path, runs):
 
 
 @pytest.mark.slow
+@pytest.mark.report
 def test_cli_runs_time_discounting(tmp_path, cli):
     out = tmp_path / "exp"
     proc = cli(

@@ -131,6 +131,7 @@ def test_resume_with_a_corrupt_run_config_is_one_line(finished, tmp_path, conten
 
 
 @pytest.mark.slow  # four or five CLI processes (~20 s on 2 loaded cores)
+@pytest.mark.report
 def test_another_run_is_refused_and_overwrite_replaces_it_without_stale_files(tmp_path, six):
     out = tmp_path / "run"
     mine = ("--outcomes", str(six), "--out", str(out))

@@ -84,6 +84,7 @@ def _run(cli, base: str, out, *extra: str):
 
 
 @pytest.mark.slow  # a real llama-server run; the OpenAI backend is fast against the loopback server
+@pytest.mark.report
 def test_full_run_through_the_openai_backend(cli, llama_server, tmp_path):
     out = tmp_path / "run"
     _run(cli, llama_server, out)
