@@ -89,8 +89,15 @@ def _builtin(name: str) -> OutcomeSet:
 
 def builtin_sets() -> list[str]:
     """Names of the outcome sets shipped with valuescope."""
+    return list(_builtin_names())
+
+
+@functools.cache  # as `_builtin`: listed once, not on every load_outcomes call
+def _builtin_names() -> tuple[str, ...]:
     folder = resources.files("valuescope.outcomes") / "data"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return tuple(
+        sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    )
 
 
 def load_outcomes(source: str | Path) -> OutcomeSet:
